@@ -1,0 +1,60 @@
+r"""Evaluates trained classifiers: clean accuracy, Gaussian-noise robustness, adversarial robustness.
+
+  python evaluate.py --workdir=runs/demo/eval
+  python evaluate.py --workdir=runs/demo/eval --adversarial \
+      --config.models="None=runs/demo/none,Neural=runs/demo/neural"
+
+Writes robustness.json, noise_robustness.png (and, with --adversarial, per-sample CSV files and
+adversarial plots) to --workdir and prints the tables. See configs/evaluate.py for every option.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from neuroreg_tf.robustness import evaluation
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/evaluate.py", "Evaluation config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for robustness.json, plots and tables.")
+_ADVERSARIAL = flags.DEFINE_bool(
+    "adversarial", False, "Also run the adversarial evaluation (same as --config.adversarial.enabled)."
+)
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    model_specs = evaluation.parse_model_specs(config.models)
+    if config.dataset:
+        dataset, data_dir = config.dataset, config.data_dir or None
+    else:
+        dataset, run_data_dir = evaluation.dataset_from_run(model_specs[0][1])
+        data_dir = config.data_dir or run_data_dir
+    x, y = evaluation.load_examples(
+        dataset, config.split, num_examples=config.num_examples, data_dir=data_dir
+    )
+    adversarial = None
+    if config.adversarial.enabled or _ADVERSARIAL.value:
+        adversarial = {key: value for key, value in config.adversarial.items() if key != "enabled"}
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+    with open(os.path.join(_WORKDIR.value, "evaluate_config.json"), "w") as handle:
+        handle.write(config.to_json_best_effort(indent=2) + "\n")
+    evaluation.evaluate_models(
+        model_specs,
+        x,
+        y,
+        sigmas=config.noise.sigmas,
+        seeds=config.noise.seeds,
+        batch_size=config.batch_size,
+        adversarial=adversarial,
+        workdir=_WORKDIR.value,
+        metadata={"dataset": dataset, "split": config.split},
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,252 @@
+"""Evaluate one or several trained classifiers: clean accuracy, Gaussian noise, adversarial distances.
+
+`evaluate_models` is what ``evaluate.py`` and the demo call; it loads models, runs the evaluations on
+the same examples for every model and writes ``robustness.json``, the plots and the tables.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from neuroreg_tf.robustness import noise as noise_lib
+from neuroreg_tf.robustness import report as report_lib
+from neuroreg_tf.robustness.loading import load_classifier
+
+CONFIG_FILENAME = "config.json"
+
+
+def _print_progress(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_model_specs(spec):
+    """Parses models given as ``"label=path,label=path"`` (or plain paths) into (label, path) pairs.
+
+    Args:
+        spec: A comma-separated string of ``label=path`` items or plain paths (whose label is then
+            the path's last component), or a sequence of such strings, or a mapping label -> path.
+
+    Returns:
+        A list of (label, path) pairs, in the given order.
+
+    Raises:
+        ValueError: If no model is given, an item is malformed, or two models share a label.
+    """
+    if isinstance(spec, dict):
+        items = [f"{label}={path}" for label, path in spec.items()]
+    elif isinstance(spec, str):
+        items = spec.split(",")
+    else:
+        items = list(spec)
+    pairs = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if "=" in item:
+            label, path = (part.strip() for part in item.split("=", 1))
+        else:
+            path = item
+            label = os.path.basename(os.path.normpath(path))
+        if not label or not path:
+            raise ValueError(
+                "Expected models as 'label=path' items separated by commas, e.g. "
+                f"'None=runs/demo/none,Neural=runs/demo/neural'. Received: models={spec!r}"
+            )
+        pairs.append((label, path))
+    if not pairs:
+        raise ValueError(
+            "Expected at least one model, as 'label=path' items separated by commas, e.g. "
+            f"'None=runs/demo/none,Neural=runs/demo/neural'. Received: models={spec!r}"
+        )
+    labels = [label for label, _ in pairs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"Expected distinct model labels. Received: models={spec!r}")
+    return pairs
+
+
+def find_run_config(path):
+    """Returns the training run's resolved config (``config.json``) for a model path, or None.
+
+    Looks in `path` itself and its parent, so a workdir, its ``export/`` folder and its ``.keras``
+    files all lead to the workdir's config.
+    """
+    path = os.path.abspath(os.fspath(path))
+    candidates = [path, os.path.dirname(path)]
+    for directory in candidates:
+        config_path = os.path.join(directory, CONFIG_FILENAME)
+        if os.path.isfile(config_path):
+            with open(config_path) as handle:
+                return json.load(handle)
+    return None
+
+
+def dataset_from_run(path):
+    """Returns (dataset name, data_dir or None) recorded in the training run that produced `path`.
+
+    Raises:
+        ValueError: If no ``config.json`` with ``data.dataset`` is found next to `path`.
+    """
+    config = find_run_config(path)
+    data = (config or {}).get("data") or {}
+    if not data.get("dataset"):
+        raise ValueError(
+            f"Cannot tell which dataset {path!r} was trained on: expected a training workdir with "
+            f"{CONFIG_FILENAME} holding data.dataset. Set the dataset explicitly "
+            f"(--config.dataset=fashion_mnist). Received: path={path!r}"
+        )
+    return data["dataset"], data.get("data_dir") or None
+
+
+def load_examples(dataset, split="test", num_examples=None, data_dir=None, batch_size=512):
+    """Loads the first `num_examples` examples of a dataset split as NumPy arrays.
+
+    Args:
+        dataset: A dataset name known to `neuroreg_tf.data.load_classification`, e.g.
+            ``"fashion_mnist"``.
+        split: The split, e.g. ``"test"``.
+        num_examples: How many examples to take from the start of the split; None or 0 for all.
+        data_dir: The tfds data directory, or None for the default.
+        batch_size: Batch size used while reading.
+
+    Returns:
+        (x, y): float32 images in [0, 1], shape (n, h, w, 1), and int64 labels, shape (n,).
+    """
+    from neuroreg_tf import data as data_lib
+
+    dataset_batches = data_lib.load_classification(
+        dataset,
+        split,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        augment=False,
+        shuffle=False,
+        limit=num_examples or None,
+    )
+    images, labels = [], []
+    for batch_images, batch_labels in dataset_batches.as_numpy_iterator():
+        images.append(batch_images)
+        labels.append(batch_labels)
+    x = np.concatenate(images).astype(np.float32)
+    y = np.concatenate(labels).astype(np.int64)
+    if num_examples:
+        x, y = x[:num_examples], y[:num_examples]
+    return x, y
+
+
+def _load_models(models):
+    if isinstance(models, str):
+        pairs = parse_model_specs(models)
+    elif isinstance(models, dict):
+        pairs = list(models.items())
+    else:
+        pairs = list(models)
+    loaded = []
+    for label, model in pairs:
+        if isinstance(model, (str, os.PathLike)):
+            loaded.append((label, os.fspath(model), load_classifier(model)))
+        else:
+            loaded.append((label, None, model))
+    return loaded
+
+
+def evaluate_models(
+    models,
+    x,
+    y,
+    *,
+    sigmas=noise_lib.DEFAULT_SIGMAS,
+    seeds=noise_lib.DEFAULT_SEEDS,
+    batch_size=256,
+    adversarial=None,
+    workdir=None,
+    metadata=None,
+    progress=_print_progress,
+):
+    """Evaluates several classifiers on the same examples and (optionally) writes the report.
+
+    Args:
+        models: The models: a ``"label=path,..."`` string, a mapping label -> path or model, or a
+            sequence of (label, path or model) pairs. Paths go through `load_classifier`; models are
+            Keras models or callables mapping images to logits.
+        x: Images, float32 in [0, 1], shape (n, h, w, c).
+        y: Integer labels, shape (n,).
+        sigmas: Gaussian noise levels (see `noise_robustness`).
+        seeds: Noise seeds.
+        batch_size: Images per forward pass.
+        adversarial: None to skip adversarial evaluation, or a mapping of keyword arguments for
+            `neuroreg_tf.robustness.adversarial_evaluation` (e.g. ``norms``, ``num_examples``).
+        workdir: If given, ``robustness.json``, the plots and per-sample CSV files are written there.
+        metadata: Extra top-level entries for the report (dataset, split, ...).
+        progress: Called with one-line progress messages, or None for silence.
+
+    Returns:
+        The report dict (see `neuroreg_tf.robustness.report`); with a workdir, also
+        ``report["files"]``, the paths written.
+    """
+    loaded = _load_models(models)
+    results = []
+    adversarial_outputs = {}
+    for label, path, model in loaded:
+        if progress is not None:
+            progress(f"evaluating {label}" + (f" ({path})" if path else ""))
+        result = {"label": label}
+        if path is not None:
+            result["path"] = path
+        result["clean_accuracy"] = noise_lib.clean_accuracy(model, x, y, batch_size=batch_size)
+        result["noise"] = noise_lib.noise_robustness(
+            model, x, y, sigmas=sigmas, seeds=seeds, batch_size=batch_size, progress=progress
+        )
+        if progress is not None:
+            progress(f"{label}: clean accuracy {result['clean_accuracy']:.4f}")
+        if adversarial is not None:
+            from neuroreg_tf.robustness import adversarial as adversarial_lib
+
+            summary, per_sample = adversarial_lib.adversarial_evaluation(
+                model, x, y, progress=progress, **dict(adversarial)
+            )
+            result["adversarial"] = summary
+            adversarial_outputs[label] = per_sample
+        results.append(result)
+
+    report = report_lib.build_report(
+        results,
+        num_examples=int(len(x)),
+        sigmas=[float(sigma) for sigma in sigmas],
+        noise_seeds=[int(seed) for seed in seeds],
+        **(metadata or {}),
+    )
+    if progress is not None:
+        progress("\n" + report_lib.format_noise_table(results))
+        if adversarial is not None:
+            progress("\n" + report_lib.format_adversarial_table(results))
+    if workdir is not None:
+        report["files"] = write_outputs(report, workdir, adversarial_outputs)
+        if progress is not None:
+            progress(f"wrote {', '.join(report['files'])}")
+    return report
+
+
+def write_outputs(report, workdir, adversarial_outputs=None):
+    """Writes robustness.json, the noise plot and (when present) the adversarial CSV and plots.
+
+    Returns:
+        The list of written paths.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    results = report["models"]
+    files = [
+        report_lib.plot_noise(
+            results,
+            os.path.join(workdir, report_lib.NOISE_PLOT_FILENAME),
+            title=report.get("dataset"),
+        )
+    ]
+    if adversarial_outputs:
+        files.extend(report_lib.write_adversarial_outputs(results, adversarial_outputs, workdir))
+    json_path = os.path.join(workdir, report_lib.JSON_FILENAME)
+    files.insert(0, json_path)
+    report_lib.write_json({**report, "files": files}, json_path)
+    return files

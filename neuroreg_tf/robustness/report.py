@@ -1,0 +1,141 @@
+"""Robustness reports: ``robustness.json``, plots and a printed table, for one or several models.
+
+The report is a dict (the JSON document)::
+
+    {
+      "dataset": ..., "split": ..., "num_examples": ..., "sigmas": [...], "noise_seeds": [...],
+      "models": [
+        {"label": ..., "path": ..., "clean_accuracy": ...,
+         "noise": [{"sigma", "accuracy", "sem", "accuracies_per_seed"}, ...],
+         "adversarial": {"linf": {...}, "l2": {...}}},          # only when run
+        ...
+      ],
+      "clean_accuracy": ..., "noise": [...], "adversarial": {...}  # copies, only for a single model
+    }
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+JSON_FILENAME = "robustness.json"
+NOISE_PLOT_FILENAME = "noise_robustness.png"
+ADVERSARIAL_PLOT_FILENAME = "adversarial_robustness.png"
+NORM_TITLES = {"linf": "L-inf", "l2": "L2"}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(item) for item in value.tolist()]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if math.isnan(value):
+            return None
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def build_report(model_results, **metadata):
+    """Assembles the report dict from per-model results.
+
+    Args:
+        model_results: A list of per-model dicts, each with at least ``label``, ``clean_accuracy``
+            and ``noise``; optionally ``path`` and ``adversarial``.
+        **metadata: Top-level entries such as ``dataset``, ``split``, ``num_examples``.
+
+    Returns:
+        The report dict described in this module's docstring.
+    """
+    report = dict(metadata)
+    report["models"] = list(model_results)
+    if len(model_results) == 1:
+        only = model_results[0]
+        for key in ("clean_accuracy", "noise", "adversarial"):
+            if key in only:
+                report[key] = only[key]
+    return report
+
+
+def write_json(report, path):
+    """Writes `report` as JSON (infinite distances as the string "inf") and returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(_jsonable(report), handle, indent=2)
+        handle.write("\n")
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_noise(model_results, path, title=None):
+    """Plots accuracy vs noise sigma with SEM error bars, one line per model, and saves a PNG.
+
+    Args:
+        model_results: Per-model dicts with ``label`` and ``noise`` (see `build_report`).
+        path: Where to write the PNG.
+        title: Optional figure title.
+
+    Returns:
+        `path`.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4.0))
+    for result in model_results:
+        noise = sorted(result["noise"], key=lambda entry: entry["sigma"])
+        axes.errorbar(
+            [entry["sigma"] for entry in noise],
+            [entry["accuracy"] for entry in noise],
+            yerr=[entry["sem"] for entry in noise],
+            marker="o",
+            markersize=4,
+            capsize=3,
+            label=result["label"],
+        )
+    axes.set_xlabel("Gaussian noise sigma (pixel range [0, 1])")
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(0.0, 1.0)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def format_noise_table(model_results):
+    """Returns a plain-text table: one row per model, clean accuracy then accuracy +- SEM per sigma."""
+    sigmas = sorted({entry["sigma"] for result in model_results for entry in result["noise"]})
+    label_width = max([len("model")] + [len(str(result["label"])) for result in model_results])
+    header = [f"{'model':<{label_width}}", f"{'clean':>7}"] + [f"{'s=' + format(s, 'g'):>14}" for s in sigmas]
+    lines = ["  ".join(header)]
+    for result in model_results:
+        by_sigma = {entry["sigma"]: entry for entry in result["noise"]}
+        cells = [f"{result['label']:<{label_width}}", f"{result['clean_accuracy']:>7.3f}"]
+        for sigma in sigmas:
+            entry = by_sigma.get(sigma)
+            cell = f"{entry['accuracy']:.3f}+-{entry['sem']:.3f}" if entry else "-"
+            cells.append(f"{cell:>14}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
