@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from neuroreg_tf import data
 from neuroreg_tf.data import common
 from neuroreg_tf.data import fashion_mnist
+from neuroreg_tf.data import prepare as prepare_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -236,3 +237,19 @@ def test_load_stimuli_bad_files(tmp_path):
 def test_validate_stimuli_errors(array, message):
   with pytest.raises(ValueError, match=message):
     data.validate_stimuli(array)
+
+
+def test_split_slices_and_bad_split(fmnist_dir):
+  dataset = data.load_classification(
+      "fashion_mnist", "test[:5%]", batch_size=100, data_dir=fmnist_dir)
+  assert sum(int(labels.shape[0]) for _, labels in dataset) == 500
+  with pytest.raises(ValueError, match=r"\['test', 'train'\].*Received: split='validation'"):
+    data.load_classification(
+        "fashion_mnist", "validation", batch_size=8, data_dir=fmnist_dir)
+
+
+def test_prepare_command_line_logic(fmnist_dir, tmp_path):
+  summary = prepare_cli.prepare("fashion_mnist", str(fmnist_dir))
+  assert summary.startswith(f"fashion_mnist is ready in {fmnist_dir}")
+  with pytest.raises(data.DatasetNotFoundError, match="download_and_prepare"):
+    prepare_cli.prepare("cifar100", str(tmp_path))

@@ -198,8 +198,14 @@ def load_classification(
         f"limit must be None or a positive integer. Received: limit={limit!r}")
   data_dir = ensure_available(name, data_dir)
   builder = tfds.builder(name, data_dir=str(data_dir), try_gcs=False)
+  try:
+    num_examples = int(builder.info.splits[split].num_examples)
+  except (KeyError, ValueError) as error:
+    raise ValueError(
+        f"Invalid split for {name!r}: expected one of {sorted(info.splits)} or "
+        f"a tfds slice of them such as 'train[:90%]' ({error}). "
+        f"Received: split={split!r}") from None
   dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-  num_examples = int(builder.info.splits[split].num_examples)
   if limit is not None:
     dataset = dataset.take(limit)
     num_examples = min(num_examples, limit)

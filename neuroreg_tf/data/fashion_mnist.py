@@ -113,12 +113,16 @@ def prepare_fashion_mnist(
   data_dir.mkdir(parents=True, exist_ok=True)
   builder = builder_class(data_dir=str(data_dir))
   with tempfile.TemporaryDirectory(dir=data_dir) as scratch_dir:
-    builder.download_and_prepare(
-        download_dir=scratch_dir,
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=str(source_dir),
-            try_download_gcs=False,
-            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
-        ),
-    )
+    try:
+      builder.download_and_prepare(
+          download_dir=scratch_dir,
+          download_config=tfds.download.DownloadConfig(
+              manual_dir=str(source_dir),
+              try_download_gcs=False,
+              download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+          ),
+      )
+    except OSError:
+      if not is_prepared(data_dir):  # Else another process finished first.
+        raise
   return data_dir

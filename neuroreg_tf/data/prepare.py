@@ -22,15 +22,24 @@ _DATA_DIR = flags.DEFINE_string(
     "~/tensorflow_datasets).")
 
 
+def prepare(dataset: str, data_dir=None) -> str:
+  """Makes `dataset` available offline and returns a one-line summary.
+
+  Raises:
+    DatasetNotFoundError: it cannot be provided offline (the message says how).
+  """
+  ready_dir = classification.ensure_available(dataset, data_dir)
+  info = classification.dataset_info(dataset)
+  return f"{dataset} is ready in {ready_dir} (splits: {info.splits})."
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    data_dir = classification.ensure_available(_DATASET.value, _DATA_DIR.value)
+    print(prepare(_DATASET.value, _DATA_DIR.value))
   except common.DatasetNotFoundError as error:
     raise SystemExit(str(error)) from None
-  info = classification.dataset_info(_DATASET.value)
-  print(f"{_DATASET.value} is ready in {data_dir} (splits: {info.splits}).")
 
 
 if __name__ == "__main__":
