@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import cifar
 
 from neuroreg_tf import data
 from neuroreg_tf.data import common
@@ -253,3 +254,43 @@ def test_prepare_command_line_logic(fmnist_dir, tmp_path):
   assert summary.startswith(f"fashion_mnist is ready in {fmnist_dir}")
   with pytest.raises(data.DatasetNotFoundError, match="download_and_prepare"):
     prepare_cli.prepare("cifar100", str(tmp_path))
+
+
+def _write_tiny_cifar(data_dir, name, colours):
+  """Prepares a stand-in `name` in tfds' own format: one flat-colour image each."""
+  base = {"cifar10": cifar.Cifar10, "cifar100": cifar.Cifar100}[name]
+
+  class TinyCifar(base, skip_registration=True):
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {"train": self._examples(), "test": self._examples()}
+
+    def _examples(self):
+      for index, colour in enumerate(colours):
+        image = np.broadcast_to(np.asarray(colour, np.uint8), (32, 32, 3))
+        record = {"id": f"{index}", "image": image.copy(), "label": index}
+        if name == "cifar100":
+          record["coarse_label"] = 0
+        yield index, record
+
+  TinyCifar.name = name
+  TinyCifar(data_dir=str(data_dir)).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_is_grayscale_32x32(name, tmp_path):
+  colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+  _write_tiny_cifar(tmp_path, name, colours)
+  images, labels = next(iter(data.load_classification(
+      name, "train", batch_size=4, data_dir=tmp_path)))
+  assert images.shape == (4, 32, 32, 1) and images.dtype == "float32"
+  order = np.argsort(labels.numpy())  # tfds stores examples in hashed order.
+  np.testing.assert_array_equal(labels.numpy()[order], [0, 1, 2, 3])
+  np.testing.assert_allclose(images.numpy()[order, 0, 0, 0],
+                             [0.2989, 0.587, 0.114, 1.0], atol=1e-3)
+  augmented, _ = next(iter(data.load_classification(
+      name, "train", batch_size=4, data_dir=tmp_path, augment=True)))
+  assert augmented.shape == (4, 32, 32, 1)
+  assert 0.0 <= float(np.min(augmented)) and float(np.max(augmented)) <= 1.0
