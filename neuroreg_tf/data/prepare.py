@@ -1,6 +1,6 @@
 """Prepares a classification dataset for offline use.
 
-  python -m neuroreg_tf.data.prepare --dataset=fashion_mnist [--data_dir=DIR]
+    python -m neuroreg_tf.data.prepare --dataset=fashion_mnist [--data_dir=DIR]
 
 Fashion-MNIST is built from Debian's files
 (`sudo apt-get install dataset-fashion-mnist`) without network. For cifar10 and
@@ -23,24 +23,24 @@ _DATA_DIR = flags.DEFINE_string(
 
 
 def prepare(dataset: str, data_dir=None) -> str:
-  """Makes `dataset` available offline and returns a one-line summary.
+    """Makes `dataset` available offline and returns a one-line summary.
 
-  Raises:
-    DatasetNotFoundError: it cannot be provided offline (the message says how).
-  """
-  ready_dir = classification.ensure_available(dataset, data_dir)
-  info = classification.dataset_info(dataset)
-  return f"{dataset} is ready in {ready_dir} (splits: {info.splits})."
+    Raises:
+        DatasetNotFoundError: it cannot be provided offline (the message says how).
+    """
+    ready_dir = classification.ensure_available(dataset, data_dir)
+    info = classification.dataset_info(dataset)
+    return f"{dataset} is ready in {ready_dir} (splits: {info.splits})."
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    print(prepare(_DATASET.value, _DATA_DIR.value))
-  except common.DatasetNotFoundError as error:
-    raise SystemExit(str(error)) from None
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        print(prepare(_DATASET.value, _DATA_DIR.value))
+    except common.DatasetNotFoundError as error:
+        raise SystemExit(str(error)) from None
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)
