@@ -1,0 +1,289 @@
+"""Joint training: classification loss plus alpha times the neural similarity loss.
+
+``NeuralRegularizedModel`` wraps a classifier with named tap layers. Each
+training step takes one classification batch and one batch of stimuli with
+their target similarities, and minimises (Eq 7)
+
+    L = L_task + alpha * L_similarity,
+
+where L_similarity (Eq 8) compares S_CNN = sum_k gamma_k S_CNN-k (Eq 9-10)
+with the target over all i < j pairs of the stimulus batch, and
+gamma = softmax(gamma_logits) is trained with the network.
+
+BatchNorm and the stimulus batch: with ``stimulus_bn="train"`` (the default,
+as in the public PyTorch derivative of the paper) the stimulus forward pass
+runs in training mode, so BatchNorm normalises the stimuli with their own batch
+statistics and its moving averages are updated by both the classification and
+the stimulus batches. With ``stimulus_bn="inference"`` the stimuli are
+normalised with the moving averages learned on classification images and do not
+update them. With ``alpha == 0`` no stimulus pass enters the training step at
+all, so training is exactly that of the plain classifier; similarity metrics
+are then measured in inference mode, outside the gradient.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from neuroreg_tf import similarity
+from neuroreg_tf.models import feature_model, resolve_tap_layers
+
+CENTERINGS = ("batch", "ema")
+SIMILARITY_LOSSES = ("arctanh", "cka")
+STIMULUS_BN_MODES = ("train", "inference")
+DATA_KEYS = ("images", "labels", "stimuli", "target_similarity")
+
+
+def _choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"`{name}` must be one of {options}. Received: {name}={value!r}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="neuroreg_tf")
+class NeuralRegularizedModel(keras.Model):
+    """A classifier trained jointly with a representational-similarity loss.
+
+    Calling the model returns the classifier's logits, so ``predict`` and
+    ``evaluate`` on plain (images, labels) data behave like the classifier's.
+
+    Args:
+      classifier: a Keras functional classifier that maps images in [0, 1] to
+        logits and has the tap layers.
+      tap_layers: layer names whose features enter Eq 9, or "paper".
+      alpha: weight of the similarity loss (Eq 7).
+      centering: "batch" centres each layer's features with the mean over the
+        stimulus batch (Eq 9); "ema" with a running mean over batches
+        (per feature dimension, updated in training steps; needs
+        ``stimulus_shape``).
+      ema_momentum: decay of the running mean for ``centering="ema"``.
+      similarity_loss: "arctanh" (Eq 8) or "cka" (log(1 - CKA) on the
+        similarity matrices, as in Dapello et al. 2023).
+      arctanh_eps: clamp margin for arctanh.
+      stimulus_bn: "train" or "inference"; see the module docstring.
+      stimulus_shape: (height, width) of the stimuli; required for "ema".
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        tap_layers="paper",
+        alpha: float = 20.0,
+        centering: str = "batch",
+        ema_momentum: float = 0.9,
+        similarity_loss: str = "arctanh",
+        arctanh_eps: float = similarity.ARCTANH_EPS,
+        stimulus_bn: str = "train",
+        stimulus_shape=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if alpha < 0:
+            raise ValueError(f"`alpha` must be non-negative. Received: alpha={alpha}")
+        self.classifier = classifier
+        self.tap_layers = resolve_tap_layers(classifier, tap_layers)
+        self.tap_model = feature_model(classifier, self.tap_layers)
+        self.alpha = float(alpha)
+        self.centering = _choice("centering", centering, CENTERINGS)
+        self.ema_momentum = float(ema_momentum)
+        self.similarity_loss_name = _choice("similarity_loss", similarity_loss, SIMILARITY_LOSSES)
+        self.arctanh_eps = float(arctanh_eps)
+        self.stimulus_bn = _choice("stimulus_bn", stimulus_bn, STIMULUS_BN_MODES)
+        self.stimulus_shape = None if stimulus_shape is None else tuple(int(s) for s in stimulus_shape)
+
+        self.gamma_logits = self.add_weight(
+            name="gamma_logits", shape=(len(self.tap_layers),), initializer="zeros", trainable=True
+        )
+        self.feature_means = []
+        if self.centering == "ema":
+            if self.stimulus_shape is None:
+                raise ValueError(
+                    "centering='ema' keeps a running mean of each layer's features, "
+                    "so it needs the stimulus size. Received: stimulus_shape=None; pass "
+                    "e.g. stimulus_shape=(36, 64)."
+                )
+            probe = keras.ops.zeros((1, *self.stimulus_shape, classifier.input_shape[-1]))
+            for name, output in zip(self.tap_layers, self._tap(probe, training=False)):
+                dims = int(tf.reduce_prod(tf.shape(output)[1:]))
+                self.feature_means.append(
+                    self.add_weight(name=f"{name}_mean", shape=(dims,), initializer="zeros", trainable=False)
+                )
+            self.ema_initialized = self.add_weight(
+                name="ema_initialized", shape=(), initializer="zeros", trainable=False
+            )
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
+        self.similarity_loss_tracker = keras.metrics.Mean(name="similarity_loss")
+        self.similarity_r_tracker = keras.metrics.Mean(name="similarity_r")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.task_loss_tracker,
+            self.similarity_loss_tracker,
+            self.similarity_r_tracker,
+            self.accuracy_tracker,
+        ]
+
+    def call(self, inputs, training=None):
+        return self.classifier(inputs, training=training)
+
+    def gamma(self) -> tf.Tensor:
+        """The current layer weights softmax(gamma_logits) (Eq 10)."""
+        return tf.nn.softmax(self.gamma_logits)
+
+    def _tap(self, stimuli, training):
+        outputs = self.tap_model(stimuli, training=training)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+    def model_similarity(self, stimuli, training: bool = False, update_means: bool = False):
+        """S_CNN (Eq 9-10) and the per-layer similarities for a stimulus batch."""
+        layer_outputs = self._tap(stimuli, training=training)
+        per_layer = []
+        for index, output in enumerate(layer_outputs):
+            mean = None
+            if self.centering == "ema":
+                mean = self._running_mean(index, output, update_means)
+            per_layer.append(similarity.layer_similarity(output, mean))
+        return similarity.combine_similarities(per_layer, self.gamma_logits), per_layer
+
+    def _running_mean(self, index, output, update):
+        batch_mean = tf.stop_gradient(tf.reduce_mean(similarity.flatten_features(output), axis=0))
+        variable = self.feature_means[index]
+        if not update:
+            return tf.convert_to_tensor(variable)
+        started = tf.cast(self.ema_initialized, batch_mean.dtype)
+        momentum = started * self.ema_momentum
+        updated = momentum * variable + (1.0 - momentum) * batch_mean
+        variable.assign(updated)
+        if index == len(self.feature_means) - 1:
+            self.ema_initialized.assign(1.0)
+        return updated
+
+    def _similarity_loss(self, s_pred, s_target):
+        if self.similarity_loss_name == "cka":
+            return similarity.cka_loss(s_pred, s_target)
+        return similarity.similarity_loss(s_pred, s_target, self.arctanh_eps)
+
+    @staticmethod
+    def _unpack(data):
+        if isinstance(data, dict):
+            missing = [k for k in DATA_KEYS[:2] if k not in data]
+            if missing:
+                raise ValueError(
+                    f"Training data must be dicts with keys {DATA_KEYS}. Received keys: {sorted(data)}"
+                )
+            return (
+                data["images"],
+                data["labels"],
+                data.get("stimuli"),
+                data.get("target_similarity"),
+            )
+        if isinstance(data, (tuple, list)) and len(data) >= 2:
+            return data[0], data[1], None, None
+        raise ValueError(
+            "Expected a dict with keys ('images', 'labels', 'stimuli', "
+            "'target_similarity') or an (images, labels) tuple. "
+            f"Received: {type(data).__name__}"
+        )
+
+    def _task_loss(self, labels, logits):
+        return tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        )
+
+    def train_step(self, data):
+        images, labels, stimuli, target = self._unpack(data)
+        if stimuli is None and self.alpha > 0:
+            raise ValueError(
+                f"alpha={self.alpha} needs stimulus batches: build the training data "
+                "with neuroreg_tf.training.joint_dataset."
+            )
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.classifier(images, training=True)
+            task_loss = self._task_loss(labels, logits)
+            total = task_loss
+            if self.classifier.losses:
+                total = total + tf.add_n(self.classifier.losses)
+            if self.alpha > 0:
+                s_pred, _ = self.model_similarity(
+                    stimuli, training=self.stimulus_bn == "train", update_means=True
+                )
+                sim_loss = self._similarity_loss(s_pred, target)
+                total = total + self.alpha * sim_loss
+            scaled = total / replicas
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(
+            [g for g in gradients if g is not None],
+            [v for g, v in zip(gradients, variables) if g is not None],
+        )
+        if stimuli is None:
+            s_pred = sim_loss = None
+        elif self.alpha == 0:
+            s_pred, _ = self.model_similarity(stimuli, training=False)
+            sim_loss = self._similarity_loss(s_pred, target)
+        self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
+        return self._logs(with_similarity=stimuli is not None)
+
+    def test_step(self, data):
+        images, labels, stimuli, target = self._unpack(data)
+        logits = self.classifier(images, training=False)
+        task_loss = self._task_loss(labels, logits)
+        total = task_loss
+        s_pred = sim_loss = None
+        if stimuli is not None:
+            s_pred, _ = self.model_similarity(stimuli, training=False)
+            sim_loss = self._similarity_loss(s_pred, target)
+            total = total + self.alpha * sim_loss
+        self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
+        return self._logs(with_similarity=stimuli is not None)
+
+    def _update_metrics(self, total, task_loss, labels, logits, target, s_pred, sim_loss):
+        self.loss_tracker.update_state(total)
+        self.task_loss_tracker.update_state(task_loss)
+        self.accuracy_tracker.update_state(labels, logits)
+        if s_pred is not None:
+            self.similarity_loss_tracker.update_state(sim_loss)
+            self.similarity_r_tracker.update_state(similarity.pair_correlation(s_pred, target))
+
+    def _logs(self, with_similarity: bool):
+        similarity_metrics = (self.similarity_loss_tracker, self.similarity_r_tracker)
+        logs = {
+            m.name: m.result()
+            for m in self.metrics
+            if with_similarity or m not in similarity_metrics
+        }
+        gamma = self.gamma()
+        for index, name in enumerate(self.tap_layers):
+            logs[f"gamma_{name}"] = gamma[index]
+        return logs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "classifier": keras.saving.serialize_keras_object(self.classifier),
+                "tap_layers": list(self.tap_layers),
+                "alpha": self.alpha,
+                "centering": self.centering,
+                "ema_momentum": self.ema_momentum,
+                "similarity_loss": self.similarity_loss_name,
+                "arctanh_eps": self.arctanh_eps,
+                "stimulus_bn": self.stimulus_bn,
+                "stimulus_shape": None if self.stimulus_shape is None else list(self.stimulus_shape),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
