@@ -1,0 +1,60 @@
+"""Distribution strategies chosen by name from a config.
+
+``config.strategy`` selects how training is distributed:
+
+* ``"default"``: TensorFlow's default strategy (one device, no replicas).
+* ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over every visible GPU,
+  or over every logical CPU device when there is no GPU (so the same code
+  path runs, and is tested, on CPU-only machines).
+* ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` across the
+  workers listed in the ``TF_CONFIG`` environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def _strategy_name(config) -> str:
+    name = config.get("strategy", "default") if hasattr(config, "get") else config
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
+    return name
+
+
+def mirrored_devices() -> list[str]:
+    """The devices MirroredStrategy replicates over: all GPUs, else all CPUs."""
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = gpus if gpus else tf.config.list_logical_devices("CPU")
+    return [device.name for device in devices]
+
+
+def make_strategy(config) -> tf.distribute.Strategy:
+    """Builds the distribution strategy named by ``config.strategy``.
+
+    Args:
+      config: a ConfigDict (or dict) with an optional ``strategy`` entry in
+        ("default", "mirrored", "multi_worker"); a bare name also works.
+
+    Returns:
+      The ``tf.distribute.Strategy`` to build and train the model under.
+    """
+    name = _strategy_name(config)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=mirrored_devices())
+    if "TF_CONFIG" not in os.environ:
+        raise ValueError(
+            "strategy='multi_worker' reads the cluster from the TF_CONFIG environment "
+            "variable, which is not set. Set it on every worker, e.g. TF_CONFIG="
+            + json.dumps({"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                          "task": {"type": "worker", "index": 0}})
+            + ". Received: strategy='multi_worker'"
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
