@@ -25,9 +25,10 @@ def evaluate_script():
     sys.argv = saved_argv
 
 
-def run_script(module, *args):
+def run_script(module, *args, variant=""):
     """Runs evaluate.py's main on `args` (config_flags reads override flags from sys.argv)."""
-    argv = ["evaluate.py", f"--config={os.path.join(REPO_ROOT, 'configs', 'evaluate.py')}", *args]
+    config_path = os.path.join(REPO_ROOT, "configs", "evaluate.py") + (f":{variant}" if variant else "")
+    argv = ["evaluate.py", f"--config={config_path}", *args]
     for name in list(flags.FLAGS):
         if name.startswith("config."):
             delattr(flags.FLAGS, name)  # registered anew for each parse
@@ -37,14 +38,17 @@ def run_script(module, *args):
     module.main(remaining)
 
 
-def brightness_classifier():
-    """Two classes: class 1 when the mean pixel value exceeds 0.5."""
+def brightness_classifier(gain=1.0):
+    """Two classes: class 1 when the mean pixel value exceeds 0.5.
+
+    Its minimal perturbation is |mean - 0.5| in L-inf and 6 |mean - 0.5| in L2, whatever `gain`.
+    """
     inputs = keras.Input((6, 6, 1))
     flat = keras.layers.Flatten()(inputs)
     logits = keras.layers.Dense(2, name="logits")(flat)
     model = keras.Model(inputs, logits)
-    kernel = np.stack([-np.ones(36), np.ones(36)], axis=1).astype(np.float32) / 36.0
-    model.get_layer("logits").set_weights([kernel, np.array([0.5, -0.5], np.float32)])
+    kernel = gain * np.stack([-np.ones(36), np.ones(36)], axis=1).astype(np.float32) / 36.0
+    model.get_layer("logits").set_weights([kernel, gain * np.array([0.5, -0.5], np.float32)])
     return model
 
 
@@ -55,11 +59,11 @@ def brightness_data(num_examples):
     return x.astype(np.float32), y
 
 
-def make_workdir(path, dataset="fashion_mnist"):
+def make_workdir(path, dataset="fashion_mnist", gain=1.0):
     os.makedirs(path)
     with open(os.path.join(path, "config.json"), "w") as handle:
         json.dump({"data": {"dataset": dataset, "data_dir": None}}, handle)
-    brightness_classifier().export(os.path.join(path, "export"), verbose=False)
+    brightness_classifier(gain).export(os.path.join(path, "export"), verbose=False)
     return path
 
 
@@ -126,3 +130,35 @@ def test_evaluate_without_dataset_information_fails_clearly(tmp_path, evaluate_s
     brightness_classifier().save(str(bare / "classifier.keras"))
     with pytest.raises(ValueError, match="Cannot tell which dataset.*--config.dataset"):
         run_script(evaluate_script, f"--workdir={tmp_path / 'eval'}", f"--config.models={bare}")
+
+
+def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_script, fake_examples):
+    model_a = make_workdir(str(tmp_path / "a"))
+    model_b = make_workdir(str(tmp_path / "b"), gain=3.0)
+    out = tmp_path / "eval"
+    run_script(
+        evaluate_script,
+        f"--workdir={out}",
+        f"--config.models=A={model_a},B={model_b}",
+        "--config.adversarial.num_examples=12",
+        "--adversarial",
+        variant="runlocal",
+    )
+    with open(out / "robustness.json") as handle:
+        report = json.load(handle)
+    assert fake_examples[0]["num_examples"] == 200  # the runlocal config
+    x, _ = brightness_data(200)
+    exact_linf = np.abs(x[:12].reshape(12, -1).mean(axis=1) - 0.5)
+    for model in report["models"]:
+        linf, l2 = model["adversarial"]["linf"], model["adversarial"]["l2"]
+        assert linf["n"] == 12 and linf["n_clean_misclassified"] == 0 and linf["n_not_found"] == 0
+        assert linf["median"] == pytest.approx(np.median(exact_linf), rel=0.005)
+        assert l2["median"] == pytest.approx(6 * np.median(exact_linf), rel=0.005)
+        assert linf["q25"] <= linf["median"] <= linf["q75"]
+        assert set(l2["per_attack"]) >= {"cw_l2(iters=50,search=3)"}
+        assert len(linf["success_curve"]["epsilon"]) == len(linf["success_curve"]["fraction"])
+    with open(out / "adversarial_per_sample.csv") as handle:
+        rows = handle.read().splitlines()
+    assert rows[0] == "model,index,label,clean_correct,linf_distance,linf_attack,l2_distance,l2_attack"
+    assert len(rows) == 1 + 2 * 12
+    assert (out / "adversarial_robustness.png").stat().st_size > 1000

@@ -236,16 +236,15 @@ def write_outputs(report, workdir, adversarial_outputs=None):
         The list of written paths.
     """
     os.makedirs(workdir, exist_ok=True)
-    results = report["models"]
     files = [
         report_lib.plot_noise(
-            results,
+            report["models"],
             os.path.join(workdir, report_lib.NOISE_PLOT_FILENAME),
             title=report.get("dataset"),
         )
     ]
     if adversarial_outputs:
-        files.extend(report_lib.write_adversarial_outputs(results, adversarial_outputs, workdir))
+        files.extend(report_lib.write_adversarial_outputs(adversarial_outputs, workdir))
     json_path = os.path.join(workdir, report_lib.JSON_FILENAME)
     files.insert(0, json_path)
     report_lib.write_json({**report, "files": files}, json_path)

@@ -7,6 +7,7 @@ artifacts and returns a callable that maps float32 images in [0, 1], NHWC, to lo
 """
 
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -151,6 +152,9 @@ def load_classifier(path):
     return _load_keras_file(resolved)
 
 
+_KERAS_FORWARDS = weakref.WeakKeyDictionary()  # one compiled forward pass per Keras model
+
+
 def as_logits_fn(model):
     """Wraps a Keras model or any callable returning logits as a float32 tensor -> tensor function.
 
@@ -175,7 +179,10 @@ def as_logits_fn(model):
     except ImportError:  # pragma: no cover - keras ships with tensorflow here
         is_keras = False
     if is_keras:
-        forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+        forward = _KERAS_FORWARDS.get(model)
+        if forward is None:
+            forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+            _KERAS_FORWARDS[model] = forward
     else:
         forward = model
 

@@ -139,3 +139,123 @@ def format_noise_table(model_results):
             cells.append(f"{cell:>14}")
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+ADVERSARIAL_CSV_FILENAME = "adversarial_per_sample.csv"
+
+
+def _format_distance(value):
+    if value is None:
+        return "-"
+    return "inf" if math.isinf(value) else f"{value:.4g}"
+
+
+def format_adversarial_table(model_results):
+    """Returns a plain-text table of median minimal perturbations [q25, q75] per model and norm."""
+    norms = [norm for norm in NORM_TITLES if any(norm in r.get("adversarial", {}) for r in model_results)]
+    label_width = max([len("model")] + [len(str(result["label"])) for result in model_results])
+    header = [f"{'model':<{label_width}}"]
+    for norm in norms:
+        header.append(f"{NORM_TITLES[norm] + ' median [q25, q75]':>32}")
+    header += [f"{'n':>5}", f"{'clean wrong':>11}", f"{'unbroken':>9}"]
+    lines = ["  ".join(header)]
+    for result in model_results:
+        adversarial = result.get("adversarial", {})
+        cells = [f"{result['label']:<{label_width}}"]
+        for norm in norms:
+            entry = adversarial.get(norm)
+            cell = (
+                f"{_format_distance(entry['median'])} [{_format_distance(entry['q25'])}, "
+                f"{_format_distance(entry['q75'])}]"
+                if entry
+                else "-"
+            )
+            cells.append(f"{cell:>32}")
+        first = next((adversarial[norm] for norm in norms if norm in adversarial), None)
+        unbroken = "/".join(str(adversarial[norm]["n_not_found"]) for norm in norms if norm in adversarial)
+        cells += [
+            f"{first['n'] if first else '-':>5}",
+            f"{first['n_clean_misclassified'] if first else '-':>11}",
+            f"{unbroken or '-':>9}",
+        ]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def write_adversarial_csv(per_sample_by_label, path):
+    """Writes one row per (model, sample): label, clean correctness, distance and attack per norm."""
+    import csv
+
+    norms = [norm for norm in NORM_TITLES if any(norm in values for values in per_sample_by_label.values())]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["model", "index", "label", "clean_correct"]
+        for norm in norms:
+            header += [f"{norm}_distance", f"{norm}_attack"]
+        writer.writerow(header)
+        for model_label, values in per_sample_by_label.items():
+            for row, index in enumerate(values["index"]):
+                cells = [model_label, int(index), int(values["label"][row]), bool(values["clean_correct"][row])]
+                for norm in norms:
+                    if norm in values:
+                        distance = float(values[norm]["distance"][row])
+                        cells += [repr(distance) if math.isfinite(distance) else "inf", values[norm]["attack"][row]]
+                    else:
+                        cells += ["", ""]
+                writer.writerow(cells)
+    return path
+
+
+def plot_adversarial(per_sample_by_label, path):
+    """Plots, per norm, the fraction of samples broken vs perturbation budget, one line per model.
+
+    The median minimal perturbation is where a curve crosses 0.5 (dashed line). Budgets are on a log
+    axis; misclassified clean images count as broken at every budget.
+
+    Returns:
+        `path`.
+    """
+    from neuroreg_tf.robustness import adversarial as adversarial_lib
+    from neuroreg_tf.robustness import minimal
+
+    plt = _pyplot()
+    norms = [norm for norm in NORM_TITLES if any(norm in values for values in per_sample_by_label.values())]
+    figure, axes_list = plt.subplots(1, len(norms), figsize=(5.0 * len(norms), 4.0), squeeze=False)
+    for axes, norm in zip(axes_list[0], norms):
+        everything = np.concatenate(
+            [values[norm]["distance"] for values in per_sample_by_label.values() if norm in values]
+        )
+        epsilons = adversarial_lib.epsilon_grid(everything, points=200)[1:]
+        for label, values in per_sample_by_label.items():
+            if norm not in values:
+                continue
+            distances = values[norm]["distance"]
+            median = minimal.quantile(distances, 0.5)
+            axes.plot(
+                epsilons,
+                minimal.success_curve(distances, epsilons),
+                label=f"{label} (median {_format_distance(median)})",
+            )
+        axes.axhline(0.5, color="gray", linestyle="--", linewidth=0.8)
+        if epsilons.size and epsilons[0] > 0:
+            axes.set_xscale("log")
+        axes.set_xlabel(f"{NORM_TITLES[norm]} perturbation budget")
+        axes.set_ylabel("fraction of samples misclassified")
+        axes.set_ylim(0.0, 1.0)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+        axes.set_title(f"Minimal {NORM_TITLES[norm]} adversarial perturbation")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_adversarial_outputs(per_sample_by_label, workdir):
+    """Writes the per-sample CSV and the success-curve plot; returns their paths."""
+    return [
+        write_adversarial_csv(per_sample_by_label, os.path.join(workdir, ADVERSARIAL_CSV_FILENAME)),
+        plot_adversarial(per_sample_by_label, os.path.join(workdir, ADVERSARIAL_PLOT_FILENAME)),
+    ]

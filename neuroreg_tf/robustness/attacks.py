@@ -1,0 +1,277 @@
+"""Attacks for the minimal-perturbation search, built on CleverHans (see `cleverhans_compat`).
+
+Two kinds:
+
+* `EpsilonAttack`: a fixed-budget attack (PGD, momentum iterative, SPSA). `minimal_perturbation`
+  searches its budget per sample. Its ``build(logits_fn)`` returns ``run(x, y, eps)`` where ``eps``
+  holds one budget per image, and the step size is a fixed fraction of each image's budget.
+* `MinimizingAttack`: an attack that minimises the distance itself (Carlini & Wagner L2). Its
+  ``build(logits_fn)`` returns ``run(x, y)``.
+
+Per-sample budgets with CleverHans' PGD: CleverHans takes one scalar ``eps`` (it asserts
+``eps_iter <= eps`` in Python). PGD is run instead in per-sample scaled coordinates
+``u = (x' - x) / eps_i``, where every image's budget is 1 and the step is ``step_fraction``; the
+model sees ``x + eps_i * u`` and the valid range becomes ``[(0 - x) / eps_i, (1 - x) / eps_i]``.
+Signs of gradients (L-inf), gradient directions (L2), projections onto the ball and clipping all
+commute with this per-image scaling, so this is exactly PGD with budget ``eps_i`` and step
+``step_fraction * eps_i`` for every image, in one batched call.
+"""
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from neuroreg_tf.robustness import cleverhans_compat
+
+NORMS = {"linf": np.inf, "l2": 2}
+
+
+def check_norm(norm):
+    """Returns `norm` after checking it is "linf" or "l2"."""
+    if norm not in NORMS:
+        raise ValueError(f"Expected norm 'linf' or 'l2'. Received: norm={norm!r}")
+    return norm
+
+
+@dataclasses.dataclass(frozen=True)
+class EpsilonAttack:
+    """A fixed-budget attack whose budget `minimal_perturbation` searches per sample.
+
+    Attributes:
+        name: A unique, descriptive name (used in reports).
+        norm: "linf" or "l2".
+        build: ``build(logits_fn) -> run(x, y, eps)``; `x` float32 (n, h, w, c), `y` int labels,
+            `eps` float32 (n,), returns adversarial candidates (n, h, w, c) within [0, 1].
+    """
+
+    name: str
+    norm: str
+    build: Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class MinimizingAttack:
+    """An attack that minimises the perturbation itself; run once per sample.
+
+    Attributes:
+        name: A unique, descriptive name (used in reports).
+        norm: "linf" or "l2".
+        build: ``build(logits_fn) -> run(x, y)`` returning adversarial candidates (n, h, w, c).
+    """
+
+    name: str
+    norm: str
+    build: Callable
+
+
+def _check_schedule(step_fraction, iterations):
+    if not 0 < step_fraction <= 1:
+        raise ValueError(
+            "Expected the step size as a fraction of epsilon in (0, 1]. "
+            f"Received: step_fraction={step_fraction!r}"
+        )
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"Expected a positive number of iterations. Received: iterations={iterations!r}")
+
+
+def _scaled_attack(attack_fn, logits_fn, x, y, eps, step_fraction, iterations, norm, **kwargs):
+    scale = tf.reshape(eps, [-1] + [1] * (len(x.shape) - 1))
+
+    def scaled_logits(u):
+        return logits_fn(x + scale * u)
+
+    u = attack_fn(
+        scaled_logits,
+        tf.zeros_like(x),
+        1.0,
+        step_fraction,
+        iterations,
+        NORMS[norm],
+        clip_min=(0.0 - x) / scale,
+        clip_max=(1.0 - x) / scale,
+        y=y,
+        sanity_checks=False,
+        **kwargs,
+    )
+    return tf.clip_by_value(x + scale * u, 0.0, 1.0)
+
+
+def margin_loss(labels, logits):
+    """Largest wrong-class logit minus the true-class logit (per example); PGD maximises it."""
+    one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
+    true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
+    other_logit = tf.reduce_max(logits - one_hot * 1e9, axis=-1)
+    return other_logit - true_logit
+
+
+LOSSES = {"ce": None, "margin": margin_loss}  # None: CleverHans' default cross-entropy
+
+
+def pgd(norm, step_fraction=0.1, iterations=20, loss="ce"):
+    """Projected gradient descent (CleverHans), from the clean image, step = fraction of epsilon.
+
+    Args:
+        norm: "linf" or "l2".
+        step_fraction: Step size as a fraction of the budget.
+        iterations: Number of PGD steps.
+        loss: "ce" (cross-entropy, CleverHans' default) or "margin" (best wrong logit minus true
+            logit, as in Carlini & Wagner), the objective PGD maximises.
+
+    Returns:
+        An `EpsilonAttack`.
+    """
+    check_norm(norm)
+    _check_schedule(step_fraction, iterations)
+    if loss not in LOSSES:
+        raise ValueError(f"Expected loss 'ce' or 'margin'. Received: loss={loss!r}")
+
+    def build(logits_fn):
+        @tf.function(autograph=False, reduce_retracing=True)
+        def run(x, y, eps):
+            return _scaled_attack(
+                cleverhans_compat.projected_gradient_descent,
+                logits_fn, x, y, eps, step_fraction, iterations, norm, rand_init=False,
+                loss_fn=LOSSES[loss],
+            )
+
+        return run
+
+    suffix = "" if loss == "ce" else f",loss={loss}"
+    return EpsilonAttack(
+        f"pgd_{norm}(step={step_fraction:g}eps,iters={iterations}{suffix})", norm, build
+    )
+
+
+def momentum_iterative(norm, step_fraction=0.1, iterations=20, decay_factor=1.0):
+    """Momentum iterative method (CleverHans MI-FGSM), step = fraction of epsilon.
+
+    Args:
+        norm: "linf" or "l2".
+        step_fraction: Step size as a fraction of the budget.
+        iterations: Number of steps.
+        decay_factor: Momentum decay.
+
+    Returns:
+        An `EpsilonAttack`.
+    """
+    check_norm(norm)
+    _check_schedule(step_fraction, iterations)
+
+    def build(logits_fn):
+        @tf.function(autograph=False, reduce_retracing=True)
+        def run(x, y, eps):
+            return _scaled_attack(
+                cleverhans_compat.momentum_iterative_method,
+                logits_fn, x, y, eps, step_fraction, iterations, norm, decay_factor=decay_factor,
+            )
+
+        return run
+
+    return EpsilonAttack(f"mim_{norm}(step={step_fraction:g}eps,iters={iterations})", norm, build)
+
+
+def spsa_linf(iterations=50, learning_rate=0.01, delta=0.01, samples=128, seed=0):
+    """The gradient-free SPSA L-inf attack (fixed CleverHans version), one image at a time.
+
+    Slow (``iterations * samples`` forward passes per image and budget); useful to check that
+    gradient-based results are not an artefact of masked gradients.
+
+    Returns:
+        An `EpsilonAttack`.
+    """
+    _check_schedule(0.5, iterations)
+
+    def build(logits_fn):
+        def run(x, y, eps):
+            return cleverhans_compat.spsa(
+                logits_fn, np.asarray(x), np.asarray(y), np.asarray(eps), iterations,
+                learning_rate=learning_rate, delta=delta, spsa_samples=samples,
+                early_stop_loss_threshold=0.0, seed=seed,
+            )
+
+        return run
+
+    return EpsilonAttack(f"spsa_linf(iters={iterations},samples={samples})", "linf", build)
+
+
+def carlini_wagner(
+    max_iterations=200, binary_search_steps=6, learning_rate=0.01, initial_const=0.1, batch_size=500
+):
+    """Carlini & Wagner L2 (fixed CleverHans version), which minimises the L2 distance itself.
+
+    Returns:
+        A `MinimizingAttack`.
+    """
+
+    def build(logits_fn):
+        attack = cleverhans_compat.CarliniWagnerL2(
+            logits_fn,
+            batch_size=batch_size,
+            max_iterations=max_iterations,
+            binary_search_steps=binary_search_steps,
+            learning_rate=learning_rate,
+            initial_const=initial_const,
+        )
+
+        def run(x, y):
+            return attack.attack(np.asarray(x), np.asarray(y))
+
+        return run
+
+    return MinimizingAttack(
+        f"cw_l2(iters={max_iterations},search={binary_search_steps})", "l2", build
+    )
+
+
+def default_attacks(
+    norm,
+    step_fractions=(0.1, 0.25),
+    iterations=(20,),
+    *,
+    losses=("margin",),
+    momentum=False,
+    carlini_wagner_l2=True,
+    cw_max_iterations=200,
+    cw_binary_search_steps=6,
+    spsa=False,
+    spsa_iterations=50,
+    seed=0,
+    batch_size=500,
+):
+    """The attack list for one norm: a PGD grid, optional MIM/SPSA, and C&W for L2.
+
+    Args:
+        norm: "linf" or "l2".
+        step_fractions: PGD step sizes as fractions of epsilon.
+        iterations: PGD iteration counts; every (step, iterations, loss) triple is one attack.
+        losses: PGD objectives, from "margin" (default: on a linear model it finds the exact
+            minimum, where cross-entropy's gradient mixes the wrong classes) and "ce".
+        momentum: Also run the momentum iterative method on the same grid.
+        carlini_wagner_l2: For L2, also run Carlini & Wagner (first, as it is usually strongest).
+        cw_max_iterations: C&W iterations per binary-search step.
+        cw_binary_search_steps: C&W binary-search steps on its trade-off constant.
+        spsa: For L-inf, also run the gradient-free SPSA attack (slow).
+        spsa_iterations: SPSA iterations.
+        seed: Seed of the random attacks (SPSA).
+        batch_size: C&W batch size.
+
+    Returns:
+        A list of `EpsilonAttack` / `MinimizingAttack`.
+    """
+    check_norm(norm)
+    attacks = []
+    if norm == "l2" and carlini_wagner_l2:
+        attacks.append(
+            carlini_wagner(cw_max_iterations, cw_binary_search_steps, batch_size=batch_size)
+        )
+    for count in iterations:
+        for fraction in step_fractions:
+            for loss in losses:
+                attacks.append(pgd(norm, fraction, count, loss))
+            if momentum:
+                attacks.append(momentum_iterative(norm, fraction, count))
+    if norm == "linf" and spsa:
+        attacks.append(spsa_linf(spsa_iterations, seed=seed))
+    return attacks

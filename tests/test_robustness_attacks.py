@@ -1,0 +1,297 @@
+"""Tests for the adversarial minimal-perturbation search and the CleverHans fixes."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from neuroreg_tf import robustness
+from neuroreg_tf.robustness import attacks
+from neuroreg_tf.robustness import cleverhans_compat
+from neuroreg_tf.robustness import minimal
+
+
+def linear_model(channels=1, num_classes=3, seed=0, size=6):
+    """A random linear classifier, whose exact minimal perturbations have a closed form."""
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((size, size, channels))
+    logits = keras.layers.Dense(num_classes, name="logits")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, logits)
+    kernel = rng.normal(size=(size * size * channels, num_classes)).astype(np.float32)
+    kernel -= kernel.mean(axis=0)  # a uniform gray image gets logits = bias: small margins near 0.5
+    bias = rng.normal(scale=0.1, size=num_classes).astype(np.float32)
+    model.get_layer("logits").set_weights([kernel, bias])
+    return model, kernel, bias
+
+
+def mid_gray_images(count, channels=1, seed=1, size=6):
+    """Images near 0.5: small margins, so the unconstrained optimum stays inside [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.4, 0.6, (count, size, size, channels)).astype(np.float32)
+
+
+def exact_linear_distances(x, y, kernel, bias, norm):
+    """min over wrong classes j of margin_j / ||w_y - w_j||_dual (L1 dual for L-inf, L2 for L2)."""
+    logits = x.reshape(len(x), -1) @ kernel + bias
+    distances = []
+    for row, label in zip(logits, y):
+        candidates = []
+        for other in range(kernel.shape[1]):
+            if other == label:
+                continue
+            difference = kernel[:, label] - kernel[:, other]
+            dual = np.abs(difference).sum() if norm == "linf" else np.linalg.norm(difference)
+            candidates.append((row[label] - row[other]) / dual)
+        distances.append(min(candidates))
+    return np.array(distances)
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    """A small CNN trained for a few epochs on a synthetic 3-class brightness-pattern task."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    images = rng.uniform(0.0, 0.6, (600, 8, 8, 1)).astype(np.float32)
+    for image, label in zip(images, labels):
+        image[:, 2 * label : 2 * label + 3] += 0.35
+    images = np.clip(images, 0, 1)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+    hidden = keras.layers.Flatten()(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(images[:500], labels[:500], epochs=8, batch_size=50, verbose=0)
+    return model, images[500:530], labels[500:530]
+
+
+def assert_all_verified(model, x, y, result):
+    predictions = np.argmax(model(result.adversarials).numpy(), axis=1)
+    found = np.isfinite(result.distances) & result.clean_correct
+    assert found.any()
+    assert np.all(predictions[found] != y[found])
+    assert result.adversarials.min() >= 0.0 and result.adversarials.max() <= 1.0
+    np.testing.assert_allclose(
+        robustness.perturbation_distance(x, result.adversarials, result.norm)[found],
+        result.distances[found],
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(result.distances[~result.clean_correct], 0.0)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_every_reported_distance_is_a_verified_adversarial(trained_model, norm):
+    model, x, y = trained_model
+    y = y.copy()
+    y[:2] = (np.argmax(model(x[:2]).numpy(), axis=1) + 1) % 3  # two clean-misclassified samples
+    result = robustness.minimal_perturbation(
+        model, x, y, norm, iterations=(10,), search_steps=6, cw_max_iterations=30,
+        cw_binary_search_steps=3, batch_size=16, progress=None,
+    )
+    assert not result.clean_correct[:2].any() and result.clean_correct[2:].mean() > 0.8
+    assert_all_verified(model, x, y, result)
+    assert set(result.best_attack[:2]) == {minimal.CLEAN_MISCLASSIFIED}
+    summary = result.summary()
+    assert summary["n"] == 30 and summary["n_clean_misclassified"] >= 2
+    assert summary["q25"] <= summary["median"] <= summary["q75"]
+    assert summary["median"] == pytest.approx(minimal.quantile(result.distances, 0.5))
+    assert sum(entry["n_best"] for entry in summary["per_attack"].values()) == int(
+        np.sum(np.isfinite(result.distances) & result.clean_correct)
+    )
+
+
+def test_minimal_distance_not_above_fixed_epsilon_success(trained_model):
+    model, x, y = trained_model
+    result = robustness.minimal_perturbation(
+        model, x, y, "linf", attacks=[attacks.pgd("linf", 0.25, 10)], search_steps=8, progress=None
+    )
+    epsilon = float(np.median(result.distances[np.isfinite(result.distances)]))
+    fixed = cleverhans_compat.projected_gradient_descent(
+        model, x, epsilon, 0.25 * epsilon, 10, np.inf, clip_min=0.0, clip_max=1.0, y=y,
+        sanity_checks=True,
+    ).numpy()
+    broken, distance = robustness.verify_adversarial(model, x, fixed, y, "linf")
+    assert broken.sum() >= 5 and np.all(distance <= epsilon + 1e-6)
+    assert np.all(result.distances[broken] <= epsilon * (1 + 1e-5))
+
+
+def test_search_is_deterministic(trained_model):
+    model, x, y = trained_model
+    runs = [
+        robustness.minimal_perturbation(
+            model, x[:12], y[:12], "l2", attacks=[attacks.pgd("l2", 0.25, 10)], search_steps=5,
+            batch_size=5, progress=None,
+        )
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(runs[0].distances, runs[1].distances)
+    np.testing.assert_array_equal(runs[0].adversarials, runs[1].adversarials)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_linear_model_matches_closed_form(norm):
+    model, kernel, bias = linear_model()
+    x = mid_gray_images(16)
+    y = np.argmax(model(x).numpy(), axis=1)
+    exact = exact_linear_distances(x, y, kernel, bias, norm)
+    assert exact.max() < 0.4  # every pixel moves by less than 0.4: the [0, 1] box does not bind
+    result = robustness.minimal_perturbation(
+        model, x, y, norm, attacks=[attacks.pgd(norm, 0.25, 20, loss="margin")], batch_size=10,
+        progress=None,
+    )
+    ratio = result.distances / exact
+    assert np.all(ratio >= 1 - 1e-4)  # nothing below the true minimum
+    assert np.all(ratio <= 1.005)
+
+
+def test_cross_entropy_pgd_overestimates_multiclass_linear_minimum():
+    model, kernel, bias = linear_model()
+    x = mid_gray_images(8)
+    y = np.argmax(model(x).numpy(), axis=1)
+    exact = exact_linear_distances(x, y, kernel, bias, "linf")
+    result = robustness.minimal_perturbation(
+        model, x, y, "linf", attacks=[attacks.pgd("linf", 0.25, 20, loss="ce")], search_steps=6,
+        progress=None,
+    )
+    assert np.all(result.distances >= exact * (1 - 1e-4))
+    assert np.median(result.distances / exact) > 1.03  # why the default objective is the margin
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_carlini_wagner_fix_flips_labels_near_the_optimum(channels):
+    model, kernel, bias = linear_model(channels=channels, seed=channels)
+    x = np.random.default_rng(1).uniform(0.3, 0.7, (7, 6, 6, channels)).astype(np.float32)
+    y = np.argmax(model(x).numpy(), axis=1)
+    exact = exact_linear_distances(x, y, kernel, bias, "l2")
+    assert exact.max() < 0.3  # the [0, 1] box does not bind
+    adversarial = cleverhans_compat.carlini_wagner_l2(
+        model, x, y, batch_size=3, max_iterations=100, binary_search_steps=5, learning_rate=0.01,
+        initial_const=1.0,
+    )  # 7 images in batches of 3: the last batch is smaller
+    assert adversarial.shape == x.shape
+    broken, distance = robustness.verify_adversarial(model, x, adversarial, y, "l2")
+    assert broken.all()
+    assert np.all(distance >= exact * (1 - 1e-4))
+    assert np.all(distance <= exact * 1.5)  # C&W with few iterations: near, not at, the optimum
+
+
+def test_carlini_wagner_targeted_reaches_targets():
+    model, _, _ = linear_model(num_classes=4)
+    x = mid_gray_images(5)
+    targets = (np.argmax(model(x).numpy(), axis=1) + 1) % 4
+    adversarial = cleverhans_compat.carlini_wagner_l2(
+        model, x, targets, targeted=True, batch_size=2, max_iterations=100, binary_search_steps=4,
+        learning_rate=0.05, initial_const=1.0,
+    )
+    np.testing.assert_array_equal(np.argmax(model(adversarial).numpy(), axis=1), targets)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_spsa_fix_flips_labels_within_budget(channels):
+    model, _, _ = linear_model(channels=channels, seed=channels)
+    x = mid_gray_images(5, channels=channels)
+    y = np.argmax(model(x).numpy(), axis=1)
+    eps = np.full(5, 0.15, np.float32)
+    run = lambda: cleverhans_compat.spsa(  # noqa: E731
+        model, x, y, eps, 20, spsa_samples=32, learning_rate=0.05, early_stop_loss_threshold=0.0,
+        seed=3,
+    )
+    adversarial = run()
+    broken, distance = robustness.verify_adversarial(model, x, adversarial, y, "linf")
+    assert broken.all()
+    assert np.all(distance <= 0.15 + 1e-6)
+    np.testing.assert_array_equal(adversarial, run())
+
+
+def test_spsa_optimizer_accepts_keras3_constructor():
+    optimizer = cleverhans_compat.SPSAAdam(lr=0.05, num_samples=8)
+    assert optimizer.lr == 0.05 and optimizer._num_samples == 4
+    with pytest.raises(ValueError, match="even number.*Received: num_samples=7"):
+        cleverhans_compat.SPSAAdam(num_samples=7)
+
+
+def test_sanity_checks_run_under_numpy2_and_report_problems():
+    model, _, _ = linear_model()
+    x = mid_gray_images(4)
+    adversarial = cleverhans_compat.basic_iterative_method(
+        model, x, 0.05, 0.01, 5, np.inf, clip_min=0.0, clip_max=1.0
+    )
+    assert np.abs(adversarial.numpy() - x).max() <= 0.05 + 1e-6
+    with pytest.raises(ValueError, match="step size not to exceed the budget"):
+        cleverhans_compat.madry_et_al(model, x, 0.05, 0.1, 5, np.inf, clip_min=0.0, clip_max=1.0)
+    with pytest.raises(ValueError, match="inputs <= clip_max"):
+        cleverhans_compat.momentum_iterative_method(model, x + 0.6, 0.05, 0.01, 5, clip_min=0.0, clip_max=1.0)
+
+
+def test_momentum_and_minimizing_attacks_in_search():
+    model, kernel, bias = linear_model()
+    x = mid_gray_images(9)
+    y = np.argmax(model(x).numpy(), axis=1)
+    result = robustness.minimal_perturbation(
+        model, x, y, "l2", momentum=True, iterations=(10,), step_fractions=(0.25,),
+        cw_max_iterations=60, cw_binary_search_steps=4, batch_size=4, progress=None,
+    )
+    assert set(result.per_attack) == {
+        "cw_l2(iters=60,search=4)",
+        "pgd_l2(step=0.25eps,iters=10,loss=margin)",
+        "mim_l2(step=0.25eps,iters=10)",
+    }
+    exact = exact_linear_distances(x, y, kernel, bias, "l2")
+    for found in result.per_attack.values():
+        assert np.all(found >= exact * (1 - 1e-4))
+    assert np.all(result.distances <= exact * 1.02)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"x": np.full((3, 6, 6, 1), 1.2, np.float32)}, r"within \[0.0, 1.0\].*Received: x="),
+        ({"x": np.zeros((3, 36), np.float32)}, r"NHWC.*Received: x="),
+        ({"y": np.array([0, 1, 3])}, r"within \[0, 3\).*Received: y="),
+        ({"y": np.array([0, 1])}, r"shape \(3,\).*Received: y="),
+        ({"y": np.array([0.5, 1, 2])}, r"integer class labels.*Received: y="),
+        ({"norm": "l1"}, r"'linf' or 'l2'.*Received: norm='l1'"),
+        ({"search_factor": 1.0}, r"search_factor > 1.*Received: search_factor=1.0"),
+        ({"attacks": [attacks.pgd("l2")]}, r"Expected linf attacks only.*Received"),
+    ],
+)
+def test_minimal_perturbation_rejects_bad_input(kwargs, message):
+    model, _, _ = linear_model()
+    arguments = {"x": mid_gray_images(3), "y": np.array([0, 1, 2]), "norm": "linf"}
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        robustness.minimal_perturbation(model, progress=None, **arguments)
+
+
+def test_attack_builders_reject_bad_schedules():
+    with pytest.raises(ValueError, match=r"fraction of epsilon in \(0, 1\].*Received: step_fraction=2"):
+        attacks.pgd("linf", step_fraction=2)
+    with pytest.raises(ValueError, match="positive number of iterations.*Received: iterations=0"):
+        attacks.pgd("l2", iterations=0)
+
+
+def test_quantile_summary_and_success_curve_handle_inf():
+    distances = np.array([0.0, 0.1, 0.2, np.inf])
+    assert minimal.quantile(distances, 0.5) == pytest.approx(0.15)
+    assert minimal.quantile(distances, 0.75) == np.inf
+    assert minimal.quantile([np.inf, np.inf], 0.5) == np.inf
+    summary = minimal.summarize_distances(distances, np.array([False, True, True, True]))
+    assert summary["n_clean_misclassified"] == 1 and summary["n_not_found"] == 1
+    assert summary["median_clean_correct"] == pytest.approx(0.2)
+    np.testing.assert_allclose(robustness.success_curve(distances, [0.0, 0.15, 1.0]), [0.25, 0.5, 0.75])
+
+
+def test_attacks_accept_saved_model_classifiers(tmp_path):
+    model, kernel, bias = linear_model()
+    model.export(str(tmp_path / "export"), verbose=False)
+    classifier = robustness.load_classifier(str(tmp_path / "export"))
+    x = mid_gray_images(6)
+    y = np.argmax(model(x).numpy(), axis=1)
+    result = robustness.minimal_perturbation(classifier, x, y, "linf", progress=None)
+    exact = exact_linear_distances(x, y, kernel, bias, "linf")
+    np.testing.assert_allclose(result.distances, exact, rtol=0.01)
+    assert tf.is_tensor(classifier(x))
