@@ -1,5 +1,7 @@
 """Tests of neuroreg_tf.data: offline datasets, augmentation, stimuli."""
 
+import gzip
+import pathlib
 import socket
 import time
 
@@ -57,6 +59,23 @@ def test_stock_tfds_load_works_offline_after_preparation(fmnist_dir):
     example = next(iter(tfds.load(
         "fashion_mnist", split="test", data_dir=str(fmnist_dir), download=False)))
     assert example["image"].shape == (28, 28, 1)
+
+
+def _read_idx(path, header_bytes):
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read()[header_bytes:], np.uint8)
+
+
+def test_fashion_mnist_pixels_and_labels_match_the_idx_files(fmnist_dir):
+    source = pathlib.Path(common.FASHION_MNIST_SOURCE_DIR)
+    raw_images = _read_idx(source / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28 * 28)
+    raw_labels = _read_idx(source / "t10k-labels-idx1-ubyte.gz", 8)
+    dataset = data.load_classification(
+        "fashion_mnist", "test", batch_size=10000, data_dir=fmnist_dir)
+    images, labels = next(iter(dataset))
+    loaded = np.round(images.numpy().reshape(-1, 28 * 28) * 255).astype(np.uint8)
+    expected = sorted(zip(raw_labels.tolist(), map(bytes, raw_images)))
+    assert sorted(zip(labels.numpy().tolist(), map(bytes, loaded))) == expected
 
 
 def test_fashion_mnist_test_split_shapes_dtypes_ranges(fmnist_dir):

@@ -10,9 +10,12 @@ afterwards `tfds.load('fashion_mnist', data_dir=...)` works offline.
 """
 
 import hashlib
+import io
 import pathlib
 import tempfile
 
+import numpy as np
+import PIL.Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
@@ -32,6 +35,12 @@ def _sha256(path: pathlib.Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image[..., 0]).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _local_url_infos(source_dir: pathlib.Path):
@@ -61,6 +70,13 @@ def _offline_builder_class(source_dir: pathlib.Path):
         @classmethod
         def url_infos(cls):
             return local_url_infos
+
+        def _generate_examples(self, num_examples, data_path, label_path):
+            # PNG is lossless, so PIL yields the stock records' pixels; it is about
+            # twice as fast as the stock path's one eager TF op per image.
+            stock_examples = super()._generate_examples(num_examples, data_path, label_path)
+            for key, example in stock_examples:
+                yield key, {**example, "image": _png_bytes(example["image"])}
 
     return OfflineFashionMNIST
 
