@@ -10,6 +10,9 @@ import functools
 import pathlib
 
 import numpy as np
+import skimage.color
+import skimage.data
+import skimage.transform
 from scipy import ndimage
 
 # skimage.data photographs that ship inside the wheel (no download needed).
@@ -23,8 +26,6 @@ STIMULI_NPZ_KEY = "stimuli"
 
 
 def _load_photo(name: str) -> np.ndarray:
-    import skimage.color  # pylint: disable=g-import-not-at-top
-    import skimage.data  # pylint: disable=g-import-not-at-top
     if name in ("motorcycle_left", "motorcycle_right"):
         left, right, _ = skimage.data.stereo_motorcycle()
         image = left if name == "motorcycle_left" else right
@@ -41,11 +42,10 @@ def _load_photo(name: str) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _photo_pyramids():
     """Returns, per photo, its Gaussian pyramid (each level half the previous)."""
-    from skimage import transform  # pylint: disable=g-import-not-at-top
     pyramids = []
     for name in NATURAL_IMAGE_NAMES:
         photo = _load_photo(name)
-        pyramids.append(tuple(transform.pyramid_gaussian(photo, downscale=2)))
+        pyramids.append(tuple(skimage.transform.pyramid_gaussian(photo, downscale=2)))
     return tuple(pyramids)
 
 
