@@ -1,0 +1,28 @@
+r"""The demo: Fashion-MNIST (real, from Debian) with a SIMULATED V1 target.
+
+    python train.py --config=configs/demo.py --workdir=runs/demo_neural
+    python demo.py --workdir=runs/demo      # both models + noise evaluation
+
+A narrow ResNet18 (width 1/8) on 12,000 training images for 2 epochs, with a
+simulated-V1 similarity target over 1,500 natural-image crops. Minutes on a
+2-core CPU. ``:runlocal`` shrinks it further (tests use that).
+"""
+
+from neuroreg_tf.config import base_train_config, runlocal
+
+
+def get_config(arg=None):
+    config = base_train_config()
+    config.data.dataset = "fashion_mnist"
+    config.epochs = 2
+    config.batch_size = 64
+    config.data.train_limit = 12000
+    config.data.eval_limit = 2000
+    config.model.width = 0.125
+    config.optim.learning_rate = 0.05
+    config.optim.schedule = "constant"
+    config.target.simulation.n_stimuli = 1500
+    config.target.simulation.n_neurons = 1000
+    if arg == "runlocal":
+        config = runlocal(config)
+    return config

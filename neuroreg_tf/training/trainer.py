@@ -1,0 +1,241 @@
+"""One training run, from a config to a workdir.
+
+A workdir holds everything a run produces::
+
+    config.json        the resolved config, written first
+    target/            the SIMULATED target, when config.target.path is empty
+    backup/            BackupAndRestore state: an interrupted run resumes from here
+    history.csv        per-epoch metrics (CSVLogger, appended across resumes)
+    tensorboard/       TensorBoard logs
+    model.keras        the NeuralRegularizedModel with optimizer state
+    classifier.keras   the plain classifier
+    export/            SavedModel of the classifier (``serve``: images -> logits)
+    summary.json       final metrics; written last, it marks a finished run
+
+Artifacts are written to a temporary name and renamed into place, so a
+killed run never leaves a partial file that looks complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from neuroreg_tf import data, targets
+from neuroreg_tf.models import ResNet
+from neuroreg_tf.training.callbacks import SimilarityMonitor
+from neuroreg_tf.training.pipeline import joint_dataset, split_stimuli
+from neuroreg_tf.training.regularized import NeuralRegularizedModel
+from neuroreg_tf.training.schedules import CyclicStepDecay
+from neuroreg_tf.training.strategies import make_strategy
+
+SUMMARY = "summary.json"
+
+
+def write_json_atomic(path: str, payload) -> None:
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        json.dump(payload, f, indent=2, default=float)
+    os.replace(temporary, path)
+
+
+def build_simulated_target(path: str, simulation: ml_collections.ConfigDict) -> str:
+    """Writes a SIMULATED V1 "neural_data" target over natural-image crops."""
+    from neuroreg_tf.neural.build import save_recording_target
+    from neuroreg_tf.neural.simulation import simulate_recording
+
+    print(
+        f"Building a SIMULATED V1 target: {simulation.n_stimuli} stimuli, "
+        f"{simulation.n_neurons} simulated neurons -> {path}",
+        flush=True,
+    )
+    stimuli = data.natural_stimuli(simulation.n_stimuli, seed=simulation.seed)
+    recording = simulate_recording(
+        stimuli,
+        n_neurons=simulation.n_neurons,
+        n_oracle=simulation.n_oracle,
+        n_repeats=simulation.n_repeats,
+        seed=simulation.seed,
+    )
+    return save_recording_target(path, recording, kind="neural_data")
+
+
+def resolve_target(config: ml_collections.ConfigDict, workdir: str) -> targets.SimilarityTarget:
+    """Loads ``config.target.path``, or builds the default simulated target."""
+    path = config.target.path
+    if not path:
+        path = os.path.join(workdir, "target")
+        if not os.path.isfile(os.path.join(path, "metadata.json")):
+            build_simulated_target(path, config.target.simulation)
+    return targets.load_target(path)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    optim = config.optim
+    if optim.schedule == "paper":
+        learning_rate = CyclicStepDecay(
+            optim.learning_rate, steps_per_epoch, optim.step_epochs, optim.decay, optim.cycle_epochs
+        )
+    elif optim.schedule == "constant":
+        learning_rate = optim.learning_rate
+    else:
+        raise ValueError(
+            f"config.optim.schedule must be 'paper' or 'constant'. Received: {optim.schedule!r}"
+        )
+    return keras.optimizers.SGD(learning_rate, momentum=optim.momentum, nesterov=optim.nesterov)
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_shape) -> NeuralRegularizedModel:
+    classifier = ResNet(
+        config.model.depth,
+        num_classes=num_classes,
+        width=config.model.width,
+        weight_decay=config.model.weight_decay,
+    )
+    return NeuralRegularizedModel(
+        classifier,
+        tap_layers=config.similarity.tap_layers,
+        alpha=config.alpha,
+        centering=config.similarity.centering,
+        ema_momentum=config.similarity.ema_momentum,
+        similarity_loss=config.similarity.loss,
+        arctanh_eps=config.similarity.arctanh_eps,
+        stimulus_bn=config.similarity.stimulus_bn,
+        stimulus_shape=stimulus_shape,
+    )
+
+
+def _check_workdir(config, workdir: str) -> None:
+    if os.path.isfile(os.path.join(workdir, SUMMARY)) and not config.overwrite:
+        raise FileExistsError(
+            f"{workdir} already holds a finished run ({SUMMARY} exists). Choose another "
+            "--workdir, delete it, or pass --config.overwrite=True."
+        )
+
+
+def _save_keras_atomic(model: keras.Model, path: str) -> None:
+    temporary = f"{path}.tmp.keras"
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def _export_atomic(classifier: keras.Model, path: str) -> None:
+    temporary = f"{path}.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    classifier.export(temporary, verbose=False)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(temporary, path)
+
+
+def read_history(csv_path: str) -> list[dict]:
+    if not os.path.isfile(csv_path):
+        return []
+    with open(csv_path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains one model as ``config`` says and writes everything to ``workdir``.
+
+    Returns:
+      The summary written to ``summary.json`` (final metrics and paths).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    _check_workdir(config, workdir)
+    write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    info = data.dataset_info(config.data.dataset)
+    train_images = data.load_classification(
+        config.data.dataset,
+        "train",
+        batch_size=config.batch_size,
+        data_dir=config.data.data_dir,
+        augment=config.data.augment,
+        shuffle=True,
+        seed=config.seed,
+        limit=config.data.train_limit,
+        drop_remainder=True,
+    )
+    test_images = data.load_classification(
+        config.data.dataset,
+        "test",
+        batch_size=config.batch_size,
+        data_dir=config.data.data_dir,
+        limit=config.data.eval_limit,
+    )
+    n_train = min(info.splits["train"], config.data.train_limit or info.splits["train"])
+    steps_per_epoch = n_train // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"config.batch_size={config.batch_size} is larger than the {n_train} training images."
+        )
+
+    target = resolve_target(config, workdir)
+    train_indices, holdout_indices = split_stimuli(
+        target.n_stimuli, config.target.holdout_fraction, config.seed
+    )
+    stimulus_batch = config.target.batch_size or config.batch_size
+    training_data = joint_dataset(train_images, target, train_indices, stimulus_batch, config.seed)
+
+    strategy = make_strategy(config)
+    with strategy.scope():
+        model = build_model(config, info.num_classes, target.stimuli.shape[1:3])
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
+
+    history_csv = os.path.join(workdir, "history.csv")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
+        keras.callbacks.TerminateOnNaN(),
+        SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0),
+        keras.callbacks.CSVLogger(history_csv, append=True),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
+    ]
+    started = time.time()
+    fit_history = model.fit(
+        training_data,
+        epochs=config.epochs,
+        validation_data=test_images,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    losses = fit_history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise FloatingPointError(
+            "Training diverged (loss is NaN or inf); no model was saved. Lower "
+            "config.optim.learning_rate or config.alpha and train again."
+        )
+
+    _save_keras_atomic(model, os.path.join(workdir, "model.keras"))
+    _save_keras_atomic(model.classifier, os.path.join(workdir, "classifier.keras"))
+    _export_atomic(model.classifier, os.path.join(workdir, "export"))
+    history = read_history(history_csv)
+    write_json_atomic(os.path.join(workdir, "history.json"), history)
+    final = history[-1] if history else {k: float(v[-1]) for k, v in fit_history.history.items()}
+    summary = {
+        "workdir": os.path.abspath(workdir),
+        "dataset": config.data.dataset,
+        "alpha": config.alpha,
+        "target": {
+            "path": config.target.path or os.path.join(workdir, "target"),
+            "kind": target.kind,
+            "simulated": target.simulated,
+        },
+        "epochs": len(history),
+        "train_seconds_this_process": round(time.time() - started, 1),
+        "final": final,
+        "gamma": dict(zip(model.tap_layers, np.asarray(model.gamma()).tolist())),
+    }
+    write_json_atomic(os.path.join(workdir, SUMMARY), summary)
+    return summary

@@ -1,0 +1,37 @@
+r"""Trains a classifier with (or, at alpha=0, without) neural similarity regularization.
+
+    python train.py --workdir=runs/demo_neural                      # configs/demo.py
+    python train.py --config=configs/cifar10_resnet18.py --workdir=runs/c10 \
+        --config.alpha=20 --config.target.path=runs/target/target
+    python train.py --config=configs/cifar10_resnet18.py:runlocal --workdir=/tmp/local
+
+An interrupted run resumes from <workdir>/backup when started again with the
+same command. See neuroreg_tf/training/trainer.py for the workdir layout.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from neuroreg_tf.training import trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/demo.py", "Training config file (optionally path:arg).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for everything the run writes.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    summary = trainer.train(_CONFIG.value, _WORKDIR.value)
+    final = summary["final"]
+    print(
+        f"Finished {summary['epochs']} epoch(s): val_accuracy={final.get('val_accuracy', float('nan')):.4f}, "
+        f"held-out similarity r={final.get('val_similarity_r', float('nan')):.3f}; "
+        f"wrote {summary['workdir']}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
