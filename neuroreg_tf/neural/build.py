@@ -1,11 +1,286 @@
-"""Similarity targets from (recorded or SIMULATED) neural responses."""
+"""Similarity targets from (recorded or SIMULATED) neural responses.
+
+Every target kind is written in the format of ``neuroreg_tf.targets`` (load it
+with ``load_target``), in embedding form where the target comes from
+responses (S = E E^T, so no N x N matrix is ever held) and in matrix form for
+the small oracle target:
+
+* ``neural_model`` (Eq 6): each scan's predictive model predicts every
+  stimulus at neutral behaviour and eye position; neurons are scaled by
+  w_a * v_a (Eq 1 weight times test correlation, negative v_a clipped to 0);
+  the per-scan unit embeddings are concatenated and divided by sqrt(H), which
+  makes E E^T the average of the scans' similarity matrices.
+* ``neural_data`` (Eq 1-2 on single trials): for each image the first trial of
+  each scan, SNR-weighted; averaged over scans the same way.
+* ``oracle`` (Eq 3): the repeated images only, averaged over scans, unit
+  diagonal.
+* ``shuffle``: the neural-model target with stimulus identities permuted: the
+  embedding rows are permuted, so the distribution and structure of
+  similarities are exactly the neural ones but attached to the wrong images
+  (the paper's "Shuffle" control). The permutation seed is in the metadata.
+* ``random``: Gaussian random vectors of dimension d, centred over stimuli and
+  unit-normalised (Eq 2 applied to noise), with d = round(1 / std^2) so the
+  off-diagonal spread matches the neural target's (std of S_ij ~ 1/sqrt(d)).
+* ``vgg``: centred cosine similarity (Eq 9) of VGG19 ``block3_conv1``
+  features, with a user-supplied weights file.
+* ``ground_truth``: SIMULATED only: Eq 2 on the noiseless neutral-state rates.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
 
 import numpy as np
 
 from neuroreg_tf import similarity, targets
-from neuroreg_tf.neural.simulation import SimulatedRecording
+from neuroreg_tf.neural import statistics
+from neuroreg_tf.neural.recordings import Recording
+from neuroreg_tf.neural.simulation import SIMULATED_LABEL, SimulatedRecording
+
+RESPONSE_KINDS = ("neural_model", "neural_data", "oracle", "shuffle", "random", "vgg", "ground_truth")
+VGG_LAYER = "block3_conv1"
+_MAX_PAIRS = 200_000
+
+
+@dataclasses.dataclass
+class ScanAnalysis:
+    """What the target builder derives from one scan.
+
+    Attributes:
+      recording: the scan.
+      oracle_ids: the repeated image ids, sorted.
+      repeated: (n_oracle, n_repeats, n_neurons) responses to the repeats.
+      weights: (n_neurons,) SNR weights w_a (Eq 1).
+      oracle_similarity: (n_oracle, n_oracle) S_oracle (Eq 3).
+      oracle_correlation: (n_neurons,) leave-one-out oracle correlation.
+      predictor: the fitted predictive model, or None.
+    """
+
+    recording: Recording
+    oracle_ids: np.ndarray
+    repeated: np.ndarray
+    weights: np.ndarray
+    oracle_similarity: np.ndarray
+    oracle_correlation: np.ndarray
+    predictor: Any = None
+
+    @property
+    def model_weights(self) -> np.ndarray:
+        """w_a * max(v_a, 0) of Eq 6."""
+        if self.predictor is None:
+            raise ValueError("This scan has no fitted predictive model; fit one first.")
+        return self.weights * np.clip(self.predictor.test_correlation, 0.0, None)
+
+
+def analyse_scan(recording: Recording, oracle_ids=None) -> ScanAnalysis:
+    """Eq 1 weights, Eq 3 oracle similarity and oracle correlations of one scan."""
+    oracle_ids = recording.oracle_image_ids() if oracle_ids is None else np.asarray(oracle_ids)
+    repeated = recording.repeated_responses(oracle_ids)
+    weights = similarity.snr_weights(repeated)
+    return ScanAnalysis(
+        recording=recording,
+        oracle_ids=oracle_ids,
+        repeated=repeated,
+        weights=weights,
+        oracle_similarity=similarity.oracle_similarity(repeated, weights),
+        oracle_correlation=statistics.oracle_correlation(repeated),
+    )
+
+
+def shared_oracle_ids(recordings) -> np.ndarray:
+    """Oracle image ids repeated in every scan."""
+    shared = recordings[0].oracle_image_ids()
+    for recording in recordings[1:]:
+        shared = np.intersect1d(shared, recording.oracle_image_ids())
+    if shared.size < 3:
+        raise ValueError(
+            "The scans must share at least 3 repeated (oracle) images to compare "
+            f"similarities across scans. Received: {shared.size} shared oracle image ids"
+        )
+    return shared
+
+
+def shared_stimuli(recordings) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, images) shown in every scan, sorted by id."""
+    ids, images, _ = recordings[0].unique_images()
+    for recording in recordings[1:]:
+        keep = np.isin(ids, recording.image_ids)
+        ids, images = ids[keep], images[keep]
+    if ids.size < 3:
+        raise ValueError(f"The scans share fewer than 3 images. Received: {ids.size} shared image ids")
+    return ids, images
+
+
+def _first_trials(recording: Recording, image_ids) -> np.ndarray:
+    order = np.argsort(recording.image_ids, kind="stable")
+    sorted_ids = recording.image_ids[order]
+    return order[np.searchsorted(sorted_ids, image_ids)]
+
+
+def data_embedding(scan: ScanAnalysis, image_ids) -> np.ndarray:
+    """Unit embedding of single-trial responses (first trial per image), Eq 1-2."""
+    trials = _first_trials(scan.recording, image_ids)
+    return similarity.stimulus_embedding(scan.recording.responses[trials], scan.weights)
+
+
+def model_embedding(scan: ScanAnalysis, images, batch_size: int = 256) -> np.ndarray:
+    """Unit embedding of neutral-state predictions scaled by w_a v_a (Eq 6)."""
+    predictions = scan.predictor.predict_neutral(images, batch_size=batch_size)
+    return similarity.stimulus_embedding(predictions, scan.model_weights)
+
+
+def average_embeddings(embeddings) -> np.ndarray:
+    """One embedding whose Gram matrix is the mean of the embeddings' Gram matrices."""
+    embeddings = list(embeddings)
+    stacked = np.concatenate(embeddings, axis=1) / np.sqrt(len(embeddings))
+    return stacked.astype(np.float32)
+
+
+def pair_correlation_from_embeddings(first, second, *, max_pairs: int = _MAX_PAIRS, seed: int = 0) -> float:
+    """Pearson r of S = E E^T between two embeddings over i < j pairs.
+
+    All pairs when there are at most ``max_pairs``, else a uniform random sample
+    of pairs (so N x N is never formed).
+    """
+    n = first.shape[0]
+    if second.shape[0] != n or n < 3:
+        raise ValueError(
+            "Both embeddings must describe the same >= 3 stimuli. "
+            f"Received: first.shape={first.shape}, second.shape={second.shape}"
+        )
+    total = n * (n - 1) // 2
+    if total <= max_pairs:
+        rows, cols = np.triu_indices(n, k=1)
+    else:
+        rng = np.random.default_rng(seed)
+        rows = rng.integers(0, n, max_pairs)
+        cols = rng.integers(0, n - 1, max_pairs)
+        cols = np.where(cols >= rows, cols + 1, cols)
+    values = []
+    for embedding in (first, second):
+        values.append(
+            np.concatenate(
+                [
+                    np.einsum("pd,pd->p", embedding[rows[s : s + 50_000]], embedding[cols[s : s + 50_000]])
+                    for s in range(0, rows.size, 50_000)
+                ]
+            )
+        )
+    return float(np.corrcoef(values[0], values[1])[0, 1])
+
+
+def shuffle_embedding(embedding, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(embedding[permutation], permutation): the Shuffle control."""
+    permutation = np.random.default_rng(seed).permutation(embedding.shape[0])
+    return np.asarray(embedding)[permutation], permutation
+
+
+def similarity_spread(embedding, *, max_pairs: int = _MAX_PAIRS, seed: int = 0) -> float:
+    """Standard deviation of S_ij over (sampled) i < j pairs of an embedding."""
+    n = embedding.shape[0]
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n, max_pairs)
+    cols = (rows + rng.integers(1, n, max_pairs)) % n
+    return float(np.einsum("pd,pd->p", embedding[rows], embedding[cols]).std())
+
+
+def random_embedding(n_stimuli: int, spread: float, seed: int = 0) -> np.ndarray:
+    """Eq 2 applied to Gaussian noise in d = round(1 / spread^2) dimensions.
+
+    Random unit vectors in d dimensions have pairwise cosines with standard
+    deviation ~ 1 / sqrt(d), so the result is a valid (PSD, unit-diagonal)
+    similarity with the requested spread and no stimulus structure.
+    """
+    if not 0 < spread < 1:
+        raise ValueError(f"`spread` must be in (0, 1). Received: spread={spread}")
+    dims = max(2, int(round(1.0 / spread**2)))
+    noise = np.random.default_rng(seed).normal(size=(n_stimuli, dims))
+    return similarity.stimulus_embedding(noise).astype(np.float32)
+
+
+VGG_WEIGHTS_HELP = (
+    "ImageNet VGG19 weights cannot be downloaded in this environment. Download "
+    "'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5' (keras.applications.VGG19("
+    "weights='imagenet', include_top=False) fetches it to ~/.keras/models/) on a "
+    "machine with internet access, copy it here and pass its path (build_target.py: "
+    "--config.vgg.weights=/path/to/file.h5)."
+)
+
+
+def vgg_features(stimuli, weights: str, *, layer: str = VGG_LAYER, batch_size: int = 64) -> np.ndarray:
+    """Flattened VGG19 features of grayscale stimuli at ``layer``.
+
+    Grayscale is repeated to RGB, scaled to 0..255 and passed through VGG19's
+    own preprocessing (BGR, ImageNet mean subtracted).
+
+    Args:
+      stimuli: (n, height, width, 1) images in [0, 1]; height, width >= 32.
+      weights: path to a Keras VGG19 weights file (the ``notop`` h5 or a
+        ``.weights.h5``), or the string ``"random"`` to use random weights --
+        only for testing the mechanics, never for a real target.
+      layer: VGG19 layer name.
+
+    Returns:
+      (n, features) float32.
+    """
+    import keras
+
+    if weights != "random" and not (isinstance(weights, str) and os.path.isfile(weights)):
+        raise FileNotFoundError(f"No VGG19 weights file at {weights!r}. {VGG_WEIGHTS_HELP}")
+    stimuli = np.asarray(stimuli, dtype=np.float32)
+    base = keras.applications.VGG19(include_top=False, weights=None, input_shape=stimuli.shape[1:3] + (3,))
+    if weights != "random":
+        base.load_weights(weights)
+    try:
+        output = base.get_layer(layer).output
+    except ValueError as error:
+        raise ValueError(f"`layer` must name a VGG19 layer such as {VGG_LAYER!r}. Received: layer={layer!r}") from error
+    extractor = keras.Model(base.input, output)
+    outputs = []
+    for start in range(0, stimuli.shape[0], batch_size):
+        rgb = np.repeat(stimuli[start : start + batch_size], 3, axis=-1) * 255.0
+        batch = keras.applications.vgg19.preprocess_input(rgb)
+        outputs.append(np.asarray(extractor(batch, training=False)).reshape(batch.shape[0], -1))
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def vgg_embedding(stimuli, weights: str, *, layer: str = VGG_LAYER) -> np.ndarray:
+    """Centred unit embedding of VGG19 features (Eq 9 similarity = E E^T)."""
+    return similarity.stimulus_embedding(vgg_features(stimuli, weights, layer=layer)).astype(np.float32)
+
+
+def write_target(
+    path: str,
+    kind: str,
+    stimuli,
+    *,
+    simulated: bool,
+    embedding=None,
+    matrix=None,
+    provenance: dict[str, Any] | None = None,
+) -> str:
+    """Writes one target, labelled SIMULATED when ``simulated``."""
+    metadata = dict(provenance or {})
+    if simulated:
+        metadata["label"] = SIMULATED_LABEL
+    return targets.save_target(
+        path, stimuli, similarity=matrix, embedding=embedding, kind=kind, simulated=simulated, metadata=metadata
+    )
+
+
+def oracle_target_matrix(scans) -> np.ndarray:
+    """Mean over scans of S_oracle (Eq 3), clipped to [-1, 1], unit diagonal."""
+    matrix = np.mean([scan.oracle_similarity for scan in scans], axis=0)
+    matrix = np.clip((matrix + matrix.T) / 2.0, -1.0, 1.0)
+    np.fill_diagonal(matrix, 1.0)
+    return matrix
+
+
+# ----------------------------------------------------------------------------
+# The first, single-scan interface (kept for the demo and existing callers).
+# ----------------------------------------------------------------------------
 
 
 def neural_data_similarity(responses: np.ndarray, repeated: np.ndarray) -> np.ndarray:
@@ -19,19 +294,20 @@ def save_recording_target(path: str, recording: SimulatedRecording, *, kind: str
     ``ground_truth`` uses the noiseless rates, which only a simulation has.
     """
     if kind == "neural_data":
-        matrix = neural_data_similarity(recording.responses, recording.oracle_responses)
+        embedding = similarity.stimulus_embedding(
+            recording.responses, similarity.snr_weights(recording.oracle_responses)
+        )
     elif kind == "ground_truth":
-        matrix = similarity.similarity_matrix(recording.ground_truth)
+        embedding = similarity.stimulus_embedding(recording.ground_truth)
     else:
         raise ValueError(f"`kind` must be 'neural_data' or 'ground_truth'. Received: kind={kind!r}")
-    return targets.save_target(
+    return write_target(
         path,
+        kind,
         recording.stimuli,
-        similarity=matrix,
-        kind=kind,
         simulated=recording.simulated,
-        metadata={
-            "label": recording.label,
+        embedding=embedding,
+        provenance={
             "n_neurons": int(recording.responses.shape[1]),
             "n_oracle": int(recording.oracle_indices.size),
             "n_repeats": int(recording.oracle_responses.shape[1]),

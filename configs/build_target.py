@@ -1,0 +1,80 @@
+r"""Target-building config: recordings (real or SIMULATED) -> similarity targets.
+
+Default: simulate the paper's per-scan design (5000 single-trial images + 100
+oracle images x 10 repeats, 36 x 64 stimuli) for 3 scans of a SIMULATED V1
+population, train one predictive model per scan, and write the Neural (model)
+target plus the neural_data, oracle, shuffle, random and ground_truth
+controls, target_report.json and Fig. 1-like figures:
+
+  python build_target.py --workdir=runs/target                    # ~10-15 min on 2 CPU cores
+  python build_target.py --workdir=runs/target_small \
+      --config=configs/build_target.py:small                      # ~1-2 min on 2 CPU cores
+
+Real recordings (neuralpredictors FileTree directories or StaticImageSet .h5
+files; all scans must show the same images and oracle images):
+
+  python build_target.py --workdir=runs/target_real \
+      --config.recordings=/data/scan1,/data/scan2.h5
+
+The VGG control needs ImageNet VGG19 weights, which cannot be downloaded here:
+  --config.target.extra_kinds=vgg --config.vgg.weights=/path/vgg19_..._notop.h5
+
+Variants (``--config=configs/build_target.py:<arg>``):
+  small  tiny SIMULATED design for tests and the demo (2 scans x 150 neurons,
+         1200 + 40 x 6 trials each; short training).
+  paper  8 SIMULATED scans (the paper averages 8) of 1000 neurons; GPU scale.
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+    """Returns the config; ``arg`` is None, "small" or "paper"."""
+    config = ml_collections.ConfigDict()
+    # Comma-separated FileTree directories / .h5 files. Empty: simulate.
+    config.recordings = ""
+
+    config.simulation = ml_collections.ConfigDict()
+    config.simulation.preset = "default"  # simulation.PRESETS: paper | default | small
+    config.simulation.seed = 0
+    # Also write the simulated scans in the FileTree layout under workdir/recordings/.
+    config.simulation.save_recordings = False
+
+    config.target = ml_collections.ConfigDict()
+    config.target.kind = "neural_model"  # written to workdir/target (what train.py reads)
+    # Each written to workdir/targets/<kind>; "ground_truth" is skipped for real data.
+    config.target.extra_kinds = ("neural_data", "oracle", "shuffle", "random", "ground_truth")
+    config.target.seed = 0  # shuffle permutation and random-control seed
+
+    config.model = ml_collections.ConfigDict()
+    config.model.channels = 12
+    config.model.input_kernel = 9  # smooth, Gabor-sized first-layer kernels (Laplace-penalised)
+    config.model.hidden_kernel = 3
+    config.model.readout = "factorized"  # or "gaussian"
+    config.model.readout_pool = 4  # factorized readout on 9 x 16 features: fewer weights per neuron
+    config.model.laplace_weight = 0.1
+    config.model.readout_l1 = 0.05
+    config.model.use_shifter = True
+    config.model.use_modulator = True
+    config.model.learning_rate = 1e-2
+    config.model.batch_size = 64
+    config.model.max_epochs = 15
+    config.model.patience = 3  # early stopping on the validation correlation
+    config.model.seed = 0
+
+    config.vgg = ml_collections.ConfigDict()
+    config.vgg.weights = ""  # a Keras VGG19 notop weights file; required for the "vgg" kind
+
+    config.figures = True
+
+    if arg == "small":
+        config.simulation.preset = "small"
+        config.model.max_epochs = 8
+    elif arg == "paper":
+        config.simulation.preset = "paper"
+        config.model.channels = 32
+        config.model.max_epochs = 100
+        config.model.patience = 5
+    elif arg:
+        raise ValueError(f"The config argument must be 'small' or 'paper'. Received: arg={arg!r}")
+    return config

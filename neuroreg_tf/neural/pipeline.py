@@ -1,0 +1,338 @@
+"""Recordings -> predictive models -> similarity targets, report and figures.
+
+``build_targets`` is the library behind ``build_target.py``; it works the same
+on real recordings (FileTree / HDF5, see ``recordings``) and on SIMULATED
+ones (``simulation.simulate_experiment``), where it also measures how close
+each target is to the noiseless ground truth.
+
+``build_simulated_target`` is the quick one-call version for demos and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from neuroreg_tf import similarity
+from neuroreg_tf.neural import build, figures, statistics
+from neuroreg_tf.neural.predictive import PredictiveModelConfig, fit_predictive_model
+from neuroreg_tf.neural.recordings import Recording
+from neuroreg_tf.neural.simulation import SIMULATED_LABEL, SimulatedExperiment, simulate_experiment
+
+REPORT_NAME = "target_report.json"
+NEEDS_MODEL = ("neural_model", "shuffle", "random")
+
+
+def _scan_metrics(scan: build.ScanAnalysis) -> dict[str, Any]:
+    """Fig. 1D for one scan: r(S_data, S_oracle) over trial pairs, r(S_model, S_oracle)."""
+    n_images, n_repeats, _ = scan.repeated.shape
+    oracle_upper = similarity.upper_triangle(scan.oracle_similarity)
+    trial_pairs = statistics.trial_pair_similarities(scan.repeated, scan.weights)
+    metrics = {
+        "n_neurons": scan.recording.n_neurons,
+        "median_oracle_correlation": float(np.median(scan.oracle_correlation)),
+        "median_snr_weight": float(np.median(scan.weights)),
+        "r_data_vs_oracle": float(np.corrcoef(np.repeat(oracle_upper, n_repeats**2), trial_pairs.reshape(-1))[0, 1]),
+    }
+    extras = {"oracle_upper": oracle_upper, "trial_pairs": trial_pairs}
+    if scan.predictor is not None:
+        ids, images, _ = scan.recording.unique_images()
+        oracle_images = images[np.searchsorted(ids, scan.oracle_ids)]
+        model_oracle = similarity.similarity_matrix(scan.predictor.predict_neutral(oracle_images), scan.model_weights)
+        metrics.update(
+            {
+                "r_model_vs_oracle": statistics.pair_correlation(model_oracle, scan.oracle_similarity),
+                "mean_test_correlation": float(np.mean(scan.predictor.test_correlation)),
+                "median_feve": float(np.nanmedian(scan.predictor.feve)),
+                "epochs_trained": len(scan.predictor.history),
+                "best_validation_correlation": float(
+                    max(h["validation_correlation"] for h in scan.predictor.history)
+                ),
+            }
+        )
+        extras["model_oracle"] = model_oracle
+    return metrics, extras
+
+
+def build_targets(
+    recordings: Sequence[Recording],
+    out_dir: str,
+    *,
+    primary_kind: str = "neural_model",
+    extra_kinds: Sequence[str] = ("neural_data", "oracle", "shuffle", "random"),
+    predictor_config: PredictiveModelConfig | None = None,
+    experiment: SimulatedExperiment | None = None,
+    vgg_weights: str | None = None,
+    make_figures: bool = True,
+    target_path: str | None = None,
+    seed: int = 0,
+    log: Callable[[str], Any] | None = print,
+) -> dict[str, Any]:
+    """Builds similarity targets from one or more scans, with a report and figures.
+
+    The primary target goes to ``out_dir/target``, the others to
+    ``out_dir/targets/<kind>``; ``out_dir/target_report.json`` and
+    ``out_dir/figures/*.png`` describe them.
+
+    Args:
+      recordings: the scans; they must share the stimuli and oracle images.
+      out_dir: output directory.
+      primary_kind: the kind written to ``out_dir/target``.
+      extra_kinds: further kinds, each to ``out_dir/targets/<kind>``.
+      predictor_config: predictive-model hyper-parameters.
+      experiment: the ``SimulatedExperiment`` the recordings came from, if any;
+        enables the ground-truth comparisons and the ``ground_truth`` kind.
+      vgg_weights: VGG19 weights file, required for the ``vgg`` kind.
+      make_figures: write the Fig. 1-like PNGs.
+      target_path: where the primary target goes (default ``out_dir/target``).
+      seed: seed of the shuffle and random controls.
+      log: progress sink; None for silence.
+
+    Returns:
+      The report (also written as JSON).
+    """
+    log = log or (lambda message: None)
+    kinds = [primary_kind] + [k for k in extra_kinds if k != primary_kind]
+    unknown = [k for k in kinds if k not in build.RESPONSE_KINDS]
+    if unknown:
+        raise ValueError(f"Target kinds must be among {build.RESPONSE_KINDS}. Received: kinds={unknown}")
+    if "ground_truth" in kinds and experiment is None:
+        raise ValueError("The 'ground_truth' kind exists only for simulated experiments. Received: experiment=None")
+    if "vgg" in kinds and not vgg_weights:
+        raise ValueError(f"The 'vgg' kind needs VGG19 weights. {build.VGG_WEIGHTS_HELP} Received: vgg_weights={vgg_weights!r}")
+    if not recordings:
+        raise ValueError("Need at least one recording. Received: recordings=[]")
+    simulated = any(r.simulated for r in recordings) or experiment is not None
+    started = time.time()
+    label = f" [{SIMULATED_LABEL}]" if simulated else ""
+    log(f"Building targets {kinds} from {len(recordings)} scan(s){label}")
+
+    oracle_ids = build.shared_oracle_ids(recordings)
+    image_ids, images = build.shared_stimuli(recordings)
+    scans = [build.analyse_scan(r, oracle_ids) for r in recordings]
+    for h, scan in enumerate(scans):
+        log(
+            f"scan {h + 1}: {scan.recording.n_trials} trials, {scan.recording.n_neurons} neurons, "
+            f"median oracle correlation {np.median(scan.oracle_correlation):.3f}"
+        )
+    fit_models = any(k in NEEDS_MODEL for k in kinds)
+    if fit_models:
+        for h, scan in enumerate(scans):
+            log(f"scan {h + 1}/{len(scans)}: training the predictive model")
+            scan.predictor = fit_predictive_model(scan.recording, predictor_config, log=log)
+
+    provenance = {
+        "n_scans": len(scans),
+        "neurons_per_scan": [s.recording.n_neurons for s in scans],
+        "image_ids": image_ids,
+        "sources": [s.recording.metadata.get("source", "in-memory") for s in scans],
+    }
+    if experiment is not None:
+        provenance["simulation"] = experiment.parameters
+    embeddings: dict[str, np.ndarray] = {}
+    log("computing embeddings")
+    data_embedding = build.average_embeddings(build.data_embedding(s, image_ids) for s in scans)
+    model_embedding = (
+        build.average_embeddings(build.model_embedding(s, images) for s in scans) if fit_models else None
+    )
+    truth_embedding = None
+    if experiment is not None:
+        truth_embedding = similarity.stimulus_embedding(experiment.ground_truth_rates(image_ids)).astype(np.float32)
+
+    written = {}
+    for kind in kinds:
+        if kind == primary_kind:
+            path = target_path or os.path.join(out_dir, "target")
+        else:
+            path = os.path.join(out_dir, "targets", kind)
+        extra = {}
+        if kind == "neural_model":
+            arrays = {"embedding": model_embedding}
+            extra["method"] = "Eq 6: neutral-state predictions x w_a v_a, averaged over scans"
+        elif kind == "neural_data":
+            arrays = {"embedding": data_embedding}
+            extra["method"] = "Eq 1-2 on the first single trial of each image, averaged over scans"
+        elif kind == "shuffle":
+            shuffled, permutation = build.shuffle_embedding(model_embedding, seed)
+            arrays = {"embedding": shuffled}
+            extra.update(method="neural_model target with stimulus identities permuted", permutation_seed=seed)
+        elif kind == "random":
+            spread = build.similarity_spread(model_embedding, seed=seed)
+            arrays = {"embedding": build.random_embedding(len(image_ids), spread, seed)}
+            extra.update(method="Eq 2 on Gaussian noise with the neural_model spread", spread=spread)
+        elif kind == "ground_truth":
+            arrays = {"embedding": truth_embedding}
+            extra["method"] = "Eq 2 on the noiseless neutral-state rates of all recorded neurons"
+        elif kind == "vgg":
+            log(f"computing VGG19 {build.VGG_LAYER} features")
+            arrays = {"embedding": build.vgg_embedding(images, vgg_weights)}
+            extra.update(method=f"Eq 9 on VGG19 {build.VGG_LAYER} features", vgg_weights=vgg_weights)
+        else:  # oracle
+            ids, unique_images, _ = recordings[0].unique_images()
+            build.write_target(
+                path,
+                kind,
+                unique_images[np.searchsorted(ids, oracle_ids)],
+                simulated=simulated,
+                matrix=build.oracle_target_matrix(scans),
+                provenance={**provenance, "image_ids": oracle_ids, "method": "Eq 3, averaged over scans"},
+            )
+            written[kind] = path
+            log(f"wrote {kind} target ({oracle_ids.size} stimuli) to {path}")
+            continue
+        build.write_target(path, kind, images, simulated=simulated, provenance={**provenance, **extra}, **arrays)
+        embeddings[kind] = arrays["embedding"]
+        written[kind] = path
+        log(f"wrote {kind} target ({len(image_ids)} stimuli) to {path}")
+
+    log("measuring the targets (Fig. 1D)")
+    per_scan, extras = zip(*(_scan_metrics(s) for s in scans))
+    report: dict[str, Any] = {
+        "kind": primary_kind,
+        "n_stimuli": int(len(image_ids)),
+        "n_oracle": int(oracle_ids.size),
+        "simulated": bool(simulated),
+        "label": SIMULATED_LABEL if simulated else "recorded data",
+        "targets": written,
+        "r_data_vs_oracle": float(np.mean([m["r_data_vs_oracle"] for m in per_scan])),
+        "r_model_vs_oracle": (
+            float(np.mean([m["r_model_vs_oracle"] for m in per_scan])) if fit_models else None
+        ),
+        "definitions": {
+            "r_data_vs_oracle": "Pearson r over oracle pairs i < j between single-trial S_data (every repeat "
+            "combination) and S_oracle (Eq 3), per scan, averaged over scans (Fig. 1D).",
+            "r_model_vs_oracle": "Pearson r over oracle pairs i < j between S_model (Eq 6, neutral state) "
+            "and S_oracle, per scan, averaged over scans (Fig. 1D).",
+            "r_data_vs_truth": "Pearson r over all (or 200k sampled) stimulus pairs i < j between the "
+            "neural_data target and the noiseless ground-truth similarity (simulated only).",
+            "r_model_vs_truth": "As r_data_vs_truth, for the neural_model target.",
+        },
+        "scans": list(per_scan),
+    }
+    if len(scans) >= 2:
+        delta_scan, delta_repeat = statistics.scan_and_repeat_fluctuations(
+            [s.repeated for s in scans], [s.weights for s in scans]
+        )
+        report["fluctuation_std_across_scans"] = float(np.std(delta_scan))
+        report["fluctuation_std_across_repeats"] = float(np.std(delta_repeat))
+    if truth_embedding is not None:
+        report["r_data_vs_truth"] = build.pair_correlation_from_embeddings(data_embedding, truth_embedding)
+        if fit_models:
+            report["r_model_vs_truth"] = build.pair_correlation_from_embeddings(model_embedding, truth_embedding)
+        truth_oracle = similarity.similarity_matrix(experiment.ground_truth_rates(oracle_ids))
+        report["oracle_images"] = {
+            "r_oracle_vs_truth": float(
+                np.mean([statistics.pair_correlation(s.oracle_similarity, truth_oracle) for s in scans])
+            ),
+        }
+        if fit_models:
+            report["oracle_images"]["r_model_vs_truth"] = float(
+                np.mean([statistics.pair_correlation(e["model_oracle"], truth_oracle) for e in extras])
+            )
+    if make_figures:
+        figure_dir = os.path.join(out_dir, "figures")
+        os.makedirs(figure_dir, exist_ok=True)
+        paths = [
+            figures.plot_similarity_matrices(
+                os.path.join(figure_dir, "fig1ab_similarity_matrices.png"),
+                [s.oracle_similarity for s in scans],
+                [e["model_oracle"] for e in extras] if fit_models else None,
+                simulated=simulated,
+            )
+        ]
+        if len(scans) >= 2:
+            paths.append(
+                figures.plot_fluctuations(
+                    os.path.join(figure_dir, "fig1c_fluctuations.png"), delta_scan, delta_repeat, simulated=simulated
+                )
+            )
+        if fit_models:
+            n_repeats = scans[0].repeated.shape[1]
+            paths.append(
+                figures.plot_scatter(
+                    os.path.join(figure_dir, "fig1d_scatter.png"),
+                    np.repeat(extras[0]["oracle_upper"], n_repeats**2),
+                    extras[0]["trial_pairs"].reshape(-1),
+                    (extras[0]["oracle_upper"], similarity.upper_triangle(extras[0]["model_oracle"])),
+                    r_data=per_scan[0]["r_data_vs_oracle"],
+                    r_model=per_scan[0]["r_model_vs_oracle"],
+                    simulated=simulated,
+                )
+            )
+        report["figures"] = paths
+    report["seconds"] = round(time.time() - started, 1)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, REPORT_NAME), "w") as f:
+        json.dump(report, f, indent=2, default=_json_default)
+    log(f"wrote {os.path.join(out_dir, REPORT_NAME)}")
+    for key in ("r_data_vs_oracle", "r_model_vs_oracle", "r_data_vs_truth", "r_model_vs_truth"):
+        if report.get(key) is not None:
+            log(f"  {key} = {report[key]:.3f}")
+    return report
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Cannot store {type(value).__name__} in the report.")
+
+
+def build_simulated_target(
+    path: str,
+    *,
+    kind: str = "neural_model",
+    n_stimuli: int = 1500,
+    seed: int = 0,
+    max_epochs: int = 8,
+    log: Callable[[str], Any] | None = None,
+) -> str:
+    """One call: a small SIMULATED experiment -> one target directory at ``path``.
+
+    Two scans of 150 neurons from a 300-neuron population; ``n_stimuli``
+    includes 40 oracle images shown 6 times. ``kind='neural_data'`` takes a few
+    seconds; ``'neural_model'`` trains two small predictive models (about a
+    minute on 2 CPU cores for 1500 stimuli).
+
+    Args:
+      path: the target directory to write (loadable with
+        ``neuroreg_tf.targets.load_target``).
+      kind: 'neural_model', 'neural_data', 'oracle', 'shuffle', 'random' or
+        'ground_truth'.
+      n_stimuli: stimuli in the target (>= 100), 36 x 64 natural-image crops.
+      seed: seed of stimuli, population and noise.
+      max_epochs: predictive-model epochs (early stopping may end sooner).
+      log: progress sink (e.g. ``print``); None for silence.
+
+    Returns:
+      ``path``.
+    """
+    if n_stimuli < 100:
+        raise ValueError(f"`n_stimuli` must be at least 100. Received: n_stimuli={n_stimuli}")
+    experiment = simulate_experiment(
+        n_single=n_stimuli - 40, n_oracle=40, n_repeats=6, n_scans=2, neurons_per_scan=150,
+        population_size=300, seed=seed,
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        report = build_targets(
+            experiment.recordings,
+            scratch,
+            primary_kind=kind,
+            extra_kinds=(),
+            predictor_config=PredictiveModelConfig(max_epochs=max_epochs, seed=seed),
+            experiment=experiment,
+            make_figures=False,
+            target_path=path,
+            seed=seed,
+            log=log,
+        )
+    with open(os.path.join(path, "build_report.json"), "w") as f:
+        json.dump(report, f, indent=2, default=_json_default)
+    return path
