@@ -279,6 +279,65 @@ def save_target(
     return path
 
 
+def finish_target(
+    path: str,
+    *,
+    kind: str = "custom",
+    simulated: bool,
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Validates arrays already written to ``path`` and writes metadata.json last.
+
+    For targets too large to pass to ``save_target`` as in-memory arrays:
+    write ``stimuli.npy`` and ``embedding.npy`` (or ``similarity.npy``) into
+    ``path`` chunk by chunk (e.g. ``numpy.lib.format.open_memmap``), then call
+    this. The arrays are validated memory-mapped, in chunks.
+
+    Args:
+      path: the directory holding the arrays.
+      kind: one of ``KNOWN_KINDS``.
+      simulated: whether the target comes from simulated neural data.
+      metadata: extra provenance.
+
+    Returns:
+      ``path``.
+    """
+    if kind not in KNOWN_KINDS:
+        raise ValueError(f"`kind` must be one of {KNOWN_KINDS}. Received: kind={kind!r}")
+    has_embedding = os.path.isfile(os.path.join(path, _EMBEDDING))
+    has_matrix = os.path.isfile(os.path.join(path, _MATRIX))
+    if has_embedding == has_matrix or not os.path.isfile(os.path.join(path, _STIMULI)):
+        raise TargetError(
+            f"{path!r} must hold {_STIMULI} and exactly one of {_EMBEDDING} or {_MATRIX}. "
+            f"Received: files {sorted(os.listdir(path)) if os.path.isdir(path) else []}"
+        )
+    stimuli = np.load(os.path.join(path, _STIMULI), mmap_mode="r")
+    target = SimilarityTarget(
+        stimuli=stimuli,
+        matrix=np.load(os.path.join(path, _MATRIX), mmap_mode="r") if has_matrix else None,
+        embedding=np.load(os.path.join(path, _EMBEDDING), mmap_mode="r") if has_embedding else None,
+    )
+    target.validate()
+    from neuroreg_tf import __version__
+
+    record = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "simulated": bool(simulated),
+        "n_stimuli": target.n_stimuli,
+        "stimulus_shape": list(target.stimuli.shape[1:]),
+        "form": target.form,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "neuroreg_tf_version": __version__,
+        **(metadata or {}),
+    }
+    temporary = os.path.join(path, _METADATA + ".tmp")
+    with open(temporary, "w") as f:
+        json.dump(record, f, indent=2, default=_json_default)
+    os.replace(temporary, os.path.join(path, _METADATA))
+    return path
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()

@@ -10,6 +10,9 @@ The model of V1 (each choice a plain, documented assumption):
   spanning roughly 90 x 50 degrees (~1.4 deg/pixel), mouse V1's preferred
   spatial frequencies (~0.02-0.12 cycles/deg) are wavelengths of 6-32 pixels,
   drawn log-uniformly; envelopes scale with the wavelength.
+* Divisive contrast normalisation: the filter drive is divided by
+  (c50 + the image's RMS contrast) (scaled to be unchanged at RMS 0.15), so
+  responses carry pattern, not just overall contrast.
 * Heterogeneous reliability: log-normal gains and a fraction of weakly driven
   neurons, plus per-neuron overdispersion.
 * Behaviour: running speed and pupil size follow slow processes over trials
@@ -56,7 +59,12 @@ PRESETS = {
         n_single=5000, n_oracle=100, n_repeats=10, n_scans=3, neurons_per_scan=500,
         population_size=1500,
     ),
-    # Tests and the demo: seconds.
+    # Mechanics-only checks (tests of scripts): a few seconds.
+    "tiny": dict(
+        n_single=300, n_oracle=12, n_repeats=4, n_scans=2, neurons_per_scan=40,
+        population_size=80,
+    ),
+    # Tests and the demo: seconds to simulate, about a minute to build a model target.
     "small": dict(
         n_single=1200, n_oracle=40, n_repeats=6, n_scans=2, neurons_per_scan=150,
         population_size=300,
@@ -78,6 +86,7 @@ class V1Population:
       pupil_coupling: (n_neurons,) b_pupil of the behavioural gain.
       wavelength: (n_neurons,) preferred wavelength in pixels.
       latent_loadings: (n_latent, n_neurons) loadings of the shared noise.
+      semi_saturation: contrast c50 of the divisive normalisation (pixel std).
       image_shape: (height, width) of the stimuli.
     """
 
@@ -91,6 +100,7 @@ class V1Population:
     wavelength: np.ndarray
     latent_loadings: np.ndarray
     image_shape: tuple[int, int]
+    semi_saturation: float = 0.05
 
     @property
     def n_neurons(self) -> int:
@@ -120,7 +130,9 @@ class V1Population:
             even = (contrast @ filters[0].T).astype(np.float64)
             odd = (contrast @ filters[1].T).astype(np.float64)
             drive = np.where(is_complex, np.sqrt(even**2 + odd**2), np.maximum(even, 0.0))
-            out[start : start + chunk] = self.baseline[neurons] + self.gain[neurons] * drive
+            rms_contrast = contrast.std(axis=1, keepdims=True).astype(np.float64)
+            normalised = drive * (self.semi_saturation + 0.15) / (self.semi_saturation + rms_contrast)
+            out[start : start + chunk] = self.baseline[neurons] + self.gain[neurons] * normalised
         return out
 
     def behavioural_gain(self, running_z: np.ndarray, pupil_z: np.ndarray, neurons=None) -> np.ndarray:

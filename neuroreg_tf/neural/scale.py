@@ -1,0 +1,103 @@
+"""Targets at scale: stream an embedding to disk without an N x N matrix.
+
+For 100,000 stimuli x 8,000 neurons the similarity matrix would need 40 GB
+(float32) and even the responses 3.2 GB. Here responses are produced in chunks
+by a user function (e.g. a predictive model's predictions for a chunk of
+stimuli), and Eq 2's unit embedding is written in two passes: the first sums
+the weighted responses for the mean over stimuli, the second centres,
+normalises and appends each chunk to ``embedding.npy``. Peak memory is a few
+chunks. Training then reads only the rows of each batch (``SimilarityTarget``
+memory-maps the file and computes a batch's (k, k) block on demand).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from neuroreg_tf import targets
+
+ChunkFn = Callable[[int, int], np.ndarray]
+
+
+def _write_npy_chunks(path: str, shape: tuple[int, ...], chunk_fn: ChunkFn, chunk: int) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, shape[0], chunk):
+            stop = min(start + chunk, shape[0])
+            block = np.ascontiguousarray(chunk_fn(start, stop), dtype=np.float32)
+            if block.shape != (stop - start,) + tuple(shape[1:]):
+                raise ValueError(
+                    f"The chunk function must return shape {(stop - start,) + tuple(shape[1:])} for "
+                    f"rows [{start}, {stop}). Received: shape={block.shape}"
+                )
+            f.write(block.tobytes())
+
+
+def stream_embedding_target(
+    path: str,
+    *,
+    n_stimuli: int,
+    n_neurons: int,
+    stimulus_shape: tuple[int, int],
+    stimuli_fn: ChunkFn,
+    responses_fn: ChunkFn,
+    weights=None,
+    kind: str = "neural_model",
+    simulated: bool,
+    metadata: dict | None = None,
+    chunk: int = 4096,
+    log: Callable[[str], object] | None = None,
+) -> str:
+    """Writes an embedding-form target chunk by chunk.
+
+    Args:
+      path: target directory.
+      n_stimuli: number of stimuli N.
+      n_neurons: responses per stimulus.
+      stimulus_shape: (height, width).
+      stimuli_fn: (start, stop) -> (stop - start, height, width, 1) images in [0, 1].
+      responses_fn: (start, stop) -> (stop - start, n_neurons) responses of
+        those stimuli; called twice per chunk, so it must be deterministic.
+      weights: optional (n_neurons,) per-neuron scaling (w_a or w_a v_a).
+      kind, simulated, metadata: as for ``targets.save_target``.
+      chunk: stimuli per chunk.
+      log: progress sink.
+
+    Returns:
+      ``path``.
+    """
+    log = log or (lambda message: None)
+    os.makedirs(path, exist_ok=True)
+    for name in ("metadata.json", "similarity.npy", "embedding.npy"):
+        if os.path.exists(os.path.join(path, name)):
+            os.remove(os.path.join(path, name))
+    weights = np.ones(n_neurons) if weights is None else np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_neurons,):
+        raise ValueError(f"`weights` must have shape ({n_neurons},). Received: weights.shape={weights.shape}")
+    log(f"writing {n_stimuli} stimuli")
+    _write_npy_chunks(os.path.join(path, "stimuli.npy"), (n_stimuli, *stimulus_shape, 1), stimuli_fn, chunk)
+    log("pass 1/2: mean response over stimuli")
+    total = np.zeros(n_neurons)
+    for start in range(0, n_stimuli, chunk):
+        total += (np.asarray(responses_fn(start, min(start + chunk, n_stimuli)), dtype=np.float64) * weights).sum(axis=0)
+    mean = total / n_stimuli
+
+    def unit_rows(start, stop):
+        centred = np.asarray(responses_fn(start, stop), dtype=np.float64) * weights - mean
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        if np.any(norms <= 1e-12):
+            raise ValueError(
+                "A stimulus has a population response equal to the mean (zero norm after "
+                f"centring) in rows [{start}, {stop}); its similarity is undefined. "
+                "Received: zero-norm rows"
+            )
+        return centred / norms
+
+    log("pass 2/2: centred unit embedding")
+    _write_npy_chunks(os.path.join(path, "embedding.npy"), (n_stimuli, n_neurons), unit_rows, chunk)
+    log("validating and writing metadata.json")
+    return targets.finish_target(path, kind=kind, simulated=simulated, metadata=metadata)
