@@ -19,6 +19,22 @@ normalised with the moving averages learned on classification images and do not
 update them. With ``alpha == 0`` no stimulus pass enters the training step at
 all, so training is exactly that of the plain classifier; similarity metrics
 are then measured in inference mode, outside the gradient.
+
+Distributed training: under a ``tf.distribute`` strategy with R replicas, each
+replica holds B/R classification images and B/R stimuli (with the matching B/R
+rows of the B x B target block; see ``neuroreg_tf.training.distributed_data``).
+Eq 9 couples all stimuli of a batch (through the mean and through every i < j
+pair), so each replica all-gathers the tapped features and the target rows and
+computes the similarity loss over the GLOBAL stimulus batch; the gradient of
+the gather routes each replica's share back to its own features. Every loss is
+scaled as ``tf.nn.compute_average_loss`` would: the task loss is the sum of the
+per-example losses divided by the global batch size, the similarity and weight
+regularisation losses by the number of replicas, so the all-reduced (summed)
+gradients equal those of one device holding the whole global batch. BatchNorm
+is per replica by default (each replica normalises with its own batch
+statistics); ``neuroreg_tf.training.strategies.configure_batch_norm(classifier,
+"synchronized")`` makes it use global batch statistics instead, which is what
+makes R replicas compute exactly what one device computes.
 """
 
 from __future__ import annotations
@@ -33,6 +49,64 @@ CENTERINGS = ("batch", "ema")
 SIMILARITY_LOSSES = ("arctanh", "cka")
 STIMULUS_BN_MODES = ("train", "inference")
 DATA_KEYS = ("images", "labels", "stimuli", "target_similarity")
+
+
+def _multi_replica_context():
+    """The replica context when running on more than one replica, else None."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def _num_replicas() -> int:
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    return context.num_replicas_in_sync
+
+
+def _sum_over_replicas(value):
+    context = _multi_replica_context()
+    if context is None:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def all_gather_rows(context: tf.distribute.ReplicaContext, tensors):
+    """Concatenates each tensor's rows over all replicas, in replica order, with gradients.
+
+    Built from one SUM all-reduce of zero-padded buffers per tensor (the sum of a
+    value and zeros is exact) rather than ``ReplicaContext.all_gather``, whose
+    gradient mixes integer gathers with float all-reduces and can launch
+    collectives in different orders on different replicas. The gradient of a
+    SUM all-reduce is a SUM all-reduce, so replica r receives the summed
+    gradient of its own rows.
+
+    Args:
+      context: the replica context of the current step.
+      tensors: tensors sharing their first (batch) dimension on this replica.
+
+    Returns:
+      A list with, for each tensor, the rows of all replicas.
+    """
+    num_replicas = context.num_replicas_in_sync
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    local_rows = tf.shape(tensors[0])[0]
+    rows_per_replica = tf.stop_gradient(
+        context.all_reduce(
+            tf.distribute.ReduceOp.SUM,
+            tf.one_hot(replica, num_replicas) * tf.cast(local_rows, tf.float32),
+        )
+    )
+    rows_per_replica = tf.cast(tf.round(rows_per_replica), tf.int32)
+    before = tf.reduce_sum(rows_per_replica[:replica])
+    after = tf.reduce_sum(rows_per_replica) - before - local_rows
+    gathered = []
+    for tensor in tensors:
+        padding = [[before, after]] + [[0, 0]] * (tensor.shape.rank - 1)
+        gathered.append(context.all_reduce(tf.distribute.ReduceOp.SUM, tf.pad(tensor, padding)))
+    return gathered
 
 
 def _choice(name, value, options):
@@ -107,10 +181,20 @@ class NeuralRegularizedModel(keras.Model):
             for name, output in zip(self.tap_layers, self._tap(probe, training=False)):
                 dims = int(tf.reduce_prod(tf.shape(output)[1:]))
                 self.feature_means.append(
-                    self.add_weight(name=f"{name}_mean", shape=(dims,), initializer="zeros", trainable=False)
+                    self.add_weight(
+                        name=f"{name}_mean",
+                        shape=(dims,),
+                        initializer="zeros",
+                        trainable=False,
+                        aggregation="only_first_replica",
+                    )
                 )
             self.ema_initialized = self.add_weight(
-                name="ema_initialized", shape=(), initializer="zeros", trainable=False
+                name="ema_initialized",
+                shape=(),
+                initializer="zeros",
+                trainable=False,
+                aggregation="only_first_replica",
             )
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -142,8 +226,23 @@ class NeuralRegularizedModel(keras.Model):
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def model_similarity(self, stimuli, training: bool = False, update_means: bool = False):
-        """S_CNN (Eq 9-10) and the per-layer similarities for a stimulus batch."""
-        layer_outputs = self._tap(stimuli, training=training)
+        """S_CNN (Eq 9-10) and the per-layer similarities for a stimulus batch.
+
+        Inside a multi-replica step, ``stimuli`` is this replica's share and the
+        returned matrices cover the global stimulus batch (all replicas'
+        stimuli, in replica order).
+        """
+        layer_outputs = self._gather_over_replicas(self._tap(stimuli, training=training))
+        return self._similarity_from_features(layer_outputs, update_means)
+
+    @staticmethod
+    def _gather_over_replicas(tensors):
+        context = _multi_replica_context()
+        if context is None:
+            return list(tensors)
+        return all_gather_rows(context, list(tensors))
+
+    def _similarity_from_features(self, layer_outputs, update_means):
         per_layer = []
         for index, output in enumerate(layer_outputs):
             mean = None
@@ -151,6 +250,12 @@ class NeuralRegularizedModel(keras.Model):
                 mean = self._running_mean(index, output, update_means)
             per_layer.append(similarity.layer_similarity(output, mean))
         return similarity.combine_similarities(per_layer, self.gamma_logits), per_layer
+
+    def _global_target(self, target):
+        if target is None:
+            return None
+        (gathered,) = self._gather_over_replicas([tf.stop_gradient(target)])
+        return gathered
 
     def _running_mean(self, index, output, update):
         batch_mean = tf.stop_gradient(tf.reduce_mean(similarity.flatten_features(output), axis=0))
@@ -192,10 +297,19 @@ class NeuralRegularizedModel(keras.Model):
             f"Received: {type(data).__name__}"
         )
 
-    def _task_loss(self, labels, logits):
-        return tf.reduce_mean(
-            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        )
+    @staticmethod
+    def _replica_task_loss(labels, logits):
+        """This replica's share of the global mean cross-entropy.
+
+        The sum of the per-example losses divided by the GLOBAL batch size
+        (``tf.nn.compute_average_loss`` semantics, with the global size counted
+        across replicas so uneven splits stay exact); summed over replicas it is
+        the global mean.
+        """
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        local_count = tf.cast(tf.shape(per_example)[0], per_example.dtype)
+        global_count = _sum_over_replicas(local_count)
+        return tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
 
     def train_step(self, data):
         images, labels, stimuli, target = self._unpack(data)
@@ -204,38 +318,47 @@ class NeuralRegularizedModel(keras.Model):
                 f"alpha={self.alpha} needs stimulus batches: build the training data "
                 "with neuroreg_tf.training.joint_dataset."
             )
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = _num_replicas()
+        target = self._global_target(target)
         with tf.GradientTape() as tape:
             logits = self.classifier(images, training=True)
-            task_loss = self._task_loss(labels, logits)
-            total = task_loss
+            task_share = self._replica_task_loss(labels, logits)
+            objective = task_share
+            regularization = None
             if self.classifier.losses:
-                total = total + tf.add_n(self.classifier.losses)
+                regularization = tf.add_n(self.classifier.losses)
+                objective = objective + regularization / replicas
             if self.alpha > 0:
                 s_pred, _ = self.model_similarity(
                     stimuli, training=self.stimulus_bn == "train", update_means=True
                 )
                 sim_loss = self._similarity_loss(s_pred, target)
-                total = total + self.alpha * sim_loss
-            scaled = total / replicas
+                objective = objective + self.alpha * sim_loss / replicas
         variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
+        gradients = tape.gradient(objective, variables)
         self.optimizer.apply(
             [g for g in gradients if g is not None],
             [v for g, v in zip(gradients, variables) if g is not None],
         )
+        task_loss = _sum_over_replicas(tf.stop_gradient(task_share))
+        total = task_loss
+        if regularization is not None:
+            total = total + regularization
         if stimuli is None:
             s_pred = sim_loss = None
         elif self.alpha == 0:
             s_pred, _ = self.model_similarity(stimuli, training=False)
             sim_loss = self._similarity_loss(s_pred, target)
+        else:
+            total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
         return self._logs(with_similarity=stimuli is not None)
 
     def test_step(self, data):
         images, labels, stimuli, target = self._unpack(data)
+        target = self._global_target(target)
         logits = self.classifier(images, training=False)
-        task_loss = self._task_loss(labels, logits)
+        task_loss = _sum_over_replicas(self._replica_task_loss(labels, logits))
         total = task_loss
         s_pred = sim_loss = None
         if stimuli is not None:

@@ -8,6 +8,13 @@
   path runs, and is tested, on CPU-only machines).
 * ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` across the
   workers listed in the ``TF_CONFIG`` environment variable.
+
+BatchNorm under replicas is a separate choice, ``configure_batch_norm``:
+``"per_replica"`` (Keras' default: each replica normalises with the statistics
+of its own B/R images, and the moving averages are the mean over replicas of
+the per-replica updates) or ``"synchronized"`` (batch statistics all-reduced
+over the global batch at every BatchNorm call, one extra all-reduce per layer:
+R replicas then compute what one device computes on the global batch).
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+BATCH_NORM_MODES = ("per_replica", "synchronized")
 
 
 def _strategy_name(config) -> str:
@@ -58,3 +67,32 @@ def make_strategy(config) -> tf.distribute.Strategy:
             + ". Received: strategy='multi_worker'"
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _batch_norm_layers(layer):
+    if isinstance(layer, keras.layers.BatchNormalization):
+        yield layer
+    for child in getattr(layer, "layers", []):
+        yield from _batch_norm_layers(child)
+
+
+def configure_batch_norm(model: keras.Model, mode: str) -> int:
+    """Makes every BatchNormalization layer of ``model`` per-replica or synchronized.
+
+    The switch changes no weights and is stored in the layers' configs, so a
+    saved model remembers it; with one replica both modes compute the same
+    statistics (the synchronized form as E[x^2] - E[x]^2).
+
+    Args:
+      model: a Keras model, searched recursively.
+      mode: "per_replica" or "synchronized".
+
+    Returns:
+      The number of BatchNormalization layers configured.
+    """
+    if mode not in BATCH_NORM_MODES:
+        raise ValueError(f"`batch_norm` must be one of {BATCH_NORM_MODES}. Received: batch_norm={mode!r}")
+    layers = list(_batch_norm_layers(model))
+    for layer in layers:
+        layer.synchronized = mode == "synchronized"
+    return len(layers)
