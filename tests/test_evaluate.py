@@ -152,8 +152,9 @@ def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_scr
     for model in report["models"]:
         linf, l2 = model["adversarial"]["linf"], model["adversarial"]["l2"]
         assert linf["n"] == 12 and linf["n_clean_misclassified"] == 0 and linf["n_not_found"] == 0
-        assert linf["median"] == pytest.approx(np.median(exact_linf), rel=0.005)
-        assert l2["median"] == pytest.approx(6 * np.median(exact_linf), rel=0.005)
+        # runlocal bisects 6 times after a x1.5 bracket: about 1% resolution.
+        assert np.median(exact_linf) * (1 - 1e-4) <= linf["median"] <= np.median(exact_linf) * 1.02
+        assert 6 * np.median(exact_linf) * (1 - 1e-4) <= l2["median"] <= 6 * np.median(exact_linf) * 1.02
         assert linf["q25"] <= linf["median"] <= linf["q75"]
         assert set(l2["per_attack"]) >= {"cw_l2(iters=50,search=3)"}
         assert len(linf["success_curve"]["epsilon"]) == len(linf["success_curve"]["fraction"])

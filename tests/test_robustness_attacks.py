@@ -232,7 +232,7 @@ def test_momentum_and_minimizing_attacks_in_search():
     x = mid_gray_images(9)
     y = np.argmax(model(x).numpy(), axis=1)
     result = robustness.minimal_perturbation(
-        model, x, y, "l2", momentum=True, iterations=(10,), step_fractions=(0.25,),
+        model, x, y, "l2", momentum=True, iterations=(10,), step_fractions=(0.25,), target_ranks=(),
         cw_max_iterations=60, cw_binary_search_steps=4, batch_size=4, progress=None,
     )
     assert set(result.per_attack) == {
@@ -244,6 +244,11 @@ def test_momentum_and_minimizing_attacks_in_search():
     for found in result.per_attack.values():
         assert np.all(found >= exact * (1 - 1e-4))
     assert np.all(result.distances <= exact * 1.02)
+    # Attacks after C&W only search below its distances: where they found something, it is smaller.
+    cw_distances = result.per_attack["cw_l2(iters=60,search=4)"]
+    for name, found in result.per_attack.items():
+        if name != "cw_l2(iters=60,search=4)":
+            assert np.all(found[np.isfinite(found)] <= cw_distances[np.isfinite(found)])
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,10 @@ def adversarial_evaluation(
     num_examples=100,
     seed=0,
     batch_size=500,
-    step_fractions=(0.1, 0.25),
+    step_fractions=(0.25,),
     iterations=(20,),
     losses=("margin",),
+    target_ranks=(2, 3),
     search_steps=10,
     carlini_wagner=True,
     cw_max_iterations=200,
@@ -60,6 +61,7 @@ def adversarial_evaluation(
         step_fractions: PGD step sizes as fractions of epsilon.
         iterations: PGD iteration counts.
         losses: PGD objectives ("margin", "ce").
+        target_ranks: Multi-targeted margin PGD toward these ranks of wrong classes.
         search_steps: Bisection steps on epsilon per sample and attack.
         carlini_wagner: Include Carlini & Wagner for L2.
         cw_max_iterations: C&W iterations per constant.
@@ -85,6 +87,7 @@ def adversarial_evaluation(
         result = minimal.minimal_perturbation(
             model, x, y, norm,
             step_fractions=tuple(step_fractions), iterations=tuple(iterations), losses=tuple(losses),
+            target_ranks=tuple(target_ranks),
             search_steps=search_steps, carlini_wagner=carlini_wagner,
             cw_max_iterations=cw_max_iterations, cw_binary_search_steps=cw_binary_search_steps,
             momentum=momentum, spsa=spsa, seed=seed, batch_size=batch_size, progress=progress,

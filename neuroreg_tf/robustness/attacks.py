@@ -66,6 +66,31 @@ class MinimizingAttack:
     build: Callable
 
 
+def _compile_for_batches(function):
+    """Compiles `function(x, y, eps)` once, for any batch size, at its first call.
+
+    A fixed input signature with an unknown batch dimension avoids retracing as the number of
+    samples still being searched shrinks.
+    """
+    compiled = []
+
+    def run(x, y, eps):
+        if not compiled:
+            signature = [
+                tf.TensorSpec([None, *np.shape(x)[1:]], tf.float32),
+                tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None], tf.float32),
+            ]
+            compiled.append(tf.function(function, input_signature=signature))
+        return compiled[0](
+            tf.convert_to_tensor(x, tf.float32),
+            tf.cast(tf.convert_to_tensor(y), tf.int64),
+            tf.convert_to_tensor(eps, tf.float32),
+        )
+
+    return run
+
+
 def _check_schedule(step_fraction, iterations):
     if not 0 < step_fraction <= 1:
         raise ValueError(
@@ -87,7 +112,7 @@ def _scaled_attack(attack_fn, logits_fn, x, y, eps, step_fraction, iterations, n
         tf.zeros_like(x),
         1.0,
         step_fraction,
-        iterations,
+        tf.constant(iterations),  # a tensor bound: AutoGraph makes CleverHans' loop a tf.while_loop
         NORMS[norm],
         clip_min=(0.0 - x) / scale,
         clip_max=(1.0 - x) / scale,
@@ -109,7 +134,31 @@ def margin_loss(labels, logits):
 LOSSES = {"ce": None, "margin": margin_loss}  # None: CleverHans' default cross-entropy
 
 
-def pgd(norm, step_fraction=0.1, iterations=20, loss="ce"):
+def targeted_margin_loss(target_rank):
+    """Margin toward the `target_rank`-th most likely wrong class of the clean image.
+
+    Returns ``make(clean_logits) -> loss(labels, logits)``; the loss is the target's logit minus
+    the true class's logit. Running it for ranks 1..k is the multi-targeted attack: the nearest
+    decision boundary is not always the one of the wrong class with the highest logit.
+    """
+
+    def make(clean_logits, labels):
+        num_classes = clean_logits.shape[-1]
+        rank = min(target_rank, num_classes - 1)  # with fewer wrong classes, the last one
+        wrong = clean_logits - tf.one_hot(labels, num_classes, dtype=clean_logits.dtype) * 1e9
+        targets = tf.math.top_k(wrong, k=rank).indices[:, rank - 1]
+
+        def loss(labels, logits):  # CleverHans calls loss_fn(labels=..., logits=...)
+            target_logit = tf.gather(logits, targets, axis=1, batch_dims=1)
+            true_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
+            return target_logit - true_logit
+
+        return loss
+
+    return make
+
+
+def pgd(norm, step_fraction=0.1, iterations=20, loss="ce", target_rank=None):
     """Projected gradient descent (CleverHans), from the clean image, step = fraction of epsilon.
 
     Args:
@@ -118,6 +167,8 @@ def pgd(norm, step_fraction=0.1, iterations=20, loss="ce"):
         iterations: Number of PGD steps.
         loss: "ce" (cross-entropy, CleverHans' default) or "margin" (best wrong logit minus true
             logit, as in Carlini & Wagner), the objective PGD maximises.
+        target_rank: If given (1, 2, ...), maximise instead the margin of the `target_rank`-th most
+            likely wrong class at the clean image over the true class (multi-targeted PGD).
 
     Returns:
         An `EpsilonAttack`.
@@ -126,19 +177,30 @@ def pgd(norm, step_fraction=0.1, iterations=20, loss="ce"):
     _check_schedule(step_fraction, iterations)
     if loss not in LOSSES:
         raise ValueError(f"Expected loss 'ce' or 'margin'. Received: loss={loss!r}")
+    if target_rank is not None and (
+        isinstance(target_rank, bool) or not isinstance(target_rank, (int, np.integer)) or target_rank < 1
+    ):
+        raise ValueError(
+            f"Expected target_rank to be None or a positive integer. Received: target_rank={target_rank!r}"
+        )
 
     def build(logits_fn):
-        @tf.function(autograph=False, reduce_retracing=True)
         def run(x, y, eps):
+            loss_fn = LOSSES[loss]
+            if target_rank is not None:
+                loss_fn = targeted_margin_loss(target_rank)(logits_fn(x), y)
             return _scaled_attack(
                 cleverhans_compat.projected_gradient_descent,
                 logits_fn, x, y, eps, step_fraction, iterations, norm, rand_init=False,
-                loss_fn=LOSSES[loss],
+                loss_fn=loss_fn,
             )
 
-        return run
+        return _compile_for_batches(run)
 
-    suffix = "" if loss == "ce" else f",loss={loss}"
+    if target_rank is not None:
+        suffix = f",target=wrong#{target_rank}"
+    else:
+        suffix = "" if loss == "ce" else f",loss={loss}"
     return EpsilonAttack(
         f"pgd_{norm}(step={step_fraction:g}eps,iters={iterations}{suffix})", norm, build
     )
@@ -160,14 +222,13 @@ def momentum_iterative(norm, step_fraction=0.1, iterations=20, decay_factor=1.0)
     _check_schedule(step_fraction, iterations)
 
     def build(logits_fn):
-        @tf.function(autograph=False, reduce_retracing=True)
         def run(x, y, eps):
             return _scaled_attack(
                 cleverhans_compat.momentum_iterative_method,
                 logits_fn, x, y, eps, step_fraction, iterations, norm, decay_factor=decay_factor,
             )
 
-        return run
+        return _compile_for_batches(run)
 
     return EpsilonAttack(f"mim_{norm}(step={step_fraction:g}eps,iters={iterations})", norm, build)
 
@@ -227,10 +288,11 @@ def carlini_wagner(
 
 def default_attacks(
     norm,
-    step_fractions=(0.1, 0.25),
+    step_fractions=(0.25,),
     iterations=(20,),
     *,
     losses=("margin",),
+    target_ranks=(2, 3),
     momentum=False,
     carlini_wagner_l2=True,
     cw_max_iterations=200,
@@ -248,6 +310,8 @@ def default_attacks(
         iterations: PGD iteration counts; every (step, iterations, loss) triple is one attack.
         losses: PGD objectives, from "margin" (default: on a linear model it finds the exact
             minimum, where cross-entropy's gradient mixes the wrong classes) and "ce".
+        target_ranks: For each k, also margin PGD toward the k-th most likely wrong class of the
+            clean image (multi-targeted PGD; the nearest boundary is not always the runner-up's).
         momentum: Also run the momentum iterative method on the same grid.
         carlini_wagner_l2: For L2, also run Carlini & Wagner (first, as it is usually strongest).
         cw_max_iterations: C&W iterations per binary-search step.
@@ -270,6 +334,8 @@ def default_attacks(
         for fraction in step_fractions:
             for loss in losses:
                 attacks.append(pgd(norm, fraction, count, loss))
+            for rank in target_ranks:
+                attacks.append(pgd(norm, fraction, count, "margin", target_rank=rank))
             if momentum:
                 attacks.append(momentum_iterative(norm, fraction, count))
     if norm == "linf" and spsa:

@@ -5,10 +5,11 @@ perturbation (L-inf or L2) that makes the model output any wrong class:
 
 * fixed-budget attacks (`attacks.EpsilonAttack`, e.g. PGD with step = fraction of epsilon) are
   searched over epsilon per sample: an exponential search (multiply, or divide, by
-  ``search_factor`` until the sample's outcome changes) that starts at the best distance found so
-  far (or ``initial_epsilon``), then ``search_steps`` bisection steps between the largest failing and
-  the smallest succeeding budget. All samples are searched together, in batches, each with its own
-  epsilon;
+  ``search_factor`` until the sample's outcome changes) from ``initial_epsilon``, then
+  ``search_steps`` bisection steps between the largest failing and the smallest succeeding budget.
+  Later attacks start just below the best distance found so far (``CEILING_PROBE``) and never
+  search above it, so a sample costs them one probe unless they can improve it. All samples are
+  searched together, in batches, each with its own epsilon;
 * minimising attacks (`attacks.MinimizingAttack`, Carlini & Wagner L2) run once;
 * every candidate is verified before it counts: the model's label on the returned image differs
   from the true label, the image lies within [clip_min, clip_max] and is finite, and the distance is
@@ -31,6 +32,9 @@ from neuroreg_tf.robustness.loading import as_logits_fn
 
 DEFAULT_INITIAL_EPSILON = {"linf": 0.01, "l2": 0.25}
 CLEAN_MISCLASSIFIED = "clean_misclassified"
+# Later attacks first probe a sample at this fraction of the best distance found so far; if they
+# fail there, they cannot improve it by more than that margin and the sample is left alone.
+CEILING_PROBE = 0.98
 
 
 def _print_progress(message):
@@ -93,8 +97,9 @@ class MinimalPerturbationResult:
         clean_correct: (n,) bool: whether the model classifies the clean image correctly.
         best_attack: (n,) str: the attack that found the kept adversarial ("clean_misclassified",
             or "" where none was found).
-        per_attack: attack name -> (n,) distances found by that attack alone (0 for misclassified
-            clean images, inf where it found nothing).
+        per_attack: attack name -> (n,) distances found by that attack (0 for misclassified clean
+            images, inf where it found nothing). Attacks after the first only search below the
+            best distance found before them, so their entries are inf where they could not improve.
         seconds: Wall-clock seconds per attack.
     """
 
@@ -183,8 +188,31 @@ def _run_batched(run, x, y, eps, batch_size):
     return np.concatenate(outputs)
 
 
-def _search_epsilon(run, verify, x, y, start, *, factor, max_exponential_steps, search_steps, batch_size):
-    """Exponential search then bisection on each sample's budget; returns distances and images."""
+def search_epsilon(
+    run, verify, x, y, start, *, ceiling=None, factor=1.5, max_exponential_steps=20, search_steps=10,
+    batch_size=500,
+):
+    """Exponential search then bisection on each sample's budget of a fixed-budget attack.
+
+    Args:
+        run: ``run(x, y, eps) -> candidates``, with one budget per image in ``eps``.
+        verify: ``verify(x, candidates, y) -> (is_adversarial, distances)``.
+        x: Images, (n, h, w, c).
+        y: Labels, (n,).
+        start: (n,) budgets where each sample's exponential search starts.
+        ceiling: Optional (n,) distances already reached by other attacks (inf: none). A sample is
+            never probed further up once the next upward budget would reach its ceiling: this
+            attack can only matter below it. Start such samples just below their ceiling.
+        factor: Multiply (after a failure) or divide (after a success) the budget by this factor
+            until the sample has a failing and a succeeding budget.
+        max_exponential_steps: Give up on a sample after this many exponential steps.
+        search_steps: Bisection steps between the largest failing and smallest succeeding budget.
+        batch_size: Images per `run` call.
+
+    Returns:
+        (distances, images, probes): the smallest verified distance per sample (inf if none), the
+        corresponding images (the clean image if none) and the number of batched probes made.
+    """
     count = len(x)
     failing = np.zeros(count)  # largest budget known to fail (0: none yet)
     succeeding = np.full(count, np.inf)  # smallest budget known to succeed
@@ -192,10 +220,12 @@ def _search_epsilon(run, verify, x, y, start, *, factor, max_exponential_steps, 
     bisection_steps = np.zeros(count, int)
     best = np.full(count, np.inf)
     best_images = x.copy()
+    ceiling = np.full(count, np.inf) if ceiling is None else np.asarray(ceiling, np.float64)
     probes = 0
     while True:
         bracketed = (failing > 0) & np.isfinite(succeeding)
         active = np.where(bracketed, bisection_steps < search_steps, exponential_steps < max_exponential_steps)
+        active &= ~(np.isinf(succeeding) & (failing > 0) & (failing * factor >= ceiling))
         if not active.any():
             return best, best_images, probes
         index = np.flatnonzero(active)
@@ -225,9 +255,10 @@ def minimal_perturbation(
     norm="linf",
     *,
     attacks=None,
-    step_fractions=(0.1, 0.25),
+    step_fractions=(0.25,),
     iterations=(20,),
     losses=("margin",),
+    target_ranks=(2, 3),
     carlini_wagner=True,
     cw_max_iterations=200,
     cw_binary_search_steps=6,
@@ -253,6 +284,8 @@ def minimal_perturbation(
         step_fractions: PGD step sizes, as fractions of epsilon (default attack grid).
         iterations: PGD iteration counts (default attack grid).
         losses: PGD objectives, "margin" and/or "ce" (default attack grid).
+        target_ranks: Also run margin PGD toward the k-th most likely wrong class for each k here
+            (multi-targeted; the untargeted margin attack covers k = 1).
         carlini_wagner: For L2, include Carlini & Wagner (default attacks).
         cw_max_iterations: C&W iterations per constant.
         cw_binary_search_steps: C&W binary-search steps on its constant.
@@ -292,7 +325,8 @@ def minimal_perturbation(
         raise ValueError(f"Expected initial_epsilon > 0. Received: initial_epsilon={initial_epsilon!r}")
     if attacks is None:
         attacks = attacks_lib.default_attacks(
-            norm, step_fractions, iterations, losses=tuple(losses), momentum=momentum, carlini_wagner_l2=carlini_wagner,
+            norm, step_fractions, iterations, losses=tuple(losses), target_ranks=tuple(target_ranks),
+            momentum=momentum, carlini_wagner_l2=carlini_wagner,
             cw_max_iterations=cw_max_iterations, cw_binary_search_steps=cw_binary_search_steps,
             spsa=spsa, seed=seed, batch_size=batch_size,
         )
@@ -326,9 +360,9 @@ def minimal_perturbation(
                 target_distances = np.where(success, distance, np.inf)
             else:
                 known = distances[targets]
-                start = np.where(np.isfinite(known) & (known > 0), known, initial_epsilon)
-                target_distances, candidates, probes = _search_epsilon(
-                    run, verify, x[targets], y[targets], start, factor=search_factor,
+                start = np.where(np.isfinite(known), known * CEILING_PROBE, initial_epsilon)
+                target_distances, candidates, probes = search_epsilon(
+                    run, verify, x[targets], y[targets], start, ceiling=known, factor=search_factor,
                     max_exponential_steps=max_exponential_steps, search_steps=search_steps,
                     batch_size=batch_size,
                 )
