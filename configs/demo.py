@@ -8,6 +8,8 @@ simulated-V1 similarity target over 1,500 natural-image crops. Minutes on a
 2-core CPU. ``:runlocal`` shrinks it further (tests use that).
 """
 
+import ml_collections
+
 from neuroreg_tf.config import base_train_config, runlocal
 
 
@@ -23,6 +25,14 @@ def get_config(arg=None):
     config.optim.schedule = "constant"
     config.target.simulation.n_stimuli = 1500
     config.target.simulation.n_neurons = 1000
+    # demo.py only: the noise evaluation of both models (train.py ignores it).
+    config.evaluation = ml_collections.ConfigDict()
+    config.evaluation.num_examples = 2000
+    config.evaluation.sigmas = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+    config.evaluation.seeds = (0, 1, 2, 3, 4)
     if arg == "runlocal":
         config = runlocal(config)
+        config.evaluation.num_examples = 200
+        config.evaluation.sigmas = (0.0, 0.2)
+        config.evaluation.seeds = (0, 1)
     return config

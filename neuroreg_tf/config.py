@@ -21,7 +21,7 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.batch_size = 64  # Classification images per step; the paper uses 64.
     config.deterministic = True  # tf.config.experimental.enable_op_determinism().
     config.jit_compile = False
-    config.verbose = "auto"  # Keras progress: "auto", 0, 1 or 2.
+    config.verbose = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
     config.overwrite = False  # Refuse to overwrite a finished run in --workdir.
     config.strategy = "default"  # "default", "mirrored" or "multi_worker".
 

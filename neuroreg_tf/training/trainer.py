@@ -143,8 +143,13 @@ def read_history(csv_path: str) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict:
     """Trains one model as ``config`` says and writes everything to ``workdir``.
+
+    Args:
+      config: a training config (see ``neuroreg_tf.config.base_train_config``).
+      workdir: where everything is written; a run interrupted there resumes.
+      callbacks: extra Keras callbacks, run after ours.
 
     Returns:
       The summary written to ``summary.json`` (final metrics and paths).
@@ -195,19 +200,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
 
     history_csv = os.path.join(workdir, "history.csv")
-    callbacks = [
+    all_callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
         keras.callbacks.TerminateOnNaN(),
         SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0),
         keras.callbacks.CSVLogger(history_csv, append=True),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
+        *callbacks,
     ]
     started = time.time()
     fit_history = model.fit(
         training_data,
         epochs=config.epochs,
         validation_data=test_images,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         verbose=config.verbose,
     )
     losses = fit_history.history.get("loss", [])

@@ -1,0 +1,138 @@
+"""train.py end to end on tiny settings: outputs, reloads, resume, and clear errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from neuroreg_tf import data
+from neuroreg_tf.config import base_train_config, runlocal
+from neuroreg_tf.training import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isfile(FASHION_MNIST), reason="needs `sudo apt-get install dataset-fashion-mnist`"
+)
+
+TINY = {
+    "batch_size": 16,
+    "data.train_limit": 64,
+    "data.eval_limit": 32,
+    "target.simulation.n_stimuli": 60,
+    "target.simulation.n_neurons": 50,
+    "target.simulation.n_oracle": 10,
+    "verbose": 0,
+}
+
+
+def tiny_config(**overrides):
+    config = runlocal(base_train_config())
+    config.data.dataset = "fashion_mnist"
+    for key, value in {**TINY, **overrides}.items():
+        section = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            section = section[parent]
+        section[leaf] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    command = [sys.executable, "train.py", "--config=configs/demo.py:runlocal", f"--workdir={workdir}"]
+    command += [f"--config.{key}={value}" for key, value in TINY.items()]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return workdir, completed.stdout
+
+
+@needs_fashion_mnist
+def test_train_script_writes_the_whole_workdir(finished_run):
+    workdir, stdout = finished_run
+    for name in ("config.json", "history.csv", "history.json", "model.keras", "classifier.keras",
+                 "summary.json", "export/saved_model.pb", "target/metadata.json", "tensorboard"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    assert config["data"]["train_limit"] == 64 and config["alpha"] == 20.0
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["target"] == {"path": os.path.join(workdir, "target"), "kind": "neural_data", "simulated": True}
+    assert summary["epochs"] == 1 and sum(summary["gamma"].values()) == pytest.approx(1.0)
+    assert {"val_accuracy", "val_similarity_r", "similarity_loss"} <= set(summary["final"])
+    assert "Finished 1 epoch(s)" in stdout
+
+
+@needs_fashion_mnist
+def test_saved_model_and_keras_files_reload_to_identical_predictions(finished_run):
+    workdir, _ = finished_run
+    images, _ = next(iter(data.load_classification("fashion_mnist", "test", batch_size=16, limit=16)))
+    classifier = keras.saving.load_model(os.path.join(workdir, "classifier.keras"))
+    full = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    exported = tf.saved_model.load(os.path.join(workdir, "export"))
+    expected = classifier.predict(images, verbose=0)
+    np.testing.assert_array_equal(full.predict(images, verbose=0), expected)
+    # The SavedModel graph fuses kernels differently: same weights, float32 round-off.
+    layer = keras.layers.TFSMLayer(os.path.join(workdir, "export"), call_endpoint="serve")
+    for served in (exported.serve(images).numpy(), layer(images).numpy()):
+        np.testing.assert_array_equal(served.argmax(axis=1), expected.argmax(axis=1))
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-4)
+    assert int(full.optimizer.iterations) == 64 // 16
+
+
+@needs_fashion_mnist
+def test_a_finished_run_is_never_overwritten_silently(finished_run):
+    workdir, _ = finished_run
+    before = os.path.getmtime(os.path.join(workdir, "model.keras"))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        trainer.train(tiny_config(), workdir)
+    assert os.path.getmtime(os.path.join(workdir, "model.keras")) == before
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise _Interrupt()
+
+
+@needs_fashion_mnist
+def test_an_interrupted_run_resumes_from_its_backup(tmp_path):
+    workdir = str(tmp_path)
+    config = tiny_config(epochs=2)
+    with pytest.raises(_Interrupt):
+        trainer.train(config, workdir, callbacks=[_InterruptAfterFirstEpoch()])
+    assert os.path.isdir(os.path.join(workdir, "backup"))
+    assert not os.path.exists(os.path.join(workdir, "model.keras")), "no artifact from an unfinished run"
+
+    summary = trainer.train(config, workdir)
+    with open(os.path.join(workdir, "history.csv")) as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1], "the resumed run continues with epoch 1 instead of starting over"
+    assert summary["epochs"] == 2
+    model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    assert int(model.optimizer.iterations) == 2 * (64 // 16)
+
+
+@needs_fashion_mnist
+def test_unknown_tap_layer_is_reported_before_training(tmp_path):
+    config = tiny_config()
+    config.similarity.tap_layers = "stem_relu,stage9_block1_out"
+    with pytest.raises(ValueError, match="Unknown layer name"):
+        trainer.train(config, str(tmp_path))
+
+
+def test_missing_dataset_fails_at_once_with_the_command(tmp_path):
+    config = tiny_config()
+    config.data.dataset = "cifar10"
+    config.data.data_dir = str(tmp_path / "empty")
+    with pytest.raises(data.DatasetNotFoundError, match="download_and_prepare"):
+        trainer.train(config, str(tmp_path / "run"))

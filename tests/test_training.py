@@ -1,0 +1,172 @@
+"""NeuralRegularizedModel, the joint pipeline and the schedule."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from neuroreg_tf import similarity
+from neuroreg_tf.models import ResNet18
+from neuroreg_tf.targets import SimilarityTarget
+from neuroreg_tf.training import CyclicStepDecay, NeuralRegularizedModel, joint_dataset, split_stimuli
+
+N_STIMULI = 40
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def target():
+    rng = np.random.default_rng(0)
+    stimuli = rng.uniform(size=(N_STIMULI, 36, 64, 1)).astype(np.float32)
+    embedding = similarity.stimulus_embedding(rng.normal(size=(N_STIMULI, 3)))
+    return SimilarityTarget(stimuli=stimuli, embedding=embedding.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def classification():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(4 * BATCH, 28, 28, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, 4 * BATCH).astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(BATCH)
+
+
+@pytest.fixture(scope="module")
+def training_data(target, classification):
+    return joint_dataset(classification, target, np.arange(N_STIMULI), BATCH, seed=0)
+
+
+def _model(alpha, seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return NeuralRegularizedModel(ResNet18(num_classes=10, width=0.125), alpha=alpha, **kwargs)
+
+
+def test_joint_batches_pair_distinct_stimuli_with_their_targets(target, training_data):
+    flat = target.stimuli.reshape(N_STIMULI, -1)
+    for batch in training_data.take(6):
+        stimuli = batch["stimuli"].numpy().reshape(BATCH, -1)
+        indices = [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in stimuli]
+        assert len(set(indices)) == BATCH
+        np.testing.assert_allclose(batch["target_similarity"].numpy(), target.similarity(np.array(indices)), atol=1e-6)
+        assert batch["images"].shape == (BATCH, 28, 28, 1)
+
+
+def test_split_stimuli_is_a_deterministic_partition():
+    train, held_out = split_stimuli(100, 0.2, seed=3)
+    assert len(held_out) == 20 and not set(train) & set(held_out)
+    assert sorted(np.concatenate([train, held_out])) == list(range(100))
+    np.testing.assert_array_equal(split_stimuli(100, 0.2, seed=3)[1], held_out)
+
+
+def test_pipeline_rejects_impossible_batches(target, classification):
+    with pytest.raises(ValueError, match="at least 2 stimuli"):
+        joint_dataset(classification, target, np.arange(N_STIMULI), 1, seed=0)
+    with pytest.raises(ValueError, match="fewer than one stimulus batch"):
+        joint_dataset(classification, target, np.arange(5), BATCH, seed=0)
+
+
+def test_train_step_loss_is_task_plus_alpha_times_eq8(training_data):
+    alpha = 5.0
+    model = _model(alpha)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    batch = next(iter(training_data))
+    one_batch = tf.data.Dataset.from_tensors(batch)
+    logs = {k: v[0] for k, v in model.fit(one_batch, epochs=1, verbose=0).history.items()}
+
+    # With a zero learning rate the weights are unchanged; BatchNorm in training
+    # mode (what the step used) normalises with the batch's own statistics.
+    logits = model.classifier(batch["images"], training=True)
+    task = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(batch["labels"], logits)
+    taps = model.tap_model(batch["stimuli"], training=True)
+    per_layer = []
+    for output in taps:
+        flat = output.numpy().reshape(BATCH, -1).astype(np.float64)
+        centred = flat - flat.mean(axis=0)
+        unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+        per_layer.append(unit @ unit.T)
+    s_cnn = np.mean(per_layer, axis=0)  # gamma starts uniform
+    target = batch["target_similarity"].numpy().astype(np.float64)
+    rows, cols = np.triu_indices(BATCH, k=1)
+    clamp = lambda s: np.clip(s, -1 + 1e-5, 1 - 1e-5)
+    sim = np.mean((np.arctanh(clamp(s_cnn[rows, cols])) - np.arctanh(clamp(target[rows, cols]))) ** 2)
+
+    assert logs["similarity_loss"] == pytest.approx(sim, rel=2e-3)
+    assert logs["task_loss"] == pytest.approx(float(task), rel=1e-4)
+    assert logs["loss"] == pytest.approx(float(task) + alpha * sim, rel=1e-3)
+    assert logs["similarity_r"] == pytest.approx(np.corrcoef(s_cnn[rows, cols], target[rows, cols])[0, 1], abs=2e-3)
+
+
+def test_gamma_is_trained_and_stays_a_distribution(training_data):
+    model = _model(20.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    np.testing.assert_allclose(model.gamma().numpy(), 0.2)
+    model.fit(training_data, epochs=1, verbose=0)
+    gamma = model.gamma().numpy()
+    assert gamma.sum() == pytest.approx(1.0, abs=1e-6)
+    assert np.abs(gamma - 0.2).max() > 1e-4
+
+
+def test_alpha_zero_trains_exactly_like_the_plain_classifier(training_data, classification):
+    regularized = _model(0.0, seed=5)
+    plain = keras.models.clone_model(regularized.classifier)
+    plain.set_weights(regularized.classifier.get_weights())
+    regularized.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    plain.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    logs = regularized.fit(training_data, epochs=2, verbose=0).history
+    plain.fit(classification, epochs=2, verbose=0)
+    for ours, theirs in zip(regularized.classifier.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    assert "similarity_r" in logs  # still monitored, outside the gradient
+
+
+def test_alpha_positive_needs_stimuli(classification):
+    model = _model(1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="needs stimulus batches"):
+        model.fit(classification, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("centering", ["batch", "ema"])
+def test_keras_file_round_trip_keeps_predictions_and_optimizer(tmp_path, training_data, centering):
+    model = _model(10.0, centering=centering, stimulus_shape=(36, 64))
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+    model.fit(training_data.take(2), epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    images = next(iter(training_data))["images"]
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0), model.predict(images, verbose=0))
+    np.testing.assert_array_equal(loaded.gamma().numpy(), model.gamma().numpy())
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2
+    assert (loaded.alpha, loaded.centering, loaded.tap_layers) == (10.0, centering, model.tap_layers)
+    if centering == "ema":
+        assert float(np.abs(model.feature_means[0].numpy()).sum()) > 0
+        np.testing.assert_array_equal(loaded.feature_means[0].numpy(), model.feature_means[0].numpy())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpha": -1.0}, "non-negative"),
+        ({"centering": "median"}, "centering"),
+        ({"centering": "ema"}, "stimulus_shape"),
+        ({"similarity_loss": "mse"}, "similarity_loss"),
+        ({"stimulus_bn": "frozen"}, "stimulus_bn"),
+        ({"tap_layers": ["stage7_block1_out"]}, "Unknown layer name"),
+    ],
+)
+def test_bad_model_settings_give_clear_errors(kwargs, message):
+    kwargs.setdefault("alpha", 1.0)
+    with pytest.raises(ValueError, match=message):
+        NeuralRegularizedModel(ResNet18(num_classes=10, width=0.125), **kwargs)
+
+
+def test_paper_schedule():
+    schedule = CyclicStepDecay(0.1, steps_per_epoch=10)
+    rates = [float(schedule(epoch * 10 + 3)) for epoch in range(40)]
+    expected = [0.1 * 0.3 ** ((epoch % 20) // 4) for epoch in range(40)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    assert rates[19] < 0.001 and rates[20] == pytest.approx(0.1)
+    assert CyclicStepDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
