@@ -1,0 +1,200 @@
+"""Atomic training checkpoints and an exact backup-and-restore callback.
+
+A checkpoint directory holds::
+
+    backup/
+      latest.json          {"name": "step-000120", "global_step": 120, ...}
+      step-000120/         model.weights.h5 (model + optimizer state), state.json
+
+A checkpoint is written to ``backup/.tmp-<random>/`` and renamed into place
+only once complete; ``latest.json`` is then replaced atomically (write to a
+temporary file, ``os.replace``). A process killed at any moment leaves either
+the previous checkpoint or the new one as "latest", never a partial one;
+leftover temporary directories are ignored and removed by the next save.
+
+Exact resume needs the data position too: the state records the global step,
+and ``neuroreg_tf.training.distributed_data.epoch_stream`` rebuilds the batches
+from that step on. Keras' own ``BackupAndRestore`` restarts an epoch from its
+first batch with mid-epoch weights and writes its weights and metadata as two
+non-atomic files, so it is not used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+LATEST = "latest.json"
+WEIGHTS = "model.weights.h5"
+STATE = "state.json"
+_CHECKPOINT_NAME = re.compile(r"^step-\d+$")
+
+
+def write_json_atomic(path: str, payload) -> None:
+    """Writes JSON to ``path`` through a temporary file and an atomic rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def optimizer_step(model: keras.Model) -> int:
+    """The number of optimizer steps taken, also for distributed (mirrored) variables."""
+    return int(np.asarray(model.optimizer.iterations.numpy()))
+
+
+def _ensure_optimizer_built(model: keras.Model) -> None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+class AtomicCheckpointer:
+    """Saves and restores model + optimizer state with a training position, atomically.
+
+    Args:
+      directory: where checkpoints live (created on first save).
+      keep: how many complete checkpoints to keep (at least 1).
+      write: False on workers other than the chief: ``save`` then writes
+        nothing (every worker can still ``restore`` from a shared directory).
+    """
+
+    def __init__(self, directory: str, keep: int = 2, write: bool = True):
+        if keep < 1:
+            raise ValueError(f"At least one checkpoint must be kept. Received: keep={keep}")
+        self.directory = directory
+        self.keep = int(keep)
+        self.write = bool(write)
+
+    def latest(self) -> dict | None:
+        """The state of the latest complete checkpoint, or None."""
+        path = os.path.join(self.directory, LATEST)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            state = json.load(f)
+        if not os.path.isfile(os.path.join(self.directory, state["name"], WEIGHTS)):
+            raise FileNotFoundError(
+                f"{path} names checkpoint {state['name']!r}, which is missing from "
+                f"{self.directory}; the directory was modified by hand. Delete it to start over."
+            )
+        return state
+
+    def save(self, model: keras.Model, global_step: int, **state) -> str | None:
+        """Writes a checkpoint of ``model`` at ``global_step`` and makes it the latest.
+
+        Returns:
+          The checkpoint's path, or None when this worker does not write.
+        """
+        if not self.write:
+            return None
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"step-{int(global_step):06d}"
+        final = os.path.join(self.directory, name)
+        state = {"name": name, "global_step": int(global_step), **state}
+        temporary = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
+        try:
+            model.save_weights(os.path.join(temporary, WEIGHTS))
+            write_json_atomic(os.path.join(temporary, STATE), state)
+            if os.path.isdir(final):
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        write_json_atomic(os.path.join(self.directory, LATEST), state)
+        self._clean(keep_name=name)
+        return final
+
+    def restore(self, model: keras.Model) -> dict | None:
+        """Loads the latest checkpoint into ``model`` (and its optimizer).
+
+        Returns:
+          The saved state (``global_step`` and what was passed to ``save``), or
+          None when there is no checkpoint yet.
+        """
+        state = self.latest()
+        if state is None:
+            return None
+        _ensure_optimizer_built(model)
+        model.load_weights(os.path.join(self.directory, state["name"], WEIGHTS))
+        return state
+
+    def _clean(self, keep_name: str) -> None:
+        names = sorted(n for n in os.listdir(self.directory) if _CHECKPOINT_NAME.match(n))
+        stale = [n for n in names if n != keep_name][: max(0, len(names) - self.keep)]
+        for name in stale:
+            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        for name in os.listdir(self.directory):
+            if name.startswith(".tmp-") and os.path.isdir(os.path.join(self.directory, name)):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
+
+class ExactBackupAndRestore(keras.callbacks.Callback):
+    """Saves an atomic checkpoint at the end of every epoch (and every N steps).
+
+    Restoring is explicit, before training, because the input stream must start
+    where the checkpoint left off::
+
+        backup = ExactBackupAndRestore(workdir + "/backup")
+        start_step = backup.restore(model)           # 0 on a fresh run
+        data = epoch_stream(make_epoch, epochs, steps_per_epoch, start_step)
+        model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                  initial_epoch=start_step // steps_per_epoch, callbacks=[backup])
+
+    With ``model.fit`` a resumed run restarts at the last epoch boundary that
+    was saved (``fit`` cannot begin mid-epoch); the custom loop in
+    ``neuroreg_tf.training.multi_worker`` also resumes from mid-epoch
+    checkpoints (``save_every_steps``). Either way the final weights equal an
+    uninterrupted run's.
+
+    Args:
+      directory: the checkpoint directory.
+      steps_per_epoch: batches per epoch (to record the epoch of a step).
+      save_every_steps: also save every this many steps (0: only at epoch ends).
+      write: False on non-chief workers.
+    """
+
+    def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0,
+                 write: bool = True, keep: int = 2):
+        super().__init__()
+        if save_every_steps < 0:
+            raise ValueError(
+                f"save_every_steps must be 0 (epoch ends only) or positive. Received: "
+                f"save_every_steps={save_every_steps}"
+            )
+        self.checkpointer = AtomicCheckpointer(directory, keep=keep, write=write)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.save_every_steps = int(save_every_steps)
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the latest checkpoint into ``model``; returns the global step to resume at."""
+        state = self.checkpointer.restore(model)
+        return 0 if state is None else int(state["global_step"])
+
+    def _save(self):
+        step = optimizer_step(self.model)
+        self.checkpointer.save(self.model, step, epoch=step // self.steps_per_epoch,
+                               step_in_epoch=step % self.steps_per_epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = optimizer_step(self.model)
+        if self.save_every_steps and step % self.save_every_steps == 0 and step % self.steps_per_epoch:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save()
