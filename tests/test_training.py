@@ -41,13 +41,17 @@ def _model(alpha, seed=0, **kwargs):
 
 
 def test_joint_batches_pair_distinct_stimuli_with_their_targets(target, training_data):
-    flat = target.stimuli.reshape(N_STIMULI, -1)
-    for batch in training_data.take(6):
-        stimuli = batch["stimuli"].numpy().reshape(BATCH, -1)
-        indices = [int(np.flatnonzero((flat == row).all(axis=1))[0]) for row in stimuli]
+    seen = []
+    for batch in training_data.take(10):
+        indices = batch["stimulus_indices"].numpy()
         assert len(set(indices)) == BATCH
-        np.testing.assert_allclose(batch["target_similarity"].numpy(), target.similarity(np.array(indices)), atol=1e-6)
+        np.testing.assert_array_equal(batch["stimuli"].numpy(), target.stimuli[indices])
+        np.testing.assert_allclose(batch["target_similarity"].numpy(), target.similarity(indices), atol=1e-6)
         assert batch["images"].shape == (BATCH, 28, 28, 1)
+        seen.append(indices)
+    assert len(seen) == 4  # the classification set sets the epoch length
+    first_pass = np.concatenate(seen)
+    assert len(set(first_pass)) == len(first_pass), "no stimulus repeats within a pass"
 
 
 def test_split_stimuli_is_a_deterministic_partition():

@@ -22,7 +22,7 @@ def split_stimuli(n_stimuli: int, holdout_fraction: float, seed: int) -> tuple[n
 def stimulus_dataset(
     target: SimilarityTarget, indices: np.ndarray, batch_size: int, seed: int
 ) -> tf.data.Dataset:
-    """An endless stream of (stimuli, target_similarity) batches.
+    """An endless stream of (stimuli, target_similarity, stimulus_indices) batches.
 
     Each pass draws a fresh seeded permutation of ``indices``; batches never mix
     two passes, so every stimulus batch has distinct stimuli. Stimuli and target
@@ -48,7 +48,7 @@ def stimulus_dataset(
         )
         stimuli.set_shape([batch_size, height, width, channels])
         block.set_shape([batch_size, batch_size])
-        return stimuli, block
+        return stimuli, block, batch_indices
 
     return (
         tf.data.Dataset.from_tensor_slices(indices)
@@ -79,6 +79,7 @@ def joint_dataset(
             "labels": classification_batch[1],
             "stimuli": stimulus_batch[0],
             "target_similarity": stimulus_batch[1],
+            "stimulus_indices": stimulus_batch[2],
         }
 
     return tf.data.Dataset.zip(classification, stimuli).map(to_dict).prefetch(tf.data.AUTOTUNE)
