@@ -13,7 +13,7 @@ FileTree layout. Everything built from simulated data is labelled SIMULATED.
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from neuroreg_tf.neural import pipeline, predictive, recordings, simulation
@@ -52,10 +52,8 @@ def main(argv):
                 recordings.write_filetree(os.path.join(workdir, "recordings", f"scan_{h + 1}"), scan)
             _progress(f"wrote {len(scans)} simulated scans to {os.path.join(workdir, 'recordings')}")
 
-    extra_kinds = [k for k in config.target.extra_kinds if not (k == "ground_truth" and experiment is None)]
-    if "vgg" in extra_kinds and not config.vgg.weights:
-        logging.warning("Skipping the 'vgg' target: config.vgg.weights is empty.")
-        extra_kinds.remove("vgg")
+    requested = [k.strip() for k in config.target.extra_kinds.split(",") if k.strip()]
+    extra_kinds = [k for k in requested if not (k == "ground_truth" and experiment is None)]
     report = pipeline.build_targets(
         scans,
         workdir,

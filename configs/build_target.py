@@ -17,7 +17,7 @@ files; all scans must show the same images and oracle images):
       --config.recordings=/data/scan1,/data/scan2.h5
 
 The VGG control needs ImageNet VGG19 weights, which cannot be downloaded here:
-  --config.target.extra_kinds=vgg --config.vgg.weights=/path/vgg19_..._notop.h5
+  --config.target.extra_kinds=neural_data,vgg --config.vgg.weights=/path/vgg19_..._notop.h5
 
 Variants (``--config=configs/build_target.py:<arg>``):
   small  tiny SIMULATED design for tests and the demo (2 scans x 150 neurons,
@@ -42,8 +42,9 @@ def get_config(arg=None):
 
     config.target = ml_collections.ConfigDict()
     config.target.kind = "neural_model"  # written to workdir/target (what train.py reads)
-    # Each written to workdir/targets/<kind>; "ground_truth" is skipped for real data.
-    config.target.extra_kinds = ("neural_data", "oracle", "shuffle", "random", "ground_truth")
+    # Comma-separated; each written to workdir/targets/<kind>; "ground_truth" is skipped for
+    # real data, "vgg" needs vgg.weights. Empty: only the primary target.
+    config.target.extra_kinds = "neural_data,oracle,shuffle,random,ground_truth"
     config.target.seed = 0  # shuffle permutation and random-control seed
 
     config.model = ml_collections.ConfigDict()

@@ -218,8 +218,9 @@ def vgg_features(stimuli, weights: str, *, layer: str = VGG_LAYER, batch_size: i
     Args:
       stimuli: (n, height, width, 1) images in [0, 1]; height, width >= 32.
       weights: path to a Keras VGG19 weights file (the ``notop`` h5 or a
-        ``.weights.h5``), or the string ``"random"`` to use random weights --
-        only for testing the mechanics, never for a real target.
+        ``.weights.h5``), or the string ``"random"`` to use seeded random
+        (He-normal) weights -- only for testing the mechanics, never for a
+        real target.
       layer: VGG19 layer name.
 
     Returns:
@@ -231,7 +232,14 @@ def vgg_features(stimuli, weights: str, *, layer: str = VGG_LAYER, batch_size: i
         raise FileNotFoundError(f"No VGG19 weights file at {weights!r}. {VGG_WEIGHTS_HELP}")
     stimuli = np.asarray(stimuli, dtype=np.float32)
     base = keras.applications.VGG19(include_top=False, weights=None, input_shape=stimuli.shape[1:3] + (3,))
-    if weights != "random":
+    if weights == "random":
+        rng = np.random.default_rng(0)
+        for variable in base.weights:
+            shape = tuple(variable.shape)
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            scale = np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.0
+            variable.assign(rng.normal(0.0, 1.0, shape).astype(np.float32) * scale)
+    else:
         base.load_weights(weights)
     try:
         output = base.get_layer(layer).output
