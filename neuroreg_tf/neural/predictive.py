@@ -460,7 +460,8 @@ def evaluate_predictor(fitted: FittedPredictor, recording: Recording) -> None:
     """Sets ``test_correlation`` (v_a) and ``feve`` from the 'test' trials.
 
     v_a is the per-neuron correlation between prediction and single trials on
-    the test tier (the repeats); FEVE uses the repeats of the oracle images.
+    the test tier (the repeats); FEVE compares the prediction averaged over
+    each oracle image's repeats with the repeats' responses.
     """
     test = np.flatnonzero(recording.tiers == "test")
     if test.size < 2:
@@ -473,6 +474,9 @@ def evaluate_predictor(fitted: FittedPredictor, recording: Recording) -> None:
         recording.behavior[trials.reshape(-1)],
         recording.pupil_center[trials.reshape(-1)],
     ).reshape(trials.shape + (-1,))
+    # The image-driven part of the prediction: averaged over the repeats, so
+    # that per-trial behaviour (which also drives the across-repeat "noise")
+    # cannot push FEVE above 1.
     fitted.feve = statistics.fraction_explainable_variance_explained(
-        recording.responses[trials], predicted_repeats
+        recording.responses[trials], predicted_repeats.mean(axis=1)
     )

@@ -521,3 +521,6 @@ def simulate_recording(
         oracle_responses=noisy_trials(repeated_rates, rng, dispersion),
         ground_truth=truth,
     )
+
+
+make_gabor_population = make_v1_population  # the first simulator's name for the same thing
