@@ -48,9 +48,8 @@ def main(argv):
         experiment = simulation.simulate_experiment(preset=config.simulation.preset, seed=config.simulation.seed)
         scans = experiment.recordings
         if config.simulation.save_recordings:
-            for h, scan in enumerate(scans):
-                recordings.write_filetree(os.path.join(workdir, "recordings", f"scan_{h + 1}"), scan)
-            _progress(f"wrote {len(scans)} simulated scans to {os.path.join(workdir, 'recordings')}")
+            simulation.write_experiment(os.path.join(workdir, "recordings"), experiment)
+            _progress(f"wrote {len(scans)} simulated scans and their ground truth to {os.path.join(workdir, 'recordings')}")
 
     requested = [k.strip() for k in config.target.extra_kinds.split(",") if k.strip()]
     extra_kinds = [k for k in requested if not (k == "ground_truth" and experiment is None)]

@@ -46,6 +46,10 @@ def test_default_config_on_the_tiny_simulation(tmp_path):
         assert json.load(f)["simulation"]["preset"] == "tiny"
     scan = recordings.read_recording(os.path.join(workdir, "recordings", "scan_1"))
     assert scan.simulated
+    rates = np.load(os.path.join(workdir, "recordings", "scan_1", "meta", "ground_truth", "trial_rates.npy"))
+    assert rates.shape == scan.responses.shape
+    neutral = np.load(os.path.join(workdir, "recordings", "ground_truth", "neutral_rates.npy"))
+    assert neutral.shape[0] == report["n_stimuli"]
 
 
 def test_recordings_from_disk_without_a_model(tmp_path):

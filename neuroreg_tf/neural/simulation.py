@@ -37,6 +37,7 @@ at their mean) and the central eye position.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -456,6 +457,41 @@ def simulate_experiment(
             "preset": preset,
         },
     )
+
+
+def write_experiment(path: str, experiment: SimulatedExperiment) -> list[str]:
+    """Writes the SIMULATED scans as FileTree folders, plus their ground truth.
+
+    Layout::
+
+        path/simulation.json                  parameters and the SIMULATED label
+        path/scan_<h>/...                     FileTree recording (recordings.write_filetree)
+        path/scan_<h>/meta/ground_truth/trial_rates.npy   noiseless per-trial rates
+        path/ground_truth/stimuli.npy         the unique stimuli (id = index)
+        path/ground_truth/neuron_ids.npy      the recorded population neurons
+        path/ground_truth/neutral_rates.npy   noiseless neutral-state rates (stimuli x neurons)
+
+    Returns:
+      The scan directories.
+    """
+    import json
+
+    from neuroreg_tf.neural.recordings import write_filetree
+
+    os.makedirs(os.path.join(path, "ground_truth"), exist_ok=True)
+    scan_paths = []
+    for h, (recording, rates) in enumerate(zip(experiment.recordings, experiment.trial_rates)):
+        scan_path = write_filetree(os.path.join(path, f"scan_{h + 1}"), recording)
+        os.makedirs(os.path.join(scan_path, "meta", "ground_truth"), exist_ok=True)
+        np.save(os.path.join(scan_path, "meta", "ground_truth", "trial_rates.npy"), rates)
+        scan_paths.append(scan_path)
+    neurons = experiment.recorded_neurons
+    np.save(os.path.join(path, "ground_truth", "stimuli.npy"), experiment.stimuli)
+    np.save(os.path.join(path, "ground_truth", "neuron_ids.npy"), neurons)
+    np.save(os.path.join(path, "ground_truth", "neutral_rates.npy"), experiment.ground_truth_rates(None, neurons).astype(np.float32))
+    with open(os.path.join(path, "simulation.json"), "w") as f:
+        json.dump({"label": SIMULATED_LABEL, "simulated": True, "parameters": experiment.parameters}, f, indent=2)
+    return scan_paths
 
 
 # ----------------------------------------------------------------------------
