@@ -89,6 +89,17 @@ def test_uint8_images_are_rescaled():
     np.testing.assert_allclose(rebuilt.images, as_uint8 / 255.0, atol=1e-7)
 
 
+def test_readers_rescale_0_255_float_images(tmp_path):
+    recording = make_recording()
+    path = recordings.write_filetree(str(tmp_path / "scan"), recording)
+    for trial in range(recording.n_trials):
+        file = os.path.join(path, "data", "images", f"{trial}.npy")
+        np.save(file, np.load(file) * 255.0)
+    loaded = recordings.read_filetree(path)
+    np.testing.assert_allclose(loaded.images, recording.images, atol=1e-5)
+    assert loaded.metadata["images_rescaled_from_0_255"]
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

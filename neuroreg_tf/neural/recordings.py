@@ -231,6 +231,16 @@ class Recording:
         return ids, self.images[first], first
 
 
+def _pixels_to_unit_range(images: np.ndarray, metadata: dict) -> np.ndarray:
+    """Rescales 0..255 images (uint8, or floats as some recordings store them) to [0, 1]."""
+    if images.dtype == np.uint8:
+        return images
+    if images.size and images.min() >= 0.0 and 1.0 < images.max() <= 255.0:
+        metadata["images_rescaled_from_0_255"] = True
+        return images.astype(np.float32) / 255.0
+    return images
+
+
 def _as_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -368,6 +378,7 @@ def read_filetree(path: str) -> Recording:
         neuron_ids = np.arange(responses.shape[1])
     metadata = dict(config.get("metadata", {}))
     metadata.update({"source": os.path.abspath(path), "format": "filetree"})
+    images = _pixels_to_unit_range(images, metadata)
     if missing_keys:
         metadata["missing_data_keys_filled_with_zeros"] = missing_keys
     return Recording(
@@ -446,6 +457,7 @@ def read_hdf5(path: str) -> Recording:
         tiers = f["tiers"][()]
     metadata = dict(provenance.get("metadata", {}))
     metadata.update({"source": os.path.abspath(path), "format": "hdf5"})
+    images = _pixels_to_unit_range(images, metadata)
     return Recording(
         images=images,
         responses=responses,
