@@ -51,8 +51,11 @@ def get_config(arg=None):
     config.adversarial.target_ranks = (2, 3)
     config.adversarial.search_steps = 10  # bisection steps on epsilon after the exponential search
     config.adversarial.carlini_wagner = True  # C&W L2 (its own minimisation) joins the L2 attacks
-    config.adversarial.cw_max_iterations = 200
-    config.adversarial.cw_binary_search_steps = 6
+    # Fast C&W settings (CleverHans' defaults are 1000 iterations, rate 0.005, constant 0.01).
+    config.adversarial.cw_max_iterations = 100
+    config.adversarial.cw_binary_search_steps = 5
+    config.adversarial.cw_learning_rate = 0.1
+    config.adversarial.cw_initial_const = 1.0
     config.adversarial.momentum = False  # also the momentum iterative method on the PGD grid
     config.adversarial.spsa = False  # also gradient-free SPSA for L-inf (slow; a masking check)
 
@@ -67,6 +70,7 @@ def get_config(arg=None):
         config.adversarial.search_steps = 20
         config.adversarial.cw_max_iterations = 1000
         config.adversarial.cw_binary_search_steps = 9
+        config.adversarial.cw_learning_rate = 0.01
     elif arg == "runlocal":
         config.num_examples = 200
         config.noise.sigmas = (0.0, 0.1, 0.3)

@@ -30,8 +30,12 @@ def mid_gray_images(count, channels=1, seed=1, size=6):
     return rng.uniform(0.4, 0.6, (count, size, size, channels)).astype(np.float32)
 
 
-def exact_linear_distances(x, y, kernel, bias, norm):
-    """min over wrong classes j of margin_j / ||w_y - w_j||_dual (L1 dual for L-inf, L2 for L2)."""
+def exact_linear_distances(x, y, kernel, bias, norm, decision_margin=0.0):
+    """min over wrong classes j of (margin_j + decision_margin) / ||w_y - w_j||_dual.
+
+    The dual norm is L1 for L-inf and L2 for L2; `decision_margin` is how far the wrong logit must
+    end up above the true one.
+    """
     logits = x.reshape(len(x), -1) @ kernel + bias
     distances = []
     for row, label in zip(logits, y):
@@ -41,7 +45,7 @@ def exact_linear_distances(x, y, kernel, bias, norm):
                 continue
             difference = kernel[:, label] - kernel[:, other]
             dual = np.abs(difference).sum() if norm == "linf" else np.linalg.norm(difference)
-            candidates.append((row[label] - row[other]) / dual)
+            candidates.append((row[label] - row[other] + decision_margin) / dual)
         distances.append(min(candidates))
     return np.array(distances)
 
@@ -143,9 +147,11 @@ def test_linear_model_matches_closed_form(norm):
         model, x, y, norm, attacks=[attacks.pgd(norm, 0.25, 20, loss="margin")], batch_size=10,
         progress=None,
     )
-    ratio = result.distances / exact
-    assert np.all(ratio >= 1 - 1e-4)  # nothing below the true minimum
-    assert np.all(ratio <= 1.005)
+    assert np.all(result.distances >= exact * (1 - 1e-4))  # nothing below the true minimum
+    # The search asks for a logit margin of 1e-3 beyond the boundary (decision_margin).
+    exact_with_margin = exact_linear_distances(x, y, kernel, bias, norm, decision_margin=1e-3)
+    assert np.all(result.distances <= exact_with_margin * 1.005)
+    assert np.median(result.distances / exact) < 1.01
 
 
 def test_cross_entropy_pgd_overestimates_multiclass_linear_minimum():
@@ -300,3 +306,25 @@ def test_attacks_accept_saved_model_classifiers(tmp_path):
     exact = exact_linear_distances(x, y, kernel, bias, "linf")
     np.testing.assert_allclose(result.distances, exact, rtol=0.01)
     assert tf.is_tensor(classifier(x))
+
+
+def test_minimal_perturbation_rejects_foreign_attack_objects():
+    model, _, _ = linear_model()
+    with pytest.raises(ValueError, match="EpsilonAttack or MinimizingAttack.*Received: attack="):
+        robustness.minimal_perturbation(
+            model, mid_gray_images(2), np.array([0, 1]), attacks=[lambda x: x], progress=None
+        )
+
+
+def test_spsa_attack_inside_the_search_is_verified_and_near_optimal():
+    model, kernel, bias = linear_model()
+    x = mid_gray_images(2)
+    y = np.argmax(model(x).numpy(), axis=1)
+    exact = exact_linear_distances(x, y, kernel, bias, "linf")
+    result = robustness.minimal_perturbation(
+        model, x, y, "linf", attacks=[attacks.spsa_linf(iterations=20, samples=32, seed=1)],
+        initial_epsilon=float(exact.mean()), search_steps=3, progress=None,
+    )
+    assert_all_verified(model, x, y, result)
+    assert np.all(result.distances >= exact * (1 - 1e-4))
+    assert np.all(result.distances <= exact * 1.5)

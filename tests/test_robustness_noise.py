@@ -174,3 +174,34 @@ def test_parse_model_specs():
         robustness.parse_model_specs("")
     with pytest.raises(ValueError, match="distinct.*Received: models="):
         robustness.parse_model_specs("A=x,A=y")
+
+
+@keras.saving.register_keras_serializable(package="neuroreg_tf_tests")
+class TrainingModelStandIn(keras.Model):
+    """Like the training model: a registered subclass whose `.classifier` is the classifier."""
+
+    def __init__(self, classifier, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+
+    def call(self, images):
+        return self.classifier(images) * 0.0  # anything but the classifier's logits
+
+    def get_config(self):
+        return {**super().get_config(), "classifier": keras.saving.serialize_keras_object(self.classifier)}
+
+    @classmethod
+    def from_config(cls, config):
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)
+
+
+def test_load_classifier_takes_classifier_of_training_model(tmp_path):
+    classifier = quadrant_classifier()
+    wrapper = TrainingModelStandIn(classifier)
+    x, _ = quadrant_data(3)
+    wrapper(x)
+    wrapper.save(str(tmp_path / "model.keras"))
+    loaded = robustness.load_classifier(str(tmp_path))  # a workdir with only model.keras
+    assert loaded.source.endswith("model.keras")
+    np.testing.assert_allclose(loaded(x).numpy(), classifier(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -42,8 +42,10 @@ def adversarial_evaluation(
     target_ranks=(2, 3),
     search_steps=10,
     carlini_wagner=True,
-    cw_max_iterations=200,
-    cw_binary_search_steps=6,
+    cw_max_iterations=100,
+    cw_binary_search_steps=5,
+    cw_learning_rate=0.1,
+    cw_initial_const=1.0,
     momentum=False,
     spsa=False,
     progress=_print_progress,
@@ -66,6 +68,8 @@ def adversarial_evaluation(
         carlini_wagner: Include Carlini & Wagner for L2.
         cw_max_iterations: C&W iterations per constant.
         cw_binary_search_steps: C&W binary-search steps.
+        cw_learning_rate: C&W learning rate.
+        cw_initial_const: C&W initial trade-off constant.
         momentum: Include the momentum iterative method.
         spsa: Include SPSA for L-inf (slow).
         progress: Called with one-line progress messages, or None.
@@ -90,6 +94,7 @@ def adversarial_evaluation(
             target_ranks=tuple(target_ranks),
             search_steps=search_steps, carlini_wagner=carlini_wagner,
             cw_max_iterations=cw_max_iterations, cw_binary_search_steps=cw_binary_search_steps,
+            cw_learning_rate=cw_learning_rate, cw_initial_const=cw_initial_const,
             momentum=momentum, spsa=spsa, seed=seed, batch_size=batch_size, progress=progress,
         )
         norm_summary = result.summary()

@@ -258,9 +258,21 @@ def spsa_linf(iterations=50, learning_rate=0.01, delta=0.01, samples=128, seed=0
 
 
 def carlini_wagner(
-    max_iterations=200, binary_search_steps=6, learning_rate=0.01, initial_const=0.1, batch_size=500
+    max_iterations=100,
+    binary_search_steps=5,
+    learning_rate=0.1,
+    initial_const=1.0,
+    confidence=2e-3,
+    batch_size=500,
 ):
     """Carlini & Wagner L2 (fixed CleverHans version), which minimises the L2 distance itself.
+
+    The defaults trade precision for speed (CleverHans': 1000 iterations, 5 searches, learning rate
+    0.005, constant 0.01). On a small Fashion-MNIST CNN they gave a median within 5% of margin
+    PGD's in a fifth of the time, where CleverHans-like settings (200 iterations, rate 0.01)
+    stayed 40% above it; the PGD search that follows only has to improve on C&W's distances.
+    ``confidence`` (the logit margin C&W aims for) sits just above `minimal_perturbation`'s
+    default ``decision_margin`` (1e-3), so that C&W's boundary points count.
 
     Returns:
         A `MinimizingAttack`.
@@ -274,6 +286,7 @@ def carlini_wagner(
             binary_search_steps=binary_search_steps,
             learning_rate=learning_rate,
             initial_const=initial_const,
+            confidence=confidence,
         )
 
         def run(x, y):
@@ -295,8 +308,10 @@ def default_attacks(
     target_ranks=(2, 3),
     momentum=False,
     carlini_wagner_l2=True,
-    cw_max_iterations=200,
-    cw_binary_search_steps=6,
+    cw_max_iterations=100,
+    cw_binary_search_steps=5,
+    cw_learning_rate=0.1,
+    cw_initial_const=1.0,
     spsa=False,
     spsa_iterations=50,
     seed=0,
@@ -316,6 +331,8 @@ def default_attacks(
         carlini_wagner_l2: For L2, also run Carlini & Wagner (first, as it is usually strongest).
         cw_max_iterations: C&W iterations per binary-search step.
         cw_binary_search_steps: C&W binary-search steps on its trade-off constant.
+        cw_learning_rate: C&W Adam learning rate (in tanh space).
+        cw_initial_const: C&W initial trade-off constant.
         spsa: For L-inf, also run the gradient-free SPSA attack (slow).
         spsa_iterations: SPSA iterations.
         seed: Seed of the random attacks (SPSA).
@@ -328,7 +345,10 @@ def default_attacks(
     attacks = []
     if norm == "l2" and carlini_wagner_l2:
         attacks.append(
-            carlini_wagner(cw_max_iterations, cw_binary_search_steps, batch_size=batch_size)
+            carlini_wagner(
+                cw_max_iterations, cw_binary_search_steps, cw_learning_rate, cw_initial_const,
+                batch_size=batch_size,
+            )
         )
     for count in iterations:
         for fraction in step_fractions:

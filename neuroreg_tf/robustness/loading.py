@@ -76,10 +76,9 @@ def _load_keras_file(path):
 
     try:
         model = keras.models.load_model(path, compile=False)
-    except (TypeError, ValueError) as error:
-        if "NeuralRegularizedModel" not in str(error) and "Could not locate class" not in str(error):
-            raise
-        import neuroreg_tf.training  # noqa: F401  (registers the training model class)
+    except (TypeError, ValueError):
+        # The training model is a registered subclass: register it and try once more.
+        import neuroreg_tf.training  # noqa: F401
 
         model = keras.models.load_model(path, compile=False)
     classifier = getattr(model, "classifier", None)
