@@ -56,7 +56,7 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.similarity.ema_momentum = 0.9
     config.similarity.loss = "arctanh"  # "arctanh" (Eq 8) or "cka".
     config.similarity.arctanh_eps = 1e-5
-    config.similarity.stimulus_bn = "train"  # BatchNorm mode of the stimulus pass.
+    config.similarity.stimulus_bn = "batch_stats"  # BatchNorm and the stimulus pass: "batch_stats", "train", "inference".
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 0.1

@@ -174,3 +174,26 @@ def test_paper_schedule():
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
     assert rates[19] < 0.001 and rates[20] == pytest.approx(0.1)
     assert CyclicStepDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def _moving_averages(classifier):
+    return [
+        v.numpy()
+        for layer in classifier.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    ]
+
+
+@pytest.mark.parametrize("mode, same_as_classification_only", [("batch_stats", True), ("train", False)])
+def test_batch_norm_moving_averages_and_the_stimulus_pass(training_data, mode, same_as_classification_only):
+    model = _model(5.0, seed=2, stimulus_bn=mode)
+    reference = keras.models.clone_model(model.classifier)
+    reference.set_weights(model.classifier.get_weights())
+    batch = next(iter(training_data))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    reference(batch["images"], training=True)  # what the classification pass alone does
+    pairs = list(zip(_moving_averages(model.classifier), _moving_averages(reference)))
+    matches = all(np.allclose(ours, theirs, atol=1e-6) for ours, theirs in pairs)
+    assert matches == same_as_classification_only

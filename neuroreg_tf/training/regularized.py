@@ -10,13 +10,22 @@ where L_similarity (Eq 8) compares S_CNN = sum_k gamma_k S_CNN-k (Eq 9-10)
 with the target over all i < j pairs of the stimulus batch, and
 gamma = softmax(gamma_logits) is trained with the network.
 
-BatchNorm and the stimulus batch: with ``stimulus_bn="train"`` (the default,
-as in the public PyTorch derivative of the paper) the stimulus forward pass
-runs in training mode, so BatchNorm normalises the stimuli with their own batch
-statistics and its moving averages are updated by both the classification and
-the stimulus batches. With ``stimulus_bn="inference"`` the stimuli are
-normalised with the moving averages learned on classification images and do not
-update them. With ``alpha == 0`` no stimulus pass enters the training step at
+BatchNorm and the stimulus batch (``stimulus_bn``):
+
+* ``"batch_stats"`` (default): the stimulus pass normalises the stimuli with
+  their own batch statistics, like a training-mode pass, but BatchNorm's
+  moving averages are restored afterwards, so they describe classification
+  images only -- as in the alpha = 0 control. This isolates the effect of the
+  similarity loss: on the demo we measured that merely letting BatchNorm's
+  moving averages see the stimuli (alpha ~ 0) already changes noise robustness
+  and clean accuracy substantially (README, "What the demo shows").
+* ``"train"``: a plain training-mode pass, as in the public PyTorch derivative
+  of the paper: the moving averages are updated by both the classification
+  and the stimulus batches.
+* ``"inference"``: the stimuli are normalised with the moving averages learned
+  on classification images and do not update them.
+
+With ``alpha == 0`` no stimulus pass enters the training step at
 all, so training is exactly that of the plain classifier; similarity metrics
 are then measured in inference mode, outside the gradient.
 
@@ -47,7 +56,7 @@ from neuroreg_tf.models import feature_model, resolve_tap_layers
 
 CENTERINGS = ("batch", "ema")
 SIMILARITY_LOSSES = ("arctanh", "cka")
-STIMULUS_BN_MODES = ("train", "inference")
+STIMULUS_BN_MODES = ("batch_stats", "train", "inference")
 DATA_KEYS = ("images", "labels", "stimuli", "target_similarity")
 
 
@@ -135,7 +144,7 @@ class NeuralRegularizedModel(keras.Model):
       similarity_loss: "arctanh" (Eq 8) or "cka" (log(1 - CKA) on the
         similarity matrices, as in Dapello et al. 2023).
       arctanh_eps: clamp margin for arctanh.
-      stimulus_bn: "train" or "inference"; see the module docstring.
+      stimulus_bn: "batch_stats", "train" or "inference"; see the module docstring.
       stimulus_shape: (height, width) of the stimuli; required for "ema".
     """
 
@@ -148,7 +157,7 @@ class NeuralRegularizedModel(keras.Model):
         ema_momentum: float = 0.9,
         similarity_loss: str = "arctanh",
         arctanh_eps: float = similarity.ARCTANH_EPS,
-        stimulus_bn: str = "train",
+        stimulus_bn: str = "batch_stats",
         stimulus_shape=None,
         **kwargs,
     ):
@@ -164,6 +173,12 @@ class NeuralRegularizedModel(keras.Model):
         self.similarity_loss_name = _choice("similarity_loss", similarity_loss, SIMILARITY_LOSSES)
         self.arctanh_eps = float(arctanh_eps)
         self.stimulus_bn = _choice("stimulus_bn", stimulus_bn, STIMULUS_BN_MODES)
+        self._batch_norm_moving_averages = [
+            variable
+            for layer in classifier.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in (layer.moving_mean, layer.moving_variance)
+        ]
         self.stimulus_shape = None if stimulus_shape is None else tuple(int(s) for s in stimulus_shape)
 
         self.gamma_logits = self.add_weight(
@@ -311,6 +326,20 @@ class NeuralRegularizedModel(keras.Model):
         global_count = _sum_over_replicas(local_count)
         return tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
 
+    def _stimulus_similarity_for_training(self, stimuli):
+        """S_CNN of the stimulus batch inside the training step (see ``stimulus_bn``)."""
+        if self.stimulus_bn != "batch_stats":
+            s_pred, _ = self.model_similarity(
+                stimuli, training=self.stimulus_bn == "train", update_means=True
+            )
+            return s_pred
+        saved = [tf.identity(variable) for variable in self._batch_norm_moving_averages]
+        s_pred, _ = self.model_similarity(stimuli, training=True, update_means=True)
+        with tf.control_dependencies([s_pred]):
+            for variable, value in zip(self._batch_norm_moving_averages, saved):
+                variable.assign(value)
+        return s_pred
+
     def train_step(self, data):
         images, labels, stimuli, target = self._unpack(data)
         if stimuli is None and self.alpha > 0:
@@ -329,9 +358,7 @@ class NeuralRegularizedModel(keras.Model):
                 regularization = tf.add_n(self.classifier.losses)
                 objective = objective + regularization / replicas
             if self.alpha > 0:
-                s_pred, _ = self.model_similarity(
-                    stimuli, training=self.stimulus_bn == "train", update_means=True
-                )
+                s_pred = self._stimulus_similarity_for_training(stimuli)
                 sim_loss = self._similarity_loss(s_pred, target)
                 objective = objective + self.alpha * sim_loss / replicas
         variables = self.trainable_variables
