@@ -16,10 +16,14 @@ from ml_collections import config_flags
 
 from neuroreg_tf.robustness import evaluation
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/evaluate.py", "Evaluation config file.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/evaluate.py", "Evaluation config file."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for robustness.json, plots and tables.")
 _ADVERSARIAL = flags.DEFINE_bool(
-    "adversarial", False, "Also run the adversarial evaluation (same as --config.adversarial.enabled)."
+    "adversarial",
+    False,
+    "Also run the adversarial evaluation (same as --config.adversarial.enabled).",
 )
 flags.mark_flag_as_required("workdir")
 

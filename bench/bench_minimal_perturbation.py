@@ -28,12 +28,16 @@ import numpy as np
 from absl import app
 from absl import flags
 
-_MODEL = flags.DEFINE_string("model", None, "Classifier to attack (workdir, export/ or .keras); default: train a small CNN.")
+_MODEL = flags.DEFINE_string(
+    "model", None, "Classifier to attack (workdir, export/ or .keras); default: train a small CNN."
+)
 _DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Dataset for training and test samples.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data directory.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", 100, "Test samples to attack.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 500, "Images per attack call.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed for training the default model and Foolbox's random start.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed for training the default model and Foolbox's random start."
+)
 
 
 def train_small_cnn(dataset, data_dir, seed):
@@ -73,8 +77,10 @@ def foolbox_methods(model, batch_size, seed):
             outputs = []
             for start in range(0, len(x), batch_size):
                 _, clipped, _ = attack(
-                    fmodel, tf.constant(x[start : start + batch_size]),
-                    tf.constant(y[start : start + batch_size]), epsilons=None,
+                    fmodel,
+                    tf.constant(x[start : start + batch_size]),
+                    tf.constant(y[start : start + batch_size]),
+                    epsilons=None,
                 )
                 outputs.append(clipped.numpy())
             return np.concatenate(outputs)
@@ -131,18 +137,27 @@ def main(argv):
         if model.kind == "keras":
             model = model.model
         else:
-            raise SystemExit("Foolbox needs a Keras model: pass a .keras file or a workdir with classifier.keras.")
+            raise SystemExit(
+                "Foolbox needs a Keras model: pass a .keras file or a workdir with classifier.keras."
+            )
     else:
         dataset, data_dir = _DATASET.value, _DATA_DIR.value
         model = train_small_cnn(dataset, data_dir, _SEED.value)
-    x, y = evaluation.load_examples(dataset, "test", num_examples=_NUM_EXAMPLES.value, data_dir=data_dir)
-    print(f"model: {_MODEL.value or 'small CNN, 1 epoch'}; dataset {dataset}; {len(x)} test samples; "
-          f"clean accuracy {robustness.clean_accuracy(model, x, y):.3f}", flush=True)
+    x, y = evaluation.load_examples(
+        dataset, "test", num_examples=_NUM_EXAMPLES.value, data_dir=data_dir
+    )
+    print(
+        f"model: {_MODEL.value or 'small CNN, 1 epoch'}; dataset {dataset}; {len(x)} test samples; "
+        f"clean accuracy {robustness.clean_accuracy(model, x, y):.3f}",
+        flush=True,
+    )
 
     rows = []
     started = time.perf_counter()
     ours = robustness.minimal_perturbation(model, x, y, "linf", batch_size=_BATCH_SIZE.value)
-    rows.append(("ours: CleverHans PGD search (default)", ours.distances, time.perf_counter() - started))
+    rows.append(
+        ("ours: CleverHans PGD search (default)", ours.distances, time.perf_counter() - started)
+    )
 
     foolbox_distances = []
     foolbox_seconds = 0.0

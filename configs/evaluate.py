@@ -83,5 +83,7 @@ def get_config(arg=None):
         config.adversarial.cw_max_iterations = 50
         config.adversarial.cw_binary_search_steps = 3
     elif arg not in (None, ""):
-        raise ValueError(f"Expected config argument 'paper', 'runlocal' or none. Received: arg={arg!r}")
+        raise ValueError(
+            f"Expected config argument 'paper', 'runlocal' or none. Received: arg={arg!r}"
+        )
     return config

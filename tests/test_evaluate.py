@@ -18,7 +18,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def evaluate_script():
     saved_argv = sys.argv
-    spec = importlib.util.spec_from_file_location("evaluate_script", os.path.join(REPO_ROOT, "evaluate.py"))
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_script", os.path.join(REPO_ROOT, "evaluate.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
@@ -27,7 +29,9 @@ def evaluate_script():
 
 def run_script(module, *args, variant=""):
     """Runs evaluate.py's main on `args` (config_flags reads override flags from sys.argv)."""
-    config_path = os.path.join(REPO_ROOT, "configs", "evaluate.py") + (f":{variant}" if variant else "")
+    config_path = os.path.join(REPO_ROOT, "configs", "evaluate.py") + (
+        f":{variant}" if variant else ""
+    )
     argv = ["evaluate.py", f"--config={config_path}", *args]
     for name in list(flags.FLAGS):
         if name.startswith("config."):
@@ -72,14 +76,18 @@ def fake_examples(monkeypatch):
     calls = []
 
     def load_examples(dataset, split="test", num_examples=None, data_dir=None, batch_size=512):
-        calls.append({"dataset": dataset, "split": split, "num_examples": num_examples, "data_dir": data_dir})
+        calls.append(
+            {"dataset": dataset, "split": split, "num_examples": num_examples, "data_dir": data_dir}
+        )
         return brightness_data(num_examples or 50)
 
     monkeypatch.setattr(evaluation, "load_examples", load_examples)
     return calls
 
 
-def test_evaluate_reads_dataset_from_workdir_and_writes_report(tmp_path, evaluate_script, fake_examples):
+def test_evaluate_reads_dataset_from_workdir_and_writes_report(
+    tmp_path, evaluate_script, fake_examples
+):
     none_dir = make_workdir(str(tmp_path / "none"))
     neural_dir = make_workdir(str(tmp_path / "neural"))
     out = tmp_path / "eval"
@@ -124,7 +132,9 @@ def test_evaluate_dataset_override_and_plain_path(tmp_path, evaluate_script, fak
     assert report["clean_accuracy"] == 1.0  # a single model also gets the top-level keys
 
 
-def test_evaluate_without_dataset_information_fails_clearly(tmp_path, evaluate_script, fake_examples):
+def test_evaluate_without_dataset_information_fails_clearly(
+    tmp_path, evaluate_script, fake_examples
+):
     bare = tmp_path / "bare"
     bare.mkdir()
     brightness_classifier().save(str(bare / "classifier.keras"))
@@ -154,12 +164,18 @@ def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_scr
         assert linf["n"] == 12 and linf["n_clean_misclassified"] == 0 and linf["n_not_found"] == 0
         # runlocal bisects 6 times after a x1.5 bracket: about 1% resolution.
         assert np.median(exact_linf) * (1 - 1e-4) <= linf["median"] <= np.median(exact_linf) * 1.02
-        assert 6 * np.median(exact_linf) * (1 - 1e-4) <= l2["median"] <= 6 * np.median(exact_linf) * 1.02
+        assert (
+            6 * np.median(exact_linf) * (1 - 1e-4)
+            <= l2["median"]
+            <= 6 * np.median(exact_linf) * 1.02
+        )
         assert linf["q25"] <= linf["median"] <= linf["q75"]
         assert set(l2["per_attack"]) >= {"cw_l2(iters=50,search=3)"}
         assert len(linf["success_curve"]["epsilon"]) == len(linf["success_curve"]["fraction"])
     with open(out / "adversarial_per_sample.csv") as handle:
         rows = handle.read().splitlines()
-    assert rows[0] == "model,index,label,clean_correct,linf_distance,linf_attack,l2_distance,l2_attack"
+    assert (
+        rows[0] == "model,index,label,clean_correct,linf_distance,linf_attack,l2_distance,l2_attack"
+    )
     assert len(rows) == 1 + 2 * 12
     assert (out / "adversarial_robustness.png").stat().st_size > 1000

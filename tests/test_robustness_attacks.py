@@ -93,8 +93,16 @@ def test_every_reported_distance_is_a_verified_adversarial(trained_model, norm):
     y = y.copy()
     y[:2] = (np.argmax(model(x[:2]).numpy(), axis=1) + 1) % 3  # two clean-misclassified samples
     result = robustness.minimal_perturbation(
-        model, x, y, norm, iterations=(10,), search_steps=6, cw_max_iterations=30,
-        cw_binary_search_steps=3, batch_size=16, progress=None,
+        model,
+        x,
+        y,
+        norm,
+        iterations=(10,),
+        search_steps=6,
+        cw_max_iterations=30,
+        cw_binary_search_steps=3,
+        batch_size=16,
+        progress=None,
     )
     assert not result.clean_correct[:2].any() and result.clean_correct[2:].mean() > 0.8
     assert_all_verified(model, x, y, result)
@@ -115,7 +123,15 @@ def test_minimal_distance_not_above_fixed_epsilon_success(trained_model):
     )
     epsilon = float(np.median(result.distances[np.isfinite(result.distances)]))
     fixed = cleverhans_compat.projected_gradient_descent(
-        model, x, epsilon, 0.25 * epsilon, 10, np.inf, clip_min=0.0, clip_max=1.0, y=y,
+        model,
+        x,
+        epsilon,
+        0.25 * epsilon,
+        10,
+        np.inf,
+        clip_min=0.0,
+        clip_max=1.0,
+        y=y,
         sanity_checks=True,
     ).numpy()
     broken, distance = robustness.verify_adversarial(model, x, fixed, y, "linf")
@@ -127,8 +143,14 @@ def test_search_is_deterministic(trained_model):
     model, x, y = trained_model
     runs = [
         robustness.minimal_perturbation(
-            model, x[:12], y[:12], "l2", attacks=[attacks.pgd("l2", 0.25, 10)], search_steps=5,
-            batch_size=5, progress=None,
+            model,
+            x[:12],
+            y[:12],
+            "l2",
+            attacks=[attacks.pgd("l2", 0.25, 10)],
+            search_steps=5,
+            batch_size=5,
+            progress=None,
         )
         for _ in range(2)
     ]
@@ -144,7 +166,12 @@ def test_linear_model_matches_closed_form(norm):
     exact = exact_linear_distances(x, y, kernel, bias, norm)
     assert exact.max() < 0.4  # every pixel moves by less than 0.4: the [0, 1] box does not bind
     result = robustness.minimal_perturbation(
-        model, x, y, norm, attacks=[attacks.pgd(norm, 0.25, 20, loss="margin")], batch_size=10,
+        model,
+        x,
+        y,
+        norm,
+        attacks=[attacks.pgd(norm, 0.25, 20, loss="margin")],
+        batch_size=10,
         progress=None,
     )
     assert np.all(result.distances >= exact * (1 - 1e-4))  # nothing below the true minimum
@@ -160,7 +187,12 @@ def test_cross_entropy_pgd_overestimates_multiclass_linear_minimum():
     y = np.argmax(model(x).numpy(), axis=1)
     exact = exact_linear_distances(x, y, kernel, bias, "linf")
     result = robustness.minimal_perturbation(
-        model, x, y, "linf", attacks=[attacks.pgd("linf", 0.25, 20, loss="ce")], search_steps=6,
+        model,
+        x,
+        y,
+        "linf",
+        attacks=[attacks.pgd("linf", 0.25, 20, loss="ce")],
+        search_steps=6,
         progress=None,
     )
     assert np.all(result.distances >= exact * (1 - 1e-4))
@@ -175,7 +207,13 @@ def test_carlini_wagner_fix_flips_labels_near_the_optimum(channels):
     exact = exact_linear_distances(x, y, kernel, bias, "l2")
     assert exact.max() < 0.3  # the [0, 1] box does not bind
     adversarial = cleverhans_compat.carlini_wagner_l2(
-        model, x, y, batch_size=3, max_iterations=100, binary_search_steps=5, learning_rate=0.01,
+        model,
+        x,
+        y,
+        batch_size=3,
+        max_iterations=100,
+        binary_search_steps=5,
+        learning_rate=0.01,
         initial_const=1.0,
     )  # 7 images in batches of 3: the last batch is smaller
     assert adversarial.shape == x.shape
@@ -190,8 +228,15 @@ def test_carlini_wagner_targeted_reaches_targets():
     x = mid_gray_images(5)
     targets = (np.argmax(model(x).numpy(), axis=1) + 1) % 4
     adversarial = cleverhans_compat.carlini_wagner_l2(
-        model, x, targets, targeted=True, batch_size=2, max_iterations=100, binary_search_steps=4,
-        learning_rate=0.05, initial_const=1.0,
+        model,
+        x,
+        targets,
+        targeted=True,
+        batch_size=2,
+        max_iterations=100,
+        binary_search_steps=4,
+        learning_rate=0.05,
+        initial_const=1.0,
     )
     np.testing.assert_array_equal(np.argmax(model(adversarial).numpy(), axis=1), targets)
 
@@ -203,7 +248,14 @@ def test_spsa_fix_flips_labels_within_budget(channels):
     y = np.argmax(model(x).numpy(), axis=1)
     eps = np.full(5, 0.15, np.float32)
     run = lambda: cleverhans_compat.spsa(  # noqa: E731
-        model, x, y, eps, 20, spsa_samples=32, learning_rate=0.05, early_stop_loss_threshold=0.0,
+        model,
+        x,
+        y,
+        eps,
+        20,
+        spsa_samples=32,
+        learning_rate=0.05,
+        early_stop_loss_threshold=0.0,
         seed=3,
     )
     adversarial = run()
@@ -230,7 +282,9 @@ def test_sanity_checks_run_under_numpy2_and_report_problems():
     with pytest.raises(ValueError, match="step size not to exceed the budget"):
         cleverhans_compat.madry_et_al(model, x, 0.05, 0.1, 5, np.inf, clip_min=0.0, clip_max=1.0)
     with pytest.raises(ValueError, match="inputs <= clip_max"):
-        cleverhans_compat.momentum_iterative_method(model, x + 0.6, 0.05, 0.01, 5, clip_min=0.0, clip_max=1.0)
+        cleverhans_compat.momentum_iterative_method(
+            model, x + 0.6, 0.05, 0.01, 5, clip_min=0.0, clip_max=1.0
+        )
 
 
 def test_momentum_and_minimizing_attacks_in_search():
@@ -238,8 +292,18 @@ def test_momentum_and_minimizing_attacks_in_search():
     x = mid_gray_images(9)
     y = np.argmax(model(x).numpy(), axis=1)
     result = robustness.minimal_perturbation(
-        model, x, y, "l2", momentum=True, iterations=(10,), step_fractions=(0.25,), target_ranks=(),
-        cw_max_iterations=60, cw_binary_search_steps=4, batch_size=4, progress=None,
+        model,
+        x,
+        y,
+        "l2",
+        momentum=True,
+        iterations=(10,),
+        step_fractions=(0.25,),
+        target_ranks=(),
+        cw_max_iterations=60,
+        cw_binary_search_steps=4,
+        batch_size=4,
+        progress=None,
     )
     assert set(result.per_attack) == {
         "cw_l2(iters=60,search=4)",
@@ -279,7 +343,9 @@ def test_minimal_perturbation_rejects_bad_input(kwargs, message):
 
 
 def test_attack_builders_reject_bad_schedules():
-    with pytest.raises(ValueError, match=r"fraction of epsilon in \(0, 1\].*Received: step_fraction=2"):
+    with pytest.raises(
+        ValueError, match=r"fraction of epsilon in \(0, 1\].*Received: step_fraction=2"
+    ):
         attacks.pgd("linf", step_fraction=2)
     with pytest.raises(ValueError, match="positive number of iterations.*Received: iterations=0"):
         attacks.pgd("l2", iterations=0)
@@ -293,7 +359,9 @@ def test_quantile_summary_and_success_curve_handle_inf():
     summary = minimal.summarize_distances(distances, np.array([False, True, True, True]))
     assert summary["n_clean_misclassified"] == 1 and summary["n_not_found"] == 1
     assert summary["median_clean_correct"] == pytest.approx(0.2)
-    np.testing.assert_allclose(robustness.success_curve(distances, [0.0, 0.15, 1.0]), [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(
+        robustness.success_curve(distances, [0.0, 0.15, 1.0]), [0.25, 0.5, 0.75]
+    )
 
 
 def test_attacks_accept_saved_model_classifiers(tmp_path):
@@ -322,9 +390,36 @@ def test_spsa_attack_inside_the_search_is_verified_and_near_optimal():
     y = np.argmax(model(x).numpy(), axis=1)
     exact = exact_linear_distances(x, y, kernel, bias, "linf")
     result = robustness.minimal_perturbation(
-        model, x, y, "linf", attacks=[attacks.spsa_linf(iterations=20, samples=32, seed=1)],
-        initial_epsilon=float(exact.mean()), search_steps=3, progress=None,
+        model,
+        x,
+        y,
+        "linf",
+        attacks=[attacks.spsa_linf(iterations=20, samples=32, seed=1)],
+        initial_epsilon=float(exact.mean()),
+        search_steps=3,
+        progress=None,
     )
     assert_all_verified(model, x, y, result)
     assert np.all(result.distances >= exact * (1 - 1e-4))
     assert np.all(result.distances <= exact * 1.5)
+
+
+def test_attack_loop_falls_back_to_unrolled_graph(monkeypatch):
+    """Where AutoGraph cannot convert CleverHans' loop, the attack still runs (unrolled)."""
+    model, kernel, bias = linear_model()
+    x = mid_gray_images(4)
+    y = np.argmax(model(x).numpy(), axis=1)
+    original = tf.function
+
+    def without_autograph(*args, **kwargs):
+        kwargs["autograph"] = False  # as if CleverHans' source were unavailable
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tf, "function", without_autograph)
+    result = robustness.minimal_perturbation(
+        model, x, y, "linf", attacks=[attacks.pgd("linf", 0.25, 10, loss="margin")], progress=None
+    )
+    assert_all_verified(model, x, y, result)
+    np.testing.assert_allclose(
+        result.distances, exact_linear_distances(x, y, kernel, bias, "linf"), rtol=0.01
+    )

@@ -46,8 +46,12 @@ def test_noise_robustness_decreases_and_is_deterministic():
     x, y = quadrant_data(96)
     model = quadrant_classifier()
     sigmas = (0.0, 0.1, 1.0, 3.0)
-    first = robustness.noise_robustness(model, x, y, sigmas, seeds=(0, 1, 2), batch_size=32, progress=None)
-    again = robustness.noise_robustness(model, x, y, sigmas, seeds=(0, 1, 2), batch_size=7, progress=None)
+    first = robustness.noise_robustness(
+        model, x, y, sigmas, seeds=(0, 1, 2), batch_size=32, progress=None
+    )
+    again = robustness.noise_robustness(
+        model, x, y, sigmas, seeds=(0, 1, 2), batch_size=7, progress=None
+    )
     assert first == again  # same seeds -> same noise, whatever the batch size
     assert [entry["sigma"] for entry in first] == list(sigmas)
     accuracies = [entry["accuracy"] for entry in first]
@@ -188,7 +192,10 @@ class TrainingModelStandIn(keras.Model):
         return self.classifier(images) * 0.0  # anything but the classifier's logits
 
     def get_config(self):
-        return {**super().get_config(), "classifier": keras.saving.serialize_keras_object(self.classifier)}
+        return {
+            **super().get_config(),
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+        }
 
     @classmethod
     def from_config(cls, config):

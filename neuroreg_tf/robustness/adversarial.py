@@ -24,7 +24,9 @@ def epsilon_grid(distances, points=SUCCESS_CURVE_POINTS):
     positive = distances[np.isfinite(distances) & (distances > 0)]
     if positive.size == 0:
         return np.array([0.0])
-    return np.concatenate([[0.0], np.geomspace(positive.min() / 2, positive.max() * 1.25, points - 1)])
+    return np.concatenate(
+        [[0.0], np.geomspace(positive.min() / 2, positive.max() * 1.25, points - 1)]
+    )
 
 
 def adversarial_evaluation(
@@ -89,13 +91,25 @@ def adversarial_evaluation(
     per_sample = {"index": np.arange(count), "label": np.asarray(y)}
     for norm in norms:
         result = minimal.minimal_perturbation(
-            model, x, y, norm,
-            step_fractions=tuple(step_fractions), iterations=tuple(iterations), losses=tuple(losses),
+            model,
+            x,
+            y,
+            norm,
+            step_fractions=tuple(step_fractions),
+            iterations=tuple(iterations),
+            losses=tuple(losses),
             target_ranks=tuple(target_ranks),
-            search_steps=search_steps, carlini_wagner=carlini_wagner,
-            cw_max_iterations=cw_max_iterations, cw_binary_search_steps=cw_binary_search_steps,
-            cw_learning_rate=cw_learning_rate, cw_initial_const=cw_initial_const,
-            momentum=momentum, spsa=spsa, seed=seed, batch_size=batch_size, progress=progress,
+            search_steps=search_steps,
+            carlini_wagner=carlini_wagner,
+            cw_max_iterations=cw_max_iterations,
+            cw_binary_search_steps=cw_binary_search_steps,
+            cw_learning_rate=cw_learning_rate,
+            cw_initial_const=cw_initial_const,
+            momentum=momentum,
+            spsa=spsa,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
         )
         norm_summary = result.summary()
         epsilons = epsilon_grid(result.distances)

@@ -18,6 +18,7 @@ commute with this per-image scaling, so this is exactly PGD with budget ``eps_i`
 """
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
@@ -67,26 +68,43 @@ class MinimizingAttack:
 
 
 def _compile_for_batches(function):
-    """Compiles `function(x, y, eps)` once, for any batch size, at its first call.
+    """Compiles `function(x, y, eps, loop_in_graph)` once, for any batch size, at its first call.
 
     A fixed input signature with an unknown batch dimension avoids retracing as the number of
-    samples still being searched shrinks.
+    samples still being searched shrinks. The attack loop becomes a ``tf.while_loop`` through
+    AutoGraph (a small graph, traced in about a second); where AutoGraph cannot convert CleverHans'
+    loop (e.g. its source is unavailable), the loop is unrolled instead.
     """
     compiled = []
 
     def run(x, y, eps):
-        if not compiled:
-            signature = [
-                tf.TensorSpec([None, *np.shape(x)[1:]], tf.float32),
-                tf.TensorSpec([None], tf.int64),
-                tf.TensorSpec([None], tf.float32),
-            ]
-            compiled.append(tf.function(function, input_signature=signature))
-        return compiled[0](
+        arguments = (
             tf.convert_to_tensor(x, tf.float32),
             tf.cast(tf.convert_to_tensor(y), tf.int64),
             tf.convert_to_tensor(eps, tf.float32),
         )
+        if compiled:
+            return compiled[0](*arguments)
+        signature = [
+            tf.TensorSpec([None, *np.shape(x)[1:]], tf.float32),
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None], tf.float32),
+        ]
+        try:
+            graph_loop = tf.function(
+                functools.partial(function, loop_in_graph=True), input_signature=signature
+            )
+            result = graph_loop(*arguments)
+            compiled.append(graph_loop)
+        except tf.errors.OperatorNotAllowedInGraphError:
+            unrolled = tf.function(
+                functools.partial(function, loop_in_graph=False),
+                input_signature=signature,
+                autograph=False,
+            )
+            result = unrolled(*arguments)
+            compiled.append(unrolled)
+        return result
 
     return run
 
@@ -97,11 +115,19 @@ def _check_schedule(step_fraction, iterations):
             "Expected the step size as a fraction of epsilon in (0, 1]. "
             f"Received: step_fraction={step_fraction!r}"
         )
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"Expected a positive number of iterations. Received: iterations={iterations!r}")
+    if (
+        isinstance(iterations, bool)
+        or not isinstance(iterations, (int, np.integer))
+        or iterations < 1
+    ):
+        raise ValueError(
+            f"Expected a positive number of iterations. Received: iterations={iterations!r}"
+        )
 
 
-def _scaled_attack(attack_fn, logits_fn, x, y, eps, step_fraction, iterations, norm, **kwargs):
+def _scaled_attack(
+    attack_fn, logits_fn, x, y, eps, step_fraction, iterations, norm, loop_in_graph, **kwargs
+):
     scale = tf.reshape(eps, [-1] + [1] * (len(x.shape) - 1))
 
     def scaled_logits(u):
@@ -112,7 +138,8 @@ def _scaled_attack(attack_fn, logits_fn, x, y, eps, step_fraction, iterations, n
         tf.zeros_like(x),
         1.0,
         step_fraction,
-        tf.constant(iterations),  # a tensor bound: AutoGraph makes CleverHans' loop a tf.while_loop
+        # A tensor bound lets AutoGraph turn CleverHans' Python loop into a tf.while_loop.
+        tf.constant(iterations) if loop_in_graph else iterations,
         NORMS[norm],
         clip_min=(0.0 - x) / scale,
         clip_max=(1.0 - x) / scale,
@@ -178,20 +205,30 @@ def pgd(norm, step_fraction=0.1, iterations=20, loss="ce", target_rank=None):
     if loss not in LOSSES:
         raise ValueError(f"Expected loss 'ce' or 'margin'. Received: loss={loss!r}")
     if target_rank is not None and (
-        isinstance(target_rank, bool) or not isinstance(target_rank, (int, np.integer)) or target_rank < 1
+        isinstance(target_rank, bool)
+        or not isinstance(target_rank, (int, np.integer))
+        or target_rank < 1
     ):
         raise ValueError(
             f"Expected target_rank to be None or a positive integer. Received: target_rank={target_rank!r}"
         )
 
     def build(logits_fn):
-        def run(x, y, eps):
+        def run(x, y, eps, loop_in_graph):
             loss_fn = LOSSES[loss]
             if target_rank is not None:
                 loss_fn = targeted_margin_loss(target_rank)(logits_fn(x), y)
             return _scaled_attack(
                 cleverhans_compat.projected_gradient_descent,
-                logits_fn, x, y, eps, step_fraction, iterations, norm, rand_init=False,
+                logits_fn,
+                x,
+                y,
+                eps,
+                step_fraction,
+                iterations,
+                norm,
+                loop_in_graph,
+                rand_init=False,
                 loss_fn=loss_fn,
             )
 
@@ -222,10 +259,18 @@ def momentum_iterative(norm, step_fraction=0.1, iterations=20, decay_factor=1.0)
     _check_schedule(step_fraction, iterations)
 
     def build(logits_fn):
-        def run(x, y, eps):
+        def run(x, y, eps, loop_in_graph):
             return _scaled_attack(
                 cleverhans_compat.momentum_iterative_method,
-                logits_fn, x, y, eps, step_fraction, iterations, norm, decay_factor=decay_factor,
+                logits_fn,
+                x,
+                y,
+                eps,
+                step_fraction,
+                iterations,
+                norm,
+                loop_in_graph,
+                decay_factor=decay_factor,
             )
 
         return _compile_for_batches(run)
@@ -247,9 +292,16 @@ def spsa_linf(iterations=50, learning_rate=0.01, delta=0.01, samples=128, seed=0
     def build(logits_fn):
         def run(x, y, eps):
             return cleverhans_compat.spsa(
-                logits_fn, np.asarray(x), np.asarray(y), np.asarray(eps), iterations,
-                learning_rate=learning_rate, delta=delta, spsa_samples=samples,
-                early_stop_loss_threshold=0.0, seed=seed,
+                logits_fn,
+                np.asarray(x),
+                np.asarray(y),
+                np.asarray(eps),
+                iterations,
+                learning_rate=learning_rate,
+                delta=delta,
+                spsa_samples=samples,
+                early_stop_loss_threshold=0.0,
+                seed=seed,
             )
 
         return run
@@ -346,7 +398,10 @@ def default_attacks(
     if norm == "l2" and carlini_wagner_l2:
         attacks.append(
             carlini_wagner(
-                cw_max_iterations, cw_binary_search_steps, cw_learning_rate, cw_initial_const,
+                cw_max_iterations,
+                cw_binary_search_steps,
+                cw_learning_rate,
+                cw_initial_const,
                 batch_size=batch_size,
             )
         )

@@ -32,12 +32,18 @@ def check_images(x, *, clip_min=0.0, clip_max=1.0, name="x"):
             f"(NHWC). Received: {name}={_describe(array)}"
         )
     if array.shape[0] == 0:
-        raise ValueError(f"Expected at least one image in `{name}`. Received: {name}={_describe(array)}")
+        raise ValueError(
+            f"Expected at least one image in `{name}`. Received: {name}={_describe(array)}"
+        )
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"Expected `{name}` to hold real numbers. Received: {name}={_describe(array)}")
+        raise ValueError(
+            f"Expected `{name}` to hold real numbers. Received: {name}={_describe(array)}"
+        )
     array = array.astype(np.float32, copy=False)
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"Expected finite pixel values in `{name}`. Received: {name}={_describe(array)}")
+        raise ValueError(
+            f"Expected finite pixel values in `{name}`. Received: {name}={_describe(array)}"
+        )
     if array.min() < clip_min or array.max() > clip_max:
         raise ValueError(
             f"Expected pixel values of `{name}` within [{clip_min}, {clip_max}]. "

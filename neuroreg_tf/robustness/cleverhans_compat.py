@@ -247,7 +247,9 @@ def carlini_wagner_l2(model_fn, x, y=None, targeted=False, **kwargs):
 class SPSAAdam(_spsa.SPSAAdam):
     """CleverHans' SPSA optimizer with the Keras 3 Adam constructor (``learning_rate``, not ``lr``)."""
 
-    def __init__(self, lr=0.01, delta=0.01, num_samples=128, num_iters=1, compare_to_analytic_grad=False):
+    def __init__(
+        self, lr=0.01, delta=0.01, num_samples=128, num_iters=1, compare_to_analytic_grad=False
+    ):
         keras.optimizers.Adam.__init__(self, learning_rate=lr)
         if num_samples % 2:
             raise ValueError(

@@ -62,6 +62,7 @@ def _load_saved_model(path):
         def endpoint(images):
             outputs = signature(images)
             return next(iter(outputs.values()))
+
     else:
         raise ValueError(
             f"The SavedModel at {path} has neither a `serve` endpoint nor a `serving_default` "
@@ -180,7 +181,9 @@ def as_logits_fn(model):
     if is_keras:
         forward = _KERAS_FORWARDS.get(model)
         if forward is None:
-            forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+            forward = tf.function(
+                lambda images: model(images, training=False), reduce_retracing=True
+            )
             _KERAS_FORWARDS[model] = forward
     else:
         forward = model

@@ -44,7 +44,9 @@ def _print_progress(message):
 def perturbation_distance(x, adversarial, norm):
     """Per-sample L-inf or L2 distance (float64) between image batches `x` and `adversarial`."""
     attacks_lib.check_norm(norm)
-    difference = (np.asarray(adversarial, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    difference = (np.asarray(adversarial, np.float64) - np.asarray(x, np.float64)).reshape(
+        len(x), -1
+    )
     if norm == "linf":
         return np.abs(difference).max(axis=1) if difference.shape[1] else np.zeros(len(x))
     return np.sqrt(np.sum(difference**2, axis=1))
@@ -124,7 +126,9 @@ class MinimalPerturbationResult:
 
     def summary(self):
         """The score: median (and quartiles) over all samples, with the counts reported apart."""
-        return summarize_distances(self.distances, self.clean_correct, self.per_attack, self.best_attack)
+        return summarize_distances(
+            self.distances, self.clean_correct, self.per_attack, self.best_attack
+        )
 
 
 def quantile(values, q):
@@ -167,14 +171,20 @@ def summarize_distances(distances, clean_correct, per_attack=None, best_attack=N
         "n": int(distances.size),
         "n_clean_misclassified": int(np.sum(~clean_correct)),
         "n_not_found": int(np.sum(np.isinf(distances))),
-        "median_clean_correct": quantile(distances[clean_correct], 0.5) if clean_correct.any() else None,
+        "median_clean_correct": (
+            quantile(distances[clean_correct], 0.5) if clean_correct.any() else None
+        ),
     }
     if per_attack is not None:
         summary["per_attack"] = {
             name: {
                 "median": quantile(found, 0.5),
                 "n_found": int(np.sum(np.isfinite(found) & clean_correct)),
-                "n_best": int(np.sum(np.asarray(best_attack) == name)) if best_attack is not None else None,
+                "n_best": (
+                    int(np.sum(np.asarray(best_attack) == name))
+                    if best_attack is not None
+                    else None
+                ),
             }
             for name, found in per_attack.items()
         }
@@ -200,7 +210,16 @@ def _run_batched(run, x, y, eps, batch_size):
 
 
 def search_epsilon(
-    run, verify, x, y, start, *, ceiling=None, factor=1.5, max_exponential_steps=20, search_steps=10,
+    run,
+    verify,
+    x,
+    y,
+    start,
+    *,
+    ceiling=None,
+    factor=1.5,
+    max_exponential_steps=20,
+    search_steps=10,
     batch_size=500,
 ):
     """Exponential search then bisection on each sample's budget of a fixed-budget attack.
@@ -235,7 +254,9 @@ def search_epsilon(
     probes = 0
     while True:
         bracketed = (failing > 0) & np.isfinite(succeeding)
-        active = np.where(bracketed, bisection_steps < search_steps, exponential_steps < max_exponential_steps)
+        active = np.where(
+            bracketed, bisection_steps < search_steps, exponential_steps < max_exponential_steps
+        )
         active &= ~(np.isinf(succeeding) & (failing > 0) & (failing * factor >= ceiling))
         if not active.any():
             return best, best_images, probes
@@ -313,7 +334,8 @@ def minimal_perturbation(
             where logits change by ~1e-5 with the batch composition (oneDNN); the margin keeps the
             final check (label flipped, any batch) from losing them.
         initial_epsilon: Budget where the exponential search starts for the first attack; default
-            0.01 (L-inf) or 0.25 (L2). Later attacks start at the best distance found so far.
+            0.01 (L-inf) or 0.25 (L2). Later attacks start just below the best distance found so
+            far and only search below it.
         search_factor: Factor of the exponential search (the paper's line of work uses 1.5).
         max_exponential_steps: Exponential-search steps per sample and attack before giving up.
         search_steps: Bisection steps per sample and attack once bracketed.
@@ -335,21 +357,36 @@ def minimal_perturbation(
     y = checks.check_labels(y, len(x), num_classes)
     batch_size = checks.check_positive_int(batch_size, "batch_size")
     search_steps = int(search_steps)
-    max_exponential_steps = checks.check_positive_int(max_exponential_steps, "max_exponential_steps")
+    max_exponential_steps = checks.check_positive_int(
+        max_exponential_steps, "max_exponential_steps"
+    )
     if search_steps < 0:
         raise ValueError(f"Expected search_steps >= 0. Received: search_steps={search_steps}")
     if not search_factor > 1:
         raise ValueError(f"Expected search_factor > 1. Received: search_factor={search_factor!r}")
-    initial_epsilon = DEFAULT_INITIAL_EPSILON[norm] if initial_epsilon is None else float(initial_epsilon)
+    initial_epsilon = (
+        DEFAULT_INITIAL_EPSILON[norm] if initial_epsilon is None else float(initial_epsilon)
+    )
     if not initial_epsilon > 0:
-        raise ValueError(f"Expected initial_epsilon > 0. Received: initial_epsilon={initial_epsilon!r}")
+        raise ValueError(
+            f"Expected initial_epsilon > 0. Received: initial_epsilon={initial_epsilon!r}"
+        )
     if attacks is None:
         attacks = attacks_lib.default_attacks(
-            norm, step_fractions, iterations, losses=tuple(losses), target_ranks=tuple(target_ranks),
-            momentum=momentum, carlini_wagner_l2=carlini_wagner,
-            cw_max_iterations=cw_max_iterations, cw_binary_search_steps=cw_binary_search_steps,
-            cw_learning_rate=cw_learning_rate, cw_initial_const=cw_initial_const,
-            spsa=spsa, seed=seed, batch_size=batch_size,
+            norm,
+            step_fractions,
+            iterations,
+            losses=tuple(losses),
+            target_ranks=tuple(target_ranks),
+            momentum=momentum,
+            carlini_wagner_l2=carlini_wagner,
+            cw_max_iterations=cw_max_iterations,
+            cw_binary_search_steps=cw_binary_search_steps,
+            cw_learning_rate=cw_learning_rate,
+            cw_initial_const=cw_initial_const,
+            spsa=spsa,
+            seed=seed,
+            batch_size=batch_size,
         )
     for attack in attacks:
         if not isinstance(attack, (attacks_lib.EpsilonAttack, attacks_lib.MinimizingAttack)):
@@ -361,15 +398,26 @@ def minimal_perturbation(
             raise ValueError(
                 f"Expected {norm} attacks only. Received: attack {attack.name!r} for {attack.norm}"
             )
+    names = [attack.name for attack in attacks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Expected distinct attack names. Received: attacks named {names}")
 
     def verify(clean, candidates, labels):
         return verify_adversarial(
-            logits_fn, clean, candidates, labels, norm, min_margin=decision_margin,
+            logits_fn,
+            clean,
+            candidates,
+            labels,
+            norm,
+            min_margin=decision_margin,
             batch_size=batch_size,
         )
 
     clean_predictions = np.concatenate(
-        [np.argmax(logits_fn(x[s : s + batch_size]).numpy(), axis=-1) for s in range(0, len(x), batch_size)]
+        [
+            np.argmax(logits_fn(x[s : s + batch_size]).numpy(), axis=-1)
+            for s in range(0, len(x), batch_size)
+        ]
     )
     clean_correct = clean_predictions == y
     targets = np.flatnonzero(clean_correct)
@@ -391,8 +439,15 @@ def minimal_perturbation(
                 known = distances[targets]
                 start = np.where(np.isfinite(known), known * CEILING_PROBE, initial_epsilon)
                 target_distances, candidates, probes = search_epsilon(
-                    run, verify, x[targets], y[targets], start, ceiling=known, factor=search_factor,
-                    max_exponential_steps=max_exponential_steps, search_steps=search_steps,
+                    run,
+                    verify,
+                    x[targets],
+                    y[targets],
+                    start,
+                    ceiling=known,
+                    factor=search_factor,
+                    max_exponential_steps=max_exponential_steps,
+                    search_steps=search_steps,
                     batch_size=batch_size,
                 )
             found[targets] = target_distances
@@ -400,8 +455,6 @@ def minimal_perturbation(
             distances[targets[improved]] = target_distances[improved]
             adversarials[targets[improved]] = candidates[improved]
             best_attack[targets[improved]] = attack.name
-        if attack.name in per_attack:
-            raise ValueError(f"Expected distinct attack names. Received: {attack.name!r} twice")
         per_attack[attack.name] = found
         seconds[attack.name] = time.perf_counter() - started
         if progress is not None:
@@ -419,7 +472,9 @@ def minimal_perturbation(
         )
         lost = kept[~still_adversarial]
         if lost.size and progress is not None:
-            progress(f"{norm}: {lost.size} kept adversarials failed the final check; counted as not found")
+            progress(
+                f"{norm}: {lost.size} kept adversarials failed the final check; counted as not found"
+            )
         distances[kept] = recomputed
         distances[lost] = np.inf
         adversarials[lost] = x[lost]

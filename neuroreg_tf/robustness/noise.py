@@ -88,7 +88,13 @@ def _check_seeds(seeds):
 
 
 def noise_robustness(
-    model, x, y, sigmas=DEFAULT_SIGMAS, seeds=DEFAULT_SEEDS, batch_size=256, progress=_print_progress
+    model,
+    x,
+    y,
+    sigmas=DEFAULT_SIGMAS,
+    seeds=DEFAULT_SEEDS,
+    batch_size=256,
+    progress=_print_progress,
 ):
     """Accuracy under additive Gaussian noise, clipped to [0, 1], for several levels and seeds.
 
@@ -135,8 +141,12 @@ def noise_robustness(
                 predictions = np.argmax(logits_fn(noisy).numpy(), axis=-1)
                 correct[(seed, sigma)] += int(np.sum(predictions == labels))
         if progress is not None:
-            summary = ", ".join(f"{sigma:g}: {correct[(seed, sigma)] / len(x):.3f}" for sigma in noisy_sigmas)
-            progress(f"noise seed {seed} ({seed_index + 1}/{len(seeds)}): accuracy by sigma {{{summary}}}")
+            summary = ", ".join(
+                f"{sigma:g}: {correct[(seed, sigma)] / len(x):.3f}" for sigma in noisy_sigmas
+            )
+            progress(
+                f"noise seed {seed} ({seed_index + 1}/{len(seeds)}): accuracy by sigma {{{summary}}}"
+            )
 
     results = []
     for sigma in sigmas:

@@ -128,7 +128,9 @@ def format_noise_table(model_results):
     """Returns a plain-text table: one row per model, clean accuracy then accuracy +- SEM per sigma."""
     sigmas = sorted({entry["sigma"] for result in model_results for entry in result["noise"]})
     label_width = max([len("model")] + [len(str(result["label"])) for result in model_results])
-    header = [f"{'model':<{label_width}}", f"{'clean':>7}"] + [f"{'s=' + format(s, 'g'):>14}" for s in sigmas]
+    header = [f"{'model':<{label_width}}", f"{'clean':>7}"] + [
+        f"{'s=' + format(s, 'g'):>14}" for s in sigmas
+    ]
     lines = ["  ".join(header)]
     for result in model_results:
         by_sigma = {entry["sigma"]: entry for entry in result["noise"]}
@@ -152,7 +154,9 @@ def _format_distance(value):
 
 def format_adversarial_table(model_results):
     """Returns a plain-text table of median minimal perturbations [q25, q75] per model and norm."""
-    norms = [norm for norm in NORM_TITLES if any(norm in r.get("adversarial", {}) for r in model_results)]
+    norms = [
+        norm for norm in NORM_TITLES if any(norm in r.get("adversarial", {}) for r in model_results)
+    ]
     label_width = max([len("model")] + [len(str(result["label"])) for result in model_results])
     header = [f"{'model':<{label_width}}"]
     for norm in norms:
@@ -172,7 +176,9 @@ def format_adversarial_table(model_results):
             )
             cells.append(f"{cell:>32}")
         first = next((adversarial[norm] for norm in norms if norm in adversarial), None)
-        unbroken = "/".join(str(adversarial[norm]["n_not_found"]) for norm in norms if norm in adversarial)
+        unbroken = "/".join(
+            str(adversarial[norm]["n_not_found"]) for norm in norms if norm in adversarial
+        )
         cells += [
             f"{first['n'] if first else '-':>5}",
             f"{first['n_clean_misclassified'] if first else '-':>11}",
@@ -186,7 +192,11 @@ def write_adversarial_csv(per_sample_by_label, path):
     """Writes one row per (model, sample): label, clean correctness, distance and attack per norm."""
     import csv
 
-    norms = [norm for norm in NORM_TITLES if any(norm in values for values in per_sample_by_label.values())]
+    norms = [
+        norm
+        for norm in NORM_TITLES
+        if any(norm in values for values in per_sample_by_label.values())
+    ]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -196,11 +206,19 @@ def write_adversarial_csv(per_sample_by_label, path):
         writer.writerow(header)
         for model_label, values in per_sample_by_label.items():
             for row, index in enumerate(values["index"]):
-                cells = [model_label, int(index), int(values["label"][row]), bool(values["clean_correct"][row])]
+                cells = [
+                    model_label,
+                    int(index),
+                    int(values["label"][row]),
+                    bool(values["clean_correct"][row]),
+                ]
                 for norm in norms:
                     if norm in values:
                         distance = float(values[norm]["distance"][row])
-                        cells += [repr(distance) if math.isfinite(distance) else "inf", values[norm]["attack"][row]]
+                        cells += [
+                            repr(distance) if math.isfinite(distance) else "inf",
+                            values[norm]["attack"][row],
+                        ]
                     else:
                         cells += ["", ""]
                 writer.writerow(cells)
@@ -220,7 +238,11 @@ def plot_adversarial(per_sample_by_label, path):
     from neuroreg_tf.robustness import minimal
 
     plt = _pyplot()
-    norms = [norm for norm in NORM_TITLES if any(norm in values for values in per_sample_by_label.values())]
+    norms = [
+        norm
+        for norm in NORM_TITLES
+        if any(norm in values for values in per_sample_by_label.values())
+    ]
     figure, axes_list = plt.subplots(1, len(norms), figsize=(5.0 * len(norms), 4.0), squeeze=False)
     for axes, norm in zip(axes_list[0], norms):
         everything = np.concatenate(
