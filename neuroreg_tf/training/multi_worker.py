@@ -107,6 +107,29 @@ def _evaluate(model, validation_data) -> dict:
             "val_accuracy": correct / count}
 
 
+def _check_workers_agree(strategy: tf.distribute.Strategy, start_step: int) -> None:
+    """Raises unless every worker restored the same step (e.g. no shared workdir)."""
+    if strategy.num_replicas_in_sync == 1:
+        return
+
+    @tf.function
+    def summed_steps():
+        def replica_fn():
+            step = tf.constant(float(start_step), tf.float64)
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, step)
+
+        return strategy.run(replica_fn)
+
+    total = float(strategy.experimental_local_results(summed_steps())[0])
+    if total != strategy.num_replicas_in_sync * start_step:
+        raise RuntimeError(
+            "Workers restored checkpoints of different steps (mean step "
+            f"{total / strategy.num_replicas_in_sync:g}, this worker {start_step}). Every "
+            "worker must see the chief's checkpoint directory: put the workdir on a shared "
+            "filesystem."
+        )
+
+
 def make_train_function(model: keras.Model, strategy: tf.distribute.Strategy):
     """One distributed training step: ``train_step`` on every replica, logs averaged."""
 
@@ -158,11 +181,13 @@ def train_loop(
         with strategy.scope():
             state = checkpointer.restore(model)
         start_step = 0 if state is None else int(state["global_step"])
+    _check_workers_agree(strategy, start_step)
     total_steps = epochs * steps_per_epoch
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList(
         callbacks_for_this_worker(callbacks, strategy) + [history], model=model
     )
+    callback_list.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": verbose})
     data = distribute_global_batches(
         strategy, lambda: epoch_stream(make_epoch, epochs, steps_per_epoch, start_step)
     )

@@ -173,12 +173,6 @@ class NeuralRegularizedModel(keras.Model):
         self.similarity_loss_name = _choice("similarity_loss", similarity_loss, SIMILARITY_LOSSES)
         self.arctanh_eps = float(arctanh_eps)
         self.stimulus_bn = _choice("stimulus_bn", stimulus_bn, STIMULUS_BN_MODES)
-        self._batch_norm_moving_averages = [
-            variable
-            for layer in classifier.layers
-            if isinstance(layer, keras.layers.BatchNormalization)
-            for variable in (layer.moving_mean, layer.moving_variance)
-        ]
         self.stimulus_shape = None if stimulus_shape is None else tuple(int(s) for s in stimulus_shape)
 
         self.gamma_logits = self.add_weight(
@@ -326,6 +320,20 @@ class NeuralRegularizedModel(keras.Model):
         global_count = _sum_over_replicas(local_count)
         return tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
 
+    def _batch_norm_moving_averages(self) -> list:
+        """The classifier's BatchNorm moving means and variances.
+
+        Looked up on demand rather than stored on the model: an attribute
+        holding them would make Keras track them a second time as the model's
+        own weights and change the saved weights layout.
+        """
+        return [
+            variable
+            for layer in self.classifier.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in (layer.moving_mean, layer.moving_variance)
+        ]
+
     def _stimulus_similarity_for_training(self, stimuli):
         """S_CNN of the stimulus batch inside the training step (see ``stimulus_bn``)."""
         if self.stimulus_bn != "batch_stats":
@@ -333,10 +341,11 @@ class NeuralRegularizedModel(keras.Model):
                 stimuli, training=self.stimulus_bn == "train", update_means=True
             )
             return s_pred
-        saved = [tf.identity(variable) for variable in self._batch_norm_moving_averages]
+        moving_averages = self._batch_norm_moving_averages()
+        saved = [tf.identity(variable) for variable in moving_averages]
         s_pred, _ = self.model_similarity(stimuli, training=True, update_means=True)
         with tf.control_dependencies([s_pred]):
-            for variable, value in zip(self._batch_norm_moving_averages, saved):
+            for variable, value in zip(moving_averages, saved):
                 variable.assign(value)
         return s_pred
 
