@@ -125,8 +125,15 @@ def plot_noise(model_results, path, title=None):
 
 
 def format_noise_table(model_results):
-    """Returns a plain-text table: one row per model, clean accuracy then accuracy +- SEM per sigma."""
-    sigmas = sorted({entry["sigma"] for result in model_results for entry in result["noise"]})
+    """Returns a plain-text table: one row per model, clean accuracy then accuracy +- SEM per sigma > 0."""
+    sigmas = sorted(
+        {
+            entry["sigma"]
+            for result in model_results
+            for entry in result["noise"]
+            if entry["sigma"] > 0
+        }
+    )  # sigma 0 is the clean column
     label_width = max([len("model")] + [len(str(result["label"])) for result in model_results])
     header = [f"{'model':<{label_width}}", f"{'clean':>7}"] + [
         f"{'s=' + format(s, 'g'):>14}" for s in sigmas
