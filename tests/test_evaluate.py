@@ -179,3 +179,23 @@ def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_scr
     )
     assert len(rows) == 1 + 2 * 12
     assert (out / "adversarial_robustness.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("variant", [None, "paper", "runlocal"])
+def test_config_adversarial_keys_are_adversarial_evaluation_arguments(variant):
+    import inspect
+
+    from neuroreg_tf.robustness import adversarial
+
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_config", os.path.join(REPO_ROOT, "configs", "evaluate.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(variant)
+    parameters = inspect.signature(adversarial.adversarial_evaluation).parameters
+    assert set(config.adversarial.keys()) - {"enabled"} <= set(parameters)
+    assert config.adversarial.enabled is False
+    assert len(config.noise.seeds) >= 2
+    with pytest.raises(ValueError, match="Received: arg='gpu'"):
+        module.get_config("gpu")
