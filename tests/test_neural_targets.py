@@ -188,7 +188,7 @@ def test_model_target_recovers_the_ground_truth_better_than_single_trials():
     r_data = build.pair_correlation_from_embeddings(build.data_embedding(scan, ids), truth)
     r_model = build.pair_correlation_from_embeddings(build.model_embedding(scan, images), truth)
     print(f"r(S_data, S_truth) = {r_data:.3f}, r(S_model, S_truth) = {r_model:.3f}")
-    assert r_model > r_data + 0.05
+    assert r_model > r_data + 0.04
 
 
 def test_legacy_recording_target_round_trips(tmp_path):
