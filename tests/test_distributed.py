@@ -89,10 +89,15 @@ def _check(process: subprocess.CompletedProcess) -> None:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
 
-    def killed_then_resumed(role, name, kill_step, *extra):
+    def killed_then_resumed(name, killed_role, kill_step, resumed_role):
+        def arguments(role):
+            return (2,) if role == "worker" else ()  # the custom loop saves every 2 steps
+
         workdir = root / name
-        killed = run_support(role, root / f"{name}_killed.npz", EPOCHS, workdir, kill_step, *extra)
-        resumed = run_support(role, root / f"{name}_resumed.npz", EPOCHS, workdir, 0, *extra)
+        killed = run_support(killed_role, root / f"{name}_killed.npz", EPOCHS, workdir, kill_step,
+                             *arguments(killed_role))
+        resumed = run_support(resumed_role, root / f"{name}_resumed.npz", EPOCHS, workdir, 0,
+                              *arguments(resumed_role))
         return killed, resumed
 
     jobs = {
@@ -100,8 +105,9 @@ def runs(tmp_path_factory):
         "two_workers": lambda: run_cluster(
             lambda index: ("worker", root / f"worker{index}.npz", EPOCHS, root / f"cluster{index}", 0, 2)
         ),
-        "fit_resume": lambda: killed_then_resumed("fit", "fit", 6),
-        "loop_resume": lambda: killed_then_resumed("worker", "loop", 7, 2),
+        "fit_resume": lambda: killed_then_resumed("fit", "fit", 6, "fit"),
+        "loop_resume": lambda: killed_then_resumed("loop", "worker", 7, "worker"),
+        "loop_then_fit": lambda: killed_then_resumed("loop_then_fit", "worker", 7, "fit"),
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
@@ -178,4 +184,17 @@ def test_custom_loop_resumes_mid_epoch_and_matches_an_uninterrupted_run(runs):
     # Killed after step 7; the latest checkpoint (step 6) is mid-epoch: 2 steps remain.
     # (Their logged running means cover only those 2 steps, so only weights compare.)
     assert len(after["logs"]) == EPOCHS * STEPS_PER_EPOCH - 6
+    np.testing.assert_allclose(after["weights"], full["weights"], rtol=0, atol=1e-6)
+
+
+def test_fit_finishes_a_mid_epoch_checkpoint_of_the_custom_loop_exactly(runs):
+    root, results = runs
+    killed, resumed = results["loop_then_fit"]
+    assert killed.returncode == SIGKILLED, killed.stderr[-3000:]
+    _check(resumed)
+    _check(results["reference"])
+    after = np.load(root / "loop_then_fit_resumed.npz")
+    assert int(after["start_step"]) == 6
+    assert len(after["logs"]) == EPOCHS * STEPS_PER_EPOCH - 6
+    full = np.load(root / "fit_full.npz")
     np.testing.assert_allclose(after["weights"], full["weights"], rtol=0, atol=1e-6)

@@ -208,23 +208,25 @@ def run_worker(out_path: str, epochs: int, workdir: str, kill_step: int = 0,
 
 def run_fit(out_path: str, epochs: int, workdir: str, kill_step: int = 0,
             configure: bool = True) -> None:
-    """The single-process ``fit`` path with exact backup and restore."""
+    """The single-process path of the trainer: ``distributed_fit.train_model`` (Keras fit)."""
     if configure:
         configure_cpu_devices(1)
-    from neuroreg_tf.training.checkpointing import ExactBackupAndRestore, optimizer_step
-    from neuroreg_tf.training.distributed_data import epoch_stream
+    import tensorflow as tf
 
-    steps_per_epoch = N_TRAIN // BATCH
+    from neuroreg_tf.training.checkpointing import AtomicCheckpointer, optimizer_step
+    from neuroreg_tf.training.distributed_fit import train_model
+
+    backup_dir = os.path.join(workdir, "backup")
+    latest = AtomicCheckpointer(backup_dir).latest()
     model = build_model()
-    backup = ExactBackupAndRestore(os.path.join(workdir, "backup"), steps_per_epoch)
-    start_step = backup.restore(model)
-    data = epoch_stream(make_epoch_fn(), epochs, steps_per_epoch, start_step)
-    callbacks = [backup, step_logger()]
+    callbacks = [step_logger()]
     if kill_step:
         callbacks.append(kill_at_step(kill_step))
-    model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              initial_epoch=start_step // steps_per_epoch, callbacks=callbacks, verbose=0)
-    np.savez(out_path, weights=_flat_weights(model), start_step=start_step,
+    train_model(model, tf.distribute.get_strategy(), make_epoch_fn(), epochs=epochs,
+                steps_per_epoch=N_TRAIN // BATCH, backup_dir=backup_dir, callbacks=callbacks,
+                verbose=0)
+    np.savez(out_path, weights=_flat_weights(model), logs=np.array(callbacks[0].rows),
+             start_step=0 if latest is None else latest["global_step"],
              steps=optimizer_step(model))
 
 
