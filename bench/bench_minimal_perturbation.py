@@ -21,6 +21,7 @@ Every adversarial of every method is verified the same way (label flipped, pixel
 distance recomputed) before it counts; clean-misclassified samples count as 0 for all.
 """
 
+import os
 import sys
 import time
 
@@ -127,19 +128,22 @@ def main(argv):
     from neuroreg_tf.robustness import minimal
 
     if _MODEL.value:
-        model = robustness.load_classifier(_MODEL.value)
+        path = _MODEL.value
+        if os.path.isfile(os.path.join(path, "classifier.keras")):
+            path = os.path.join(path, "classifier.keras")  # Foolbox needs the Keras model itself
+        model = robustness.load_classifier(path)
+        if model.kind != "keras":
+            raise SystemExit(
+                "Foolbox needs a Keras model: pass a .keras file or a workdir with classifier.keras. "
+                f"Received: --model={_MODEL.value}"
+            )
+        model = model.model
         dataset, data_dir = _DATASET.value, _DATA_DIR.value
         try:
             dataset, run_data_dir = evaluation.dataset_from_run(_MODEL.value)
             data_dir = _DATA_DIR.value or run_data_dir
         except ValueError:
             pass
-        if model.kind == "keras":
-            model = model.model
-        else:
-            raise SystemExit(
-                "Foolbox needs a Keras model: pass a .keras file or a workdir with classifier.keras."
-            )
     else:
         dataset, data_dir = _DATASET.value, _DATA_DIR.value
         model = train_small_cnn(dataset, data_dir, _SEED.value)
