@@ -295,9 +295,10 @@ def build_simulated_target(
     """One call: a small SIMULATED experiment -> one target directory at ``path``.
 
     Two scans of 150 neurons from a 300-neuron population; ``n_stimuli``
-    includes 40 oracle images shown 6 times. ``kind='neural_data'`` takes a few
-    seconds; ``'neural_model'`` trains two small predictive models (about a
-    minute on 2 CPU cores for 1500 stimuli).
+    includes 40 oracle images shown 6 times. Measured for 1500 stimuli on 2
+    CPU cores shared with other jobs (imports included): ``kind='neural_data'``
+    ~30 s; ``'neural_model'`` (two small predictive models, 8 epochs each)
+    ~90 s.
 
     Args:
       path: the target directory to write (loadable with
