@@ -199,3 +199,42 @@ def test_legacy_recording_target_round_trips(tmp_path):
     assert target.kind == "neural_data" and target.simulated
     expected = similarity.similarity_matrix(recording.responses, similarity.snr_weights(recording.oracle_responses))
     np.testing.assert_allclose(target.full_matrix(), expected, atol=1e-5)
+
+
+def test_streamed_scan_average_is_exact_and_projection_approximates(tmp_path):
+    rng = np.random.default_rng(6)
+    images = rng.uniform(size=(60, 4, 5, 1)).astype(np.float32)
+    scans = [rng.gamma(2.0, 1.0, size=(60, d)) for d in (30, 50)]
+    weights = [rng.uniform(0.5, 2.0, size=30), None]
+    specs = [(lambda a, b, r=r: r[a:b], r.shape[1], w) for r, w in zip(scans, weights)]
+    exact_path = scale.stream_averaged_embedding_target(
+        str(tmp_path / "exact"), n_stimuli=60, stimulus_shape=(4, 5), stimuli_fn=lambda a, b: images[a:b],
+        scans=specs, simulated=True, chunk=25,
+    )
+    expected = (similarity.similarity_matrix(scans[0], weights[0]) + similarity.similarity_matrix(scans[1])) / 2
+    np.testing.assert_allclose(targets.load_target(exact_path).full_matrix(), expected, atol=1e-5)
+    projected = targets.load_target(
+        scale.stream_averaged_embedding_target(
+            str(tmp_path / "projected"), n_stimuli=60, stimulus_shape=(4, 5), stimuli_fn=lambda a, b: images[a:b],
+            scans=specs, projection_dims=4000, simulated=True, chunk=25,
+        )
+    )
+    assert projected.embedding.shape == (60, 4000)
+    difference = projected.full_matrix() - expected
+    assert np.abs(similarity.upper_triangle(difference)).max() < 0.08
+    assert statistics.pair_correlation(projected.full_matrix(), expected) > 0.98
+
+
+def test_streamed_model_target_equals_the_in_memory_one(tmp_path, tiny):
+    scans = [build.analyse_scan(r) for r in tiny.recordings]
+    fitted_config = predictive.PredictiveModelConfig(channels=4, max_epochs=1, batch_size=32)
+    for scan in scans:
+        scan.predictor = predictive.fit_predictive_model(scan.recording, fitted_config, log=None)
+    in_memory = build.average_embeddings(build.model_embedding(s, tiny.stimuli) for s in scans)
+    path = build.stream_model_target(
+        str(tmp_path / "streamed"), scans, lambda a, b: tiny.stimuli[a:b], len(tiny.stimuli), (36, 64),
+        simulated=True, chunk=100,
+    )
+    streamed = targets.load_target(path)
+    assert streamed.kind == "neural_model" and "SIMULATED" in streamed.metadata["label"]
+    np.testing.assert_allclose(streamed.similarity(np.arange(50)), (in_memory @ in_memory.T)[:50, :50], atol=1e-4)

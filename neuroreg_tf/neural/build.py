@@ -278,6 +278,59 @@ def write_target(
     )
 
 
+def stream_model_target(
+    path: str,
+    scans,
+    stimuli_fn,
+    n_stimuli: int,
+    stimulus_shape: tuple[int, int],
+    *,
+    simulated: bool,
+    projection_dims: int | None = None,
+    chunk: int = 4096,
+    provenance: dict[str, Any] | None = None,
+    log=None,
+) -> str:
+    """The Neural (model) target for stimuli too many to hold: streamed to disk.
+
+    Like the ``neural_model`` kind of ``pipeline.build_targets``, but the
+    predictions are made chunk by chunk (twice: once for the mean, once for the
+    rows) and written straight to ``embedding.npy``
+    (``scale.stream_averaged_embedding_target``; see there for
+    ``projection_dims``).
+
+    Args:
+      path: target directory.
+      scans: ``ScanAnalysis`` objects with fitted predictors.
+      stimuli_fn: (start, stop) -> (stop - start, height, width, 1) images in [0, 1].
+      n_stimuli: N.
+      stimulus_shape: (height, width).
+      simulated: label of the target.
+      projection_dims: optional random-projection dimension.
+      chunk: stimuli per chunk.
+      provenance: extra metadata.
+      log: progress sink.
+
+    Returns:
+      ``path``.
+    """
+    from neuroreg_tf.neural import scale
+
+    specs = [
+        (lambda start, stop, scan=scan: scan.predictor.predict_neutral(stimuli_fn(start, stop)), scan.recording.n_neurons, scan.model_weights)
+        for scan in scans
+    ]
+    metadata = dict(provenance or {})
+    metadata["method"] = "Eq 6: neutral-state predictions x w_a v_a, averaged over scans (streamed)"
+    if simulated:
+        metadata["label"] = SIMULATED_LABEL
+    return scale.stream_averaged_embedding_target(
+        path, n_stimuli=n_stimuli, stimulus_shape=stimulus_shape, stimuli_fn=stimuli_fn, scans=specs,
+        projection_dims=projection_dims, kind="neural_model", simulated=simulated, metadata=metadata,
+        chunk=chunk, log=log,
+    )
+
+
 def oracle_target_matrix(scans) -> np.ndarray:
     """Mean over scans of S_oracle (Eq 3), clipped to [-1, 1], unit diagonal."""
     matrix = np.mean([scan.oracle_similarity for scan in scans], axis=0)
