@@ -21,6 +21,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,6 +34,7 @@ EPOCHS = 2
 STEPS_PER_EPOCH = 4
 MIRRORED_STEPS = 3
 SIGKILLED = -signal.SIGKILL
+GRACE_S = 5
 
 
 def _free_port() -> int:
@@ -60,24 +63,42 @@ def run_support(*arguments, tf_config=None) -> subprocess.CompletedProcess:
 
 
 def run_cluster(role_arguments, workers: int = 2) -> list[subprocess.CompletedProcess]:
-    """Runs ``workers`` processes of one TF_CONFIG cluster on 127.0.0.1 and waits for all."""
+    """Runs ``workers`` processes of one TF_CONFIG cluster on 127.0.0.1 and waits for all.
+
+    Like a gang scheduler, once one worker has died the others are SIGKILLed
+    after a grace period (they would otherwise wait in their next collective).
+    """
     addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
-    processes = []
+    processes, logs = [], []
     for index in range(workers):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        log = tempfile.TemporaryFile(mode="w+")
         processes.append(
             subprocess.Popen(
                 [sys.executable, SUPPORT, *map(str, role_arguments(index))],
                 env=_environment(tf_config),
-                stdout=subprocess.PIPE,
+                stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
         )
+        logs.append(log)
+    deadline = time.monotonic() + TIMEOUT_S
+    first_death = None
+    while any(p.poll() is None for p in processes):
+        now = time.monotonic()
+        if first_death is None and any(p.returncode not in (None, 0) for p in processes):
+            first_death = now
+        if now > deadline or (first_death is not None and now - first_death > GRACE_S):
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        time.sleep(0.2)
     results = []
-    for process in processes:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-        results.append(subprocess.CompletedProcess(process.args, process.returncode, output, ""))
+    for process, log in zip(processes, logs):
+        log.seek(0)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, log.read(), ""))
+        log.close()
     return results
 
 
@@ -100,6 +121,17 @@ def runs(tmp_path_factory):
                               *arguments(resumed_role))
         return killed, resumed
 
+    def cluster_killed_then_restarted():
+        # Worker 1 is SIGKILLed after step 7; both restart on the shared workdir.
+        workdir = root / "shared"
+        killed = run_cluster(
+            lambda index: ("worker", root / f"gang_killed{index}.npz", EPOCHS, workdir, 7 * index, 2)
+        )
+        restarted = run_cluster(
+            lambda index: ("worker", root / f"gang_resumed{index}.npz", EPOCHS, workdir, 0, 2)
+        )
+        return killed, restarted
+
     jobs = {
         "reference": lambda: run_support("reference", root, MIRRORED_STEPS, EPOCHS),
         "two_workers": lambda: run_cluster(
@@ -108,6 +140,7 @@ def runs(tmp_path_factory):
         "fit_resume": lambda: killed_then_resumed("fit", "fit", 6, "fit"),
         "loop_resume": lambda: killed_then_resumed("loop", "worker", 7, "worker"),
         "loop_then_fit": lambda: killed_then_resumed("loop_then_fit", "worker", 7, "fit"),
+        "cluster_resume": cluster_killed_then_restarted,
     }
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
@@ -198,3 +231,20 @@ def test_fit_finishes_a_mid_epoch_checkpoint_of_the_custom_loop_exactly(runs):
     assert len(after["logs"]) == EPOCHS * STEPS_PER_EPOCH - 6
     full = np.load(root / "fit_full.npz")
     np.testing.assert_allclose(after["weights"], full["weights"], rtol=0, atol=1e-6)
+
+
+def test_cluster_resumes_after_one_worker_is_killed(runs):
+    root, results = runs
+    killed, restarted = results["cluster_resume"]
+    assert killed[1].returncode == SIGKILLED, killed[1].stdout[-3000:]
+    assert killed[0].returncode != 0, "the surviving worker cannot have finished alone"
+    for process in restarted:
+        _check(process)
+    worker0 = np.load(root / "gang_resumed0.npz")
+    worker1 = np.load(root / "gang_resumed1.npz")
+    full = np.load(root / "loop_full.npz")
+    # The chief's latest complete checkpoint is step 6 (or step 4 if it was killed while
+    # writing step 6's); both workers resume from the same one.
+    assert len(worker0["logs"]) == len(worker1["logs"]) in (2, 4)
+    np.testing.assert_array_equal(worker0["weights"], worker1["weights"])
+    np.testing.assert_allclose(worker0["weights"], full["weights"], rtol=0, atol=1e-6)
