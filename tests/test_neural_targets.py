@@ -117,9 +117,10 @@ def built(tiny, tmp_path_factory):
     report = pipeline.build_targets(
         tiny.recordings,
         out,
-        extra_kinds=("neural_data", "oracle", "shuffle", "random", "ground_truth"),
+        extra_kinds=("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"),
         predictor_config=predictive.PredictiveModelConfig(channels=4, max_epochs=1, batch_size=32),
         experiment=tiny,
+        vgg_weights="random",
         log=messages.append,
     )
     return out, report, messages
@@ -127,7 +128,7 @@ def built(tiny, tmp_path_factory):
 
 def test_build_targets_writes_every_kind_loadable(built, tiny):
     out, report, messages = built
-    for kind in ("neural_data", "oracle", "shuffle", "random", "ground_truth"):
+    for kind in ("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"):
         target = targets.load_target(os.path.join(out, "targets", kind))
         assert target.kind == kind and target.simulated
         assert "SIMULATED" in target.metadata["label"]
