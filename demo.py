@@ -2,7 +2,8 @@ r"""The whole method on built-in data, in minutes on a laptop-class CPU.
 
     python demo.py --workdir=runs/demo
 
-1. builds a SIMULATED mouse-V1 similarity target over natural-image crops,
+1. builds a SIMULATED mouse-V1 Neural (model) similarity target over natural-image
+   crops (simulated scans -> predictive models -> Eq 6),
 2. trains a "None" model (alpha = 0) and a "Neural" model (alpha > 0) on real
    Fashion-MNIST with the same seed, data and schedule,
 3. evaluates both under Gaussian noise (several seeds, mean and SEM),
@@ -19,6 +20,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from neuroreg_tf import targets
 from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.training import trainer
 
@@ -41,6 +43,7 @@ def main(argv):
     if not os.path.isfile(os.path.join(target_path, "metadata.json")):
         trainer.build_simulated_target(target_path, config.target.simulation)
 
+    target = targets.load_target(target_path, validate=False)
     runs = {}
     for label, alpha in (("None", 0.0), ("Neural (simulated V1)", config.alpha)):
         run_config = copy.deepcopy(config)
@@ -68,7 +71,7 @@ def main(argv):
         metadata={
             "dataset": config.data.dataset,
             "split": "test",
-            "target": "SIMULATED V1 neural-data similarity (not recorded data)",
+            "target": {"path": target_path, "kind": target.kind, "simulated": target.simulated},
         },
     )
 

@@ -39,10 +39,11 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.target.batch_size = 0  # Stimuli per step; 0: same as batch_size (the paper).
     config.target.holdout_fraction = 0.1  # Stimuli kept out of training, for monitoring.
     config.target.simulation = ml_collections.ConfigDict()
+    # Used only when target.path is empty: a small SIMULATED experiment (2 scans of
+    # 150 neurons; neuroreg_tf.neural.pipeline.build_simulated_target).
+    config.target.simulation.kind = "neural_model"  # Eq 6, or neural_data, oracle, shuffle, random, ground_truth.
     config.target.simulation.n_stimuli = 2000
-    config.target.simulation.n_neurons = 1000
-    config.target.simulation.n_oracle = 100
-    config.target.simulation.n_repeats = 10
+    config.target.simulation.max_epochs = 8  # Predictive-model epochs (early stopping may end sooner).
     config.target.simulation.seed = 0
 
     config.model = ml_collections.ConfigDict()
@@ -76,7 +77,6 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.data.train_limit = 512
     config.data.eval_limit = 256
     config.model.width = 0.125
+    config.target.simulation.kind = "neural_data"
     config.target.simulation.n_stimuli = 300
-    config.target.simulation.n_neurons = 200
-    config.target.simulation.n_oracle = 20
     return config

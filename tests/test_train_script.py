@@ -25,9 +25,7 @@ TINY = {
     "batch_size": 16,
     "data.train_limit": 64,
     "data.eval_limit": 32,
-    "target.simulation.n_stimuli": 60,
-    "target.simulation.n_neurons": 50,
-    "target.simulation.n_oracle": 10,
+    "target.simulation.n_stimuli": 100,
     "verbose": 0,
 }
 

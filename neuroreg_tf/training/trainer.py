@@ -49,24 +49,22 @@ def write_json_atomic(path: str, payload) -> None:
 
 
 def build_simulated_target(path: str, simulation: ml_collections.ConfigDict) -> str:
-    """Writes a SIMULATED V1 "neural_data" target over natural-image crops."""
-    from neuroreg_tf.neural.build import save_recording_target
-    from neuroreg_tf.neural.simulation import simulate_recording
+    """Writes a target from a small SIMULATED V1 experiment (see neural.pipeline)."""
+    from neuroreg_tf.neural.pipeline import build_simulated_target as build
 
     print(
-        f"Building a SIMULATED V1 target: {simulation.n_stimuli} stimuli, "
-        f"{simulation.n_neurons} simulated neurons -> {path}",
+        f"Building a SIMULATED V1 '{simulation.kind}' target over {simulation.n_stimuli} "
+        f"natural-image crops -> {path}",
         flush=True,
     )
-    stimuli = data.natural_stimuli(simulation.n_stimuli, seed=simulation.seed)
-    recording = simulate_recording(
-        stimuli,
-        n_neurons=simulation.n_neurons,
-        n_oracle=simulation.n_oracle,
-        n_repeats=simulation.n_repeats,
+    return build(
+        path,
+        kind=simulation.kind,
+        n_stimuli=simulation.n_stimuli,
         seed=simulation.seed,
+        max_epochs=simulation.max_epochs,
+        log=lambda message: print(message, flush=True),
     )
-    return save_recording_target(path, recording, kind="neural_data")
 
 
 def resolve_target(config: ml_collections.ConfigDict, workdir: str) -> targets.SimilarityTarget:
