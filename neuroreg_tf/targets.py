@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from neuroreg_tf.fileio import write_json_atomic
+
 FORMAT_VERSION = 1
 _METADATA = "metadata.json"
 _STIMULI = "stimuli.npy"
@@ -213,6 +215,27 @@ class SimilarityTarget:
             validate_embedding(self.embedding, self.n_stimuli)
 
 
+def _write_metadata(path, target, kind, simulated, metadata) -> str:
+    """Writes metadata.json, last: a directory without it is an incomplete target."""
+    from neuroreg_tf import __version__
+
+    write_json_atomic(
+        os.path.join(path, _METADATA),
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "simulated": bool(simulated),
+            "n_stimuli": target.n_stimuli,
+            "stimulus_shape": list(target.stimuli.shape[1:]),
+            "form": target.form,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "neuroreg_tf_version": __version__,
+            **(metadata or {}),
+        },
+    )
+    return path
+
+
 def save_target(
     path: str,
     stimuli: np.ndarray,
@@ -258,25 +281,7 @@ def save_target(
         np.save(os.path.join(path, _MATRIX), target.matrix)
     else:
         np.save(os.path.join(path, _EMBEDDING), target.embedding)
-    from neuroreg_tf import __version__
-
-    record = {
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "simulated": bool(simulated),
-        "n_stimuli": target.n_stimuli,
-        "stimulus_shape": list(target.stimuli.shape[1:]),
-        "form": target.form,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "neuroreg_tf_version": __version__,
-        **(metadata or {}),
-    }
-    # metadata.json is written last: a directory without it is an incomplete target.
-    temporary = os.path.join(path, _METADATA + ".tmp")
-    with open(temporary, "w") as f:
-        json.dump(record, f, indent=2, default=_json_default)
-    os.replace(temporary, os.path.join(path, _METADATA))
-    return path
+    return _write_metadata(path, target, kind, simulated, metadata)
 
 
 def finish_target(
@@ -318,32 +323,7 @@ def finish_target(
         embedding=np.load(os.path.join(path, _EMBEDDING), mmap_mode="r") if has_embedding else None,
     )
     target.validate()
-    from neuroreg_tf import __version__
-
-    record = {
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "simulated": bool(simulated),
-        "n_stimuli": target.n_stimuli,
-        "stimulus_shape": list(target.stimuli.shape[1:]),
-        "form": target.form,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "neuroreg_tf_version": __version__,
-        **(metadata or {}),
-    }
-    temporary = os.path.join(path, _METADATA + ".tmp")
-    with open(temporary, "w") as f:
-        json.dump(record, f, indent=2, default=_json_default)
-    os.replace(temporary, os.path.join(path, _METADATA))
-    return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"Cannot store {type(value).__name__} in target metadata.")
+    return _write_metadata(path, target, kind, simulated, metadata)
 
 
 def load_target(path: str, *, mmap: bool = True, validate: bool = True) -> SimilarityTarget:

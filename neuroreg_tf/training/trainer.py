@@ -19,7 +19,6 @@ killed run never leaves a partial file that looks complete.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -31,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf import data, targets
+from neuroreg_tf.fileio import write_json_atomic
 from neuroreg_tf.models import ResNet
 from neuroreg_tf.training.callbacks import SimilarityMonitor
 from neuroreg_tf.training.pipeline import joint_dataset, split_stimuli
@@ -39,13 +39,6 @@ from neuroreg_tf.training.schedules import CyclicStepDecay
 from neuroreg_tf.training.strategies import make_strategy
 
 SUMMARY = "summary.json"
-
-
-def write_json_atomic(path: str, payload) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as f:
-        json.dump(payload, f, indent=2, default=float)
-    os.replace(temporary, path)
 
 
 def build_simulated_target(path: str, simulation: ml_collections.ConfigDict) -> str:
