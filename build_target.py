@@ -13,6 +13,10 @@ FileTree layout. Everything built from simulated data is labelled SIMULATED.
 
 import os
 
+from neuroreg_tf import cli
+
+cli.quiet_tensorflow()
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -32,6 +36,7 @@ def _progress(message: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.quiet_absl_info()
     config = _CONFIG.value
     workdir = _WORKDIR.value
     os.makedirs(workdir, exist_ok=True)

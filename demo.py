@@ -17,6 +17,10 @@ for a one-minute version).
 import copy
 import os
 
+from neuroreg_tf import cli
+
+cli.quiet_tensorflow()
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -38,6 +42,7 @@ def train_once(config, workdir):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.quiet_absl_info()
     config, workdir = _CONFIG.value, _WORKDIR.value
     target_path = os.path.join(workdir, "target")
     if not os.path.isfile(os.path.join(target_path, "metadata.json")):

@@ -10,6 +10,10 @@ adversarial plots) to --workdir and prints the tables. See configs/evaluate.py f
 
 import os
 
+from neuroreg_tf import cli
+
+cli.quiet_tensorflow()
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -31,6 +35,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.quiet_absl_info()
     config = _CONFIG.value
     model_specs = evaluation.parse_model_specs(config.models)
     if config.dataset:

@@ -9,6 +9,10 @@ An interrupted run resumes from <workdir>/backup when started again with the
 same command. See neuroreg_tf/training/trainer.py for the workdir layout.
 """
 
+from neuroreg_tf import cli
+
+cli.quiet_tensorflow()
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -24,6 +28,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.quiet_absl_info()
     summary = trainer.train(_CONFIG.value, _WORKDIR.value)
     final = summary["final"]
     print(

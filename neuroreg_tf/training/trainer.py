@@ -204,6 +204,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
         training_data,
         epochs=config.epochs,
         validation_data=test_images,
+        shuffle=False,  # the datasets are shuffled, with seeds, by tf.data
         callbacks=all_callbacks,
         verbose=config.verbose,
     )
