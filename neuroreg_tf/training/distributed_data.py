@@ -116,7 +116,8 @@ def worker_replica_batches(
             f"local_replicas={local_replicas}"
         )
 
-    def slices(batch):
+    def slices(*components):
+        batch = components[0] if len(components) == 1 else components
         replicas = tf.data.Dataset.range(first_replica, first_replica + local_replicas)
         return replicas.map(lambda replica: replica_slice(batch, replica, num_replicas))
 
