@@ -83,7 +83,7 @@ def train_model(
         partial = model.fit(
             data, initial_epoch=epoch, epochs=epoch + 1,
             steps_per_epoch=steps_per_epoch - step_in_epoch,
-            validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+            validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=False,
         )
         _extend(history, partial)
         epoch += 1
@@ -94,7 +94,7 @@ def train_model(
         )
     rest = model.fit(
         data, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+        validation_data=validation_data, callbacks=callbacks, verbose=verbose, shuffle=False,
     )
     _extend(history, rest)
     return history

@@ -4,7 +4,8 @@ A workdir holds everything a run produces::
 
     config.json        the resolved config, written first
     target/            the SIMULATED target, when config.target.path is empty
-    backup/            BackupAndRestore state: an interrupted run resumes from here
+    backup/            atomic checkpoints (model, optimizer, step): a run killed at any
+                       point resumes from here, exactly; removed once the run is finished
     history.csv        per-epoch metrics (CSVLogger, appended across resumes)
     tensorboard/       TensorBoard logs
     model.keras        the NeuralRegularizedModel with optimizer state
@@ -14,6 +15,17 @@ A workdir holds everything a run produces::
 
 Artifacts are written to a temporary name and renamed into place, so a
 killed run never leaves a partial file that looks complete.
+
+Distribution (``config.strategy``): "default" (one device), "mirrored" (all
+visible GPUs, else the logical CPU devices) or "multi_worker" (the workers of
+TF_CONFIG). ``config.batch_size`` is the GLOBAL batch: every replica gets its
+slice of the same seeded global batches, the similarity loss is computed over
+the global stimulus batch, and with ``config.batch_norm = "synchronized"`` R
+replicas compute what one device computes. Each epoch's data is seeded by its
+epoch number, so a resumed run sees the batches the uninterrupted run saw.
+Multi-worker runs use a custom loop (Keras 3 ``fit`` fails there,
+keras-team/keras#20585); only the chief writes into the workdir. See
+``neuroreg_tf.training.distributed_fit`` and ``multi_worker``.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import csv
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import keras
@@ -33,10 +46,13 @@ from neuroreg_tf import data, targets
 from neuroreg_tf.fileio import write_json_atomic
 from neuroreg_tf.models import ResNet
 from neuroreg_tf.training.callbacks import SimilarityMonitor
+from neuroreg_tf.training.distributed_data import epoch_seed
+from neuroreg_tf.training.distributed_fit import train_model
+from neuroreg_tf.training.multi_worker import is_chief
 from neuroreg_tf.training.pipeline import joint_dataset, split_stimuli
 from neuroreg_tf.training.regularized import NeuralRegularizedModel
 from neuroreg_tf.training.schedules import CyclicStepDecay
-from neuroreg_tf.training.strategies import make_strategy
+from neuroreg_tf.training.strategies import configure_batch_norm, make_strategy
 
 SUMMARY = "summary.json"
 
@@ -70,14 +86,33 @@ def resolve_target(config: ml_collections.ConfigDict, workdir: str) -> targets.S
     return targets.load_target(path)
 
 
+def scaled_learning_rate(config: ml_collections.ConfigDict) -> float:
+    """``config.optim.learning_rate``, scaled linearly with the global batch if asked.
+
+    With ``optim.lr_scaling = "linear"`` the rate is ``learning_rate * batch_size
+    / reference_batch_size`` (the linear scaling rule): the paper's 0.1 at batch
+    64 becomes 0.4 at a global batch of 256 on 4 GPUs.
+    """
+    optim = config.optim
+    scaling = optim.get("lr_scaling", "none")
+    if scaling == "none":
+        return optim.learning_rate
+    if scaling != "linear":
+        raise ValueError(
+            f"config.optim.lr_scaling must be 'none' or 'linear'. Received: lr_scaling={scaling!r}"
+        )
+    return optim.learning_rate * config.batch_size / optim.reference_batch_size
+
+
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     optim = config.optim
+    base_rate = scaled_learning_rate(config)
     if optim.schedule == "paper":
         learning_rate = CyclicStepDecay(
-            optim.learning_rate, steps_per_epoch, optim.step_epochs, optim.decay, optim.cycle_epochs
+            base_rate, steps_per_epoch, optim.step_epochs, optim.decay, optim.cycle_epochs
         )
     elif optim.schedule == "constant":
-        learning_rate = optim.learning_rate
+        learning_rate = base_rate
     else:
         raise ValueError(
             f"config.optim.schedule must be 'paper' or 'constant'. Received: {optim.schedule!r}"
@@ -92,6 +127,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_sh
         width=config.model.width,
         weight_decay=config.model.weight_decay,
     )
+    configure_batch_norm(classifier, config.get("batch_norm", "per_replica"))
     return NeuralRegularizedModel(
         classifier,
         tap_layers=config.similarity.tap_layers,
@@ -120,11 +156,22 @@ def _save_keras_atomic(model: keras.Model, path: str) -> None:
 
 
 def _export_atomic(classifier: keras.Model, path: str) -> None:
+    """Exports to a temporary directory, then swaps it in by renames only."""
     temporary = f"{path}.tmp"
+    previous = f"{path}.old"
     shutil.rmtree(temporary, ignore_errors=True)
     classifier.export(temporary, verbose=False)
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    if os.path.exists(path):
+        os.replace(path, previous)
     os.replace(temporary, path)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _save_artifacts(model: NeuralRegularizedModel, directory: str) -> None:
+    _save_keras_atomic(model, os.path.join(directory, "model.keras"))
+    _save_keras_atomic(model.classifier, os.path.join(directory, "classifier.keras"))
+    _export_atomic(model.classifier, os.path.join(directory, "export"))
 
 
 def read_history(csv_path: str) -> list[dict]:
@@ -145,25 +192,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
     Returns:
       The summary written to ``summary.json`` (final metrics and paths).
     """
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
+    strategy = make_strategy(config)
+    chief = is_chief(strategy)
     os.makedirs(workdir, exist_ok=True)
     _check_workdir(config, workdir)
-    write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+    if chief:
+        write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
     info = data.dataset_info(config.data.dataset)
-    train_images = data.load_classification(
-        config.data.dataset,
-        "train",
-        batch_size=config.batch_size,
-        data_dir=config.data.data_dir,
-        augment=config.data.augment,
-        shuffle=True,
-        seed=config.seed,
-        limit=config.data.train_limit,
-        drop_remainder=True,
-    )
     test_images = data.load_classification(
         config.data.dataset,
         "test",
@@ -178,34 +218,55 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
             f"config.batch_size={config.batch_size} is larger than the {n_train} training images."
         )
 
-    target = resolve_target(config, workdir)
+    # Other workers build their (identical, seeded) simulated target and save their
+    # (discarded) artifacts outside the workdir.
+    scratch = None if chief else tempfile.mkdtemp(prefix="neuroreg_worker_")
+    target = resolve_target(config, workdir if chief else scratch)
     train_indices, holdout_indices = split_stimuli(
         target.n_stimuli, config.target.holdout_fraction, config.seed
     )
     stimulus_batch = config.target.batch_size or config.batch_size
-    training_data = joint_dataset(train_images, target, train_indices, stimulus_batch, config.seed)
 
-    strategy = make_strategy(config)
+    def make_epoch(epoch: int) -> tf.data.Dataset:
+        """Epoch ``epoch``'s global batches, seeded by the epoch (exact resume)."""
+        seed = epoch_seed(config.seed, epoch)
+        train_images = data.load_classification(
+            config.data.dataset,
+            "train",
+            batch_size=config.batch_size,
+            data_dir=config.data.data_dir,
+            augment=config.data.augment,
+            shuffle=True,
+            seed=seed,
+            limit=config.data.train_limit,
+            drop_remainder=True,
+        )
+        return joint_dataset(train_images, target, train_indices, stimulus_batch, seed)
+
     with strategy.scope():
         model = build_model(config, info.num_classes, target.stimuli.shape[1:3])
         model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
 
     history_csv = os.path.join(workdir, "history.csv")
+    backup_dir = os.path.join(workdir, "backup")
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
         keras.callbacks.TerminateOnNaN(),
-        SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0),
+        SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0 and chief),
         keras.callbacks.CSVLogger(history_csv, append=True),
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
         *callbacks,
     ]
     started = time.time()
-    fit_history = model.fit(
-        training_data,
+    fit_history = train_model(
+        model,
+        strategy,
+        make_epoch,
         epochs=config.epochs,
-        validation_data=test_images,
-        shuffle=False,  # the datasets are shuffled, with seeds, by tf.data
+        steps_per_epoch=steps_per_epoch,
+        backup_dir=backup_dir,
         callbacks=all_callbacks,
+        validation_data=test_images,
+        save_every_steps=config.get("checkpoint_every_steps", 0),
         verbose=config.verbose,
     )
     losses = fit_history.history.get("loss", [])
@@ -215,9 +276,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
             "config.optim.learning_rate or config.alpha and train again."
         )
 
-    _save_keras_atomic(model, os.path.join(workdir, "model.keras"))
-    _save_keras_atomic(model.classifier, os.path.join(workdir, "classifier.keras"))
-    _export_atomic(model.classifier, os.path.join(workdir, "export"))
+    if not chief:
+        # Every worker saves (TensorFlow's multi-worker protocol); only the chief's stays.
+        _save_artifacts(model, scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {"workdir": os.path.abspath(workdir), "chief": False, "epochs": config.epochs}
+    _save_artifacts(model, workdir)
     history = read_history(history_csv)
     write_json_atomic(os.path.join(workdir, "history.json"), history)
     final = history[-1] if history else {k: float(v[-1]) for k, v in fit_history.history.items()}
@@ -236,4 +300,5 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
         "gamma": dict(zip(model.tap_layers, np.asarray(model.gamma()).tolist())),
     }
     write_json_atomic(os.path.join(workdir, SUMMARY), summary)
+    shutil.rmtree(backup_dir, ignore_errors=True)  # A finished run needs no backup.
     return summary
