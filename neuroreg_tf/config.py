@@ -18,12 +18,17 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.alpha = 20.0  # Eq 7; the paper's main value (2..32 in its supplement).
     config.epochs = 40
-    config.batch_size = 64  # Classification images per step; the paper uses 64.
+    config.batch_size = 64  # GLOBAL classification images per step, split over replicas; paper: 64.
     config.deterministic = True  # tf.config.experimental.enable_op_determinism().
     config.jit_compile = False
     config.verbose = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
     config.overwrite = False  # Refuse to overwrite a finished run in --workdir.
-    config.strategy = "default"  # "default", "mirrored" or "multi_worker".
+    config.strategy = "default"  # "default", "mirrored" (all GPUs) or "multi_worker" (TF_CONFIG).
+    # BatchNorm under several replicas: "per_replica" (statistics of each replica's
+    # batch / replicas images) or "synchronized" (global-batch statistics, so R replicas
+    # train like one device with the global batch; one all-reduce per BatchNorm call).
+    config.batch_norm = "per_replica"
+    config.checkpoint_every_steps = 0  # Multi-worker loop: also checkpoint mid-epoch (0: epoch ends).
 
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "cifar10"
@@ -61,6 +66,10 @@ def base_train_config() -> ml_collections.ConfigDict:
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 0.1
+    # "linear": the rate is learning_rate * batch_size / reference_batch_size (the
+    # linear scaling rule for larger global batches on more devices); "none": as given.
+    config.optim.lr_scaling = "none"
+    config.optim.reference_batch_size = 64
     config.optim.momentum = 0.9
     config.optim.nesterov = False
     config.optim.schedule = "paper"  # "paper" (x decay every step_epochs, cyclic) or "constant".
