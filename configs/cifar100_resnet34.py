@@ -4,7 +4,11 @@ r"""The paper's grayscale CIFAR-100 ResNet34 run (Li et al. 2019, Fig. 4B).
         --config.target.path=runs/target/target
 
 Same schedule as the CIFAR-10 run. Needs CIFAR-100 prepared for tfds (see
-README) and a GPU. Add ``:runlocal`` for a one-minute local version.
+README) and a GPU. Multi-GPU: all visible GPUs, BatchNorm synchronized over the global batch;
+scale the global batch with ``--config.batch_size=256`` (the learning rate
+follows linearly). Several machines: set TF_CONFIG on each and add
+``--config.strategy=multi_worker`` (README, "Scaling out").
+Add ``:runlocal`` for a one-minute local version.
 """
 
 from neuroreg_tf.config import base_train_config, runlocal
@@ -14,6 +18,12 @@ def get_config(arg=None):
     config = base_train_config()
     config.data.dataset = "cifar100"
     config.model.depth = 34
+    # All visible GPUs by default (one replica each; a CPU-only machine uses its CPU).
+    config.strategy = "mirrored"
+    # BatchNorm over the whole global batch, as on the paper's single GPU.
+    config.batch_norm = "synchronized"
+    # 0.1 at the paper's global batch of 64; 0.4 at --config.batch_size=256.
+    config.optim.lr_scaling = "linear"
     if arg == "runlocal":
         config = runlocal(config)
     return config
