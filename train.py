@@ -5,8 +5,18 @@ r"""Trains a classifier with (or, at alpha=0, without) neural similarity regular
         --config.alpha=20 --config.target.path=runs/target/target
     python train.py --config=configs/cifar10_resnet18.py:runlocal --workdir=/tmp/local
 
-An interrupted run resumes from <workdir>/backup when started again with the
-same command. See neuroreg_tf/training/trainer.py for the workdir layout.
+Distributed (``config.batch_size`` is the global batch; see README, "Scaling out")::
+
+    python train.py --config=configs/cifar10_resnet18.py --workdir=runs/c10 \
+        --config.strategy=mirrored --config.batch_norm=synchronized   # all GPUs
+    TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                "task": {"type": "worker", "index": 0}}' \
+    python train.py --config=configs/cifar10_resnet18.py --workdir=/shared/c10 \
+        --config.strategy=multi_worker                                 # on each machine
+
+An interrupted run (even SIGKILLed mid-epoch) resumes exactly from
+<workdir>/backup when started again with the same command. See
+neuroreg_tf/training/trainer.py for the workdir layout.
 """
 
 from neuroreg_tf import cli
