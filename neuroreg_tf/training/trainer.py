@@ -280,7 +280,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
         # Every worker saves (TensorFlow's multi-worker protocol); only the chief's stays.
         _save_artifacts(model, scratch)
         shutil.rmtree(scratch, ignore_errors=True)
-        return {"workdir": os.path.abspath(workdir), "chief": False, "epochs": config.epochs}
+        return {
+            "workdir": os.path.abspath(workdir),
+            "chief": False,
+            "epochs": len(losses),
+            "final": {key: float(values[-1]) for key, values in fit_history.history.items()},
+        }
     _save_artifacts(model, workdir)
     history = read_history(history_csv)
     write_json_atomic(os.path.join(workdir, "history.json"), history)
