@@ -29,6 +29,17 @@ import numpy as np
 import pytest
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "test_distributed_support.py")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+TRAIN_FLAGS = {
+    "strategy": "multi_worker",
+    "batch_size": 16,
+    "data.train_limit": 64,
+    "data.eval_limit": 32,
+    "target.simulation.n_stimuli": 100,
+    "checkpoint_every_steps": 2,
+    "verbose": 0,
+}
 TIMEOUT_S = 240
 EPOCHS = 2
 STEPS_PER_EPOCH = 4
@@ -62,7 +73,7 @@ def run_support(*arguments, tf_config=None) -> subprocess.CompletedProcess:
     )
 
 
-def run_cluster(role_arguments, workers: int = 2) -> list[subprocess.CompletedProcess]:
+def run_cluster(role_arguments, workers: int = 2, script: str = SUPPORT) -> list[subprocess.CompletedProcess]:
     """Runs ``workers`` processes of one TF_CONFIG cluster on 127.0.0.1 and waits for all.
 
     Like a gang scheduler, once one worker has died the others are SIGKILLed
@@ -75,8 +86,9 @@ def run_cluster(role_arguments, workers: int = 2) -> list[subprocess.CompletedPr
         log = tempfile.TemporaryFile(mode="w+")
         processes.append(
             subprocess.Popen(
-                [sys.executable, SUPPORT, *map(str, role_arguments(index))],
+                [sys.executable, script, *map(str, role_arguments(index))],
                 env=_environment(tf_config),
+                cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -132,7 +144,17 @@ def runs(tmp_path_factory):
         )
         return killed, restarted
 
+    def train_script_on_two_workers():
+        if not os.path.isfile(FASHION_MNIST):
+            return None
+        flags = [f"--config.{key}={value}" for key, value in TRAIN_FLAGS.items()]
+        return run_cluster(
+            lambda index: ("--config=configs/demo.py:runlocal", f"--workdir={root / 'train_py'}", *flags),
+            script=os.path.join(REPO, "train.py"),
+        )
+
     jobs = {
+        "train_py": train_script_on_two_workers,
         "reference": lambda: run_support("reference", root, MIRRORED_STEPS, EPOCHS),
         "two_workers": lambda: run_cluster(
             lambda index: ("worker", root / f"worker{index}.npz", EPOCHS, root / f"cluster{index}", 0, 2)
@@ -248,3 +270,24 @@ def test_cluster_resumes_after_one_worker_is_killed(runs):
     assert len(worker0["logs"]) == len(worker1["logs"]) in (2, 4)
     np.testing.assert_array_equal(worker0["weights"], worker1["weights"])
     np.testing.assert_allclose(worker0["weights"], full["weights"], rtol=0, atol=1e-6)
+
+
+def test_train_script_on_two_workers_writes_only_the_chiefs_artifacts(runs):
+    root, results = runs
+    if results["train_py"] is None:
+        pytest.skip("needs `sudo apt-get install dataset-fashion-mnist`")
+    for process in results["train_py"]:
+        _check(process)
+    workdir = root / "train_py"
+    assert sorted(os.listdir(workdir)) == [
+        "classifier.keras", "config.json", "export", "history.csv", "history.json",
+        "model.keras", "summary.json", "target", "tensorboard",
+    ], "a finished run keeps no backup and no worker writes anything else"
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["epochs"] == 1 and "val_accuracy" in summary["final"]
+    import keras
+
+    import neuroreg_tf.training.regularized  # noqa: F401  (registers NeuralRegularizedModel)
+
+    model = keras.saving.load_model(workdir / "model.keras")
+    assert int(model.optimizer.iterations) == 64 // 16
