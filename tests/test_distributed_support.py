@@ -7,7 +7,6 @@ before the first TensorFlow op, hence the subprocesses.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
