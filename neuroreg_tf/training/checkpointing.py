@@ -30,26 +30,12 @@ import tempfile
 import keras
 import numpy as np
 
+from neuroreg_tf.fileio import write_json_atomic
+
 LATEST = "latest.json"
 WEIGHTS = "model.weights.h5"
 STATE = "state.json"
 _CHECKPOINT_NAME = re.compile(r"^step-\d+$")
-
-
-def write_json_atomic(path: str, payload) -> None:
-    """Writes JSON to ``path`` through a temporary file and an atomic rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def optimizer_step(model: keras.Model) -> int:
