@@ -388,7 +388,7 @@ class NeuralRegularizedModel(keras.Model):
         else:
             total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
-        return self._logs(with_similarity=stimuli is not None)
+        return self._logs(with_similarity=stimuli is not None, with_gamma=True)
 
     def test_step(self, data):
         images, labels, stimuli, target = self._unpack(data)
@@ -402,7 +402,7 @@ class NeuralRegularizedModel(keras.Model):
             sim_loss = self._similarity_loss(s_pred, target)
             total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
-        return self._logs(with_similarity=stimuli is not None)
+        return self._logs(with_similarity=stimuli is not None, with_gamma=False)
 
     def _update_metrics(self, total, task_loss, labels, logits, target, s_pred, sim_loss):
         self.loss_tracker.update_state(total)
@@ -412,16 +412,18 @@ class NeuralRegularizedModel(keras.Model):
             self.similarity_loss_tracker.update_state(sim_loss)
             self.similarity_r_tracker.update_state(similarity.pair_correlation(s_pred, target))
 
-    def _logs(self, with_similarity: bool):
+    def _logs(self, with_similarity: bool, with_gamma: bool):
+        """Metric results; the layer weights gamma only in training logs (no val_gamma_*)."""
         similarity_metrics = (self.similarity_loss_tracker, self.similarity_r_tracker)
         logs = {
             m.name: m.result()
             for m in self.metrics
             if with_similarity or m not in similarity_metrics
         }
-        gamma = self.gamma()
-        for index, name in enumerate(self.tap_layers):
-            logs[f"gamma_{name}"] = gamma[index]
+        if with_gamma:
+            gamma = self.gamma()
+            for index, name in enumerate(self.tap_layers):
+                logs[f"gamma_{name}"] = gamma[index]
         return logs
 
     def get_config(self):
