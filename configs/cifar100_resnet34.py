@@ -11,19 +11,14 @@ follows linearly). Several machines: set TF_CONFIG on each and add
 Add ``:runlocal`` for a one-minute local version.
 """
 
-from neuroreg_tf.config import base_train_config, runlocal
+from neuroreg_tf.config import base_train_config, paper_scale, runlocal
 
 
 def get_config(arg=None):
     config = base_train_config()
     config.data.dataset = "cifar100"
     config.model.depth = 34
-    # All visible GPUs by default (one replica each; a CPU-only machine uses its CPU).
-    config.strategy = "mirrored"
-    # BatchNorm over the whole global batch, as on the paper's single GPU.
-    config.batch_norm = "synchronized"
-    # 0.1 at the paper's global batch of 64; 0.4 at --config.batch_size=256.
-    config.optim.lr_scaling = "linear"
+    config = paper_scale(config)
     if arg == "runlocal":
         config = runlocal(config)
     return config

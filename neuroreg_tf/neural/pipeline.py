@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from neuroreg_tf import similarity
+from neuroreg_tf.fileio import json_default
 from neuroreg_tf.neural import build, figures, statistics
 from neuroreg_tf.neural.predictive import PredictiveModelConfig, fit_predictive_model
 from neuroreg_tf.neural.recordings import Recording
@@ -267,20 +268,12 @@ def build_targets(
     report["seconds"] = round(time.time() - started, 1)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, REPORT_NAME), "w") as f:
-        json.dump(report, f, indent=2, default=_json_default)
+        json.dump(report, f, indent=2, default=json_default)
     log(f"wrote {os.path.join(out_dir, REPORT_NAME)}")
     for key in ("r_data_vs_oracle", "r_model_vs_oracle", "r_data_vs_truth", "r_model_vs_truth"):
         if report.get(key) is not None:
             log(f"  {key} = {report[key]:.3f}")
     return report
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"Cannot store {type(value).__name__} in the report.")
 
 
 def build_simulated_target(
@@ -335,5 +328,5 @@ def build_simulated_target(
             log=log,
         )
     with open(os.path.join(path, "build_report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=_json_default)
+        json.dump(report, f, indent=2, default=json_default)
     return path

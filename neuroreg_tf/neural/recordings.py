@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from neuroreg_tf.fileio import json_default
+
 TIERS = ("train", "validation", "test", "final_test")
 DEFAULT_BEHAVIOR_NAMES = ("pupil_size", "d_pupil_size", "running_speed")
 _CONFIG = "config.json"
@@ -294,7 +296,7 @@ def write_filetree(path: str, recording: Recording) -> str:
         np.save(os.path.join(path, "meta", group, f"{name}.npy"), values)
     with open(os.path.join(path, _CONFIG), "w") as f:
         json.dump(
-            {"data_keys": list(data_keys), **_provenance(recording)}, f, indent=2, default=_json_default
+            {"data_keys": list(data_keys), **_provenance(recording)}, f, indent=2, default=json_default
         )
     return path
 
@@ -412,7 +414,7 @@ def write_hdf5(path: str, recording: Recording) -> str:
         f.create_dataset("tiers", data=np.asarray(recording.tiers, dtype="S"))
         f.create_dataset("item_info/frame_image_id", data=recording.image_ids)
         f.create_dataset("neurons/unit_ids", data=recording.neuron_ids)
-        f.attrs["provenance"] = json.dumps(_provenance(recording), default=_json_default)
+        f.attrs["provenance"] = json.dumps(_provenance(recording), default=json_default)
         f.attrs["simulated"] = bool(recording.simulated)
     return path
 
@@ -491,9 +493,3 @@ def write_recording(path: str, recording: Recording) -> str:
     return write_filetree(path, recording)
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"Cannot store {type(value).__name__} in recording metadata.")
