@@ -6,12 +6,12 @@ population, train one predictive model per scan, and write the Neural (model)
 target plus the neural_data, oracle, shuffle, random and ground_truth
 controls, target_report.json and Fig. 1-like figures:
 
-  python build_target.py --workdir=runs/target                    # 25 min on 2 busy CPU cores
+  python build_target.py --workdir=runs/target                    # 12-25 min on 2 CPU cores
   python build_target.py --workdir=runs/target_small \
       --config=configs/build_target.py:small                      # 2.5 min on 2 busy CPU cores
 
-(Times measured with 3-4 other jobs sharing the 2 cores; the default build's
-predictive models train 15 epochs of ~25-40 s each there.)
+(Measured: 12 min at load ~3, 25 min with 3-4 other jobs sharing the 2 cores;
+the default build's predictive models train up to 15 epochs.)
 
 Real recordings (neuralpredictors FileTree directories or StaticImageSet .h5
 files; all scans must show the same images and oracle images):

@@ -192,16 +192,6 @@ def test_model_target_recovers_the_ground_truth_better_than_single_trials():
     assert r_model > r_data + 0.04
 
 
-def test_legacy_recording_target_round_trips(tmp_path):
-    stimuli = np.random.default_rng(0).uniform(size=(30, 36, 64, 1)).astype(np.float32)
-    recording = simulation.simulate_recording(stimuli, n_neurons=40, n_oracle=5, n_repeats=3, seed=0)
-    path = build.save_recording_target(str(tmp_path / "t"), recording, kind="neural_data")
-    target = targets.load_target(path)
-    assert target.kind == "neural_data" and target.simulated
-    expected = similarity.similarity_matrix(recording.responses, similarity.snr_weights(recording.oracle_responses))
-    np.testing.assert_allclose(target.full_matrix(), expected, atol=1e-5)
-
-
 def test_streamed_scan_average_is_exact_and_projection_approximates(tmp_path):
     rng = np.random.default_rng(6)
     images = rng.uniform(size=(60, 4, 5, 1)).astype(np.float32)

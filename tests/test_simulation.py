@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from neuroreg_tf import similarity
 from neuroreg_tf.neural import simulation, statistics
 
 
@@ -132,12 +131,3 @@ def test_behaviour_modulates_responses(experiment):
 def test_bad_designs_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         simulation.simulate_experiment(**kwargs)
-
-
-def test_legacy_single_scan_interface():
-    recording = simulation.simulate_recording(smooth_stimuli(50), n_neurons=30, n_oracle=5, n_repeats=3, seed=0)
-    assert recording.simulated
-    assert recording.responses.shape == (50, 30)
-    assert recording.oracle_responses.shape == (5, 3, 30)
-    weights = similarity.snr_weights(recording.oracle_responses)
-    assert np.all(weights > 0)

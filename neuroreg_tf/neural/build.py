@@ -37,7 +37,7 @@ import numpy as np
 from neuroreg_tf import similarity, targets
 from neuroreg_tf.neural import statistics
 from neuroreg_tf.neural.recordings import Recording
-from neuroreg_tf.neural.simulation import SIMULATED_LABEL, SimulatedRecording
+from neuroreg_tf.neural.simulation import SIMULATED_LABEL
 
 RESPONSE_KINDS = ("neural_model", "neural_data", "oracle", "shuffle", "random", "vgg", "ground_truth")
 VGG_LAYER = "block3_conv1"
@@ -347,30 +347,3 @@ def oracle_target_matrix(scans) -> np.ndarray:
 def neural_data_similarity(responses: np.ndarray, repeated: np.ndarray) -> np.ndarray:
     """"Neural (data)" similarity: Eq 1 SNR weights from the repeats, then Eq 2."""
     return similarity.similarity_matrix(responses, similarity.snr_weights(repeated))
-
-
-def save_recording_target(path: str, recording: SimulatedRecording, *, kind: str = "neural_data") -> str:
-    """Writes the "neural_data" (Eq 1-2 on single trials) or "ground_truth" target.
-
-    ``ground_truth`` uses the noiseless rates, which only a simulation has.
-    """
-    if kind == "neural_data":
-        embedding = similarity.stimulus_embedding(
-            recording.responses, similarity.snr_weights(recording.oracle_responses)
-        )
-    elif kind == "ground_truth":
-        embedding = similarity.stimulus_embedding(recording.ground_truth)
-    else:
-        raise ValueError(f"`kind` must be 'neural_data' or 'ground_truth'. Received: kind={kind!r}")
-    return write_target(
-        path,
-        kind,
-        recording.stimuli,
-        simulated=recording.simulated,
-        embedding=embedding,
-        provenance={
-            "n_neurons": int(recording.responses.shape[1]),
-            "n_oracle": int(recording.oracle_indices.size),
-            "n_repeats": int(recording.oracle_responses.shape[1]),
-        },
-    )

@@ -55,8 +55,8 @@ PRESETS = {
         n_single=5000, n_oracle=100, n_repeats=10, n_scans=8, neurons_per_scan=1000,
         population_size=4000,
     ),
-    # The paper's per-scan trial design with 3 scans: build_target.py takes ~25 min on
-    # 2 shared CPU cores (mostly the 3 predictive models).
+    # The paper's per-scan trial design with 3 scans: build_target.py took 12 min on 2 CPU
+    # cores at load ~3 and 25 min at load ~9 (mostly the 3 predictive models).
     "default": dict(
         n_single=5000, n_oracle=100, n_repeats=10, n_scans=3, neurons_per_scan=500,
         population_size=1500,
@@ -493,71 +493,3 @@ def write_experiment(path: str, experiment: SimulatedExperiment) -> list[str]:
     with open(os.path.join(path, "simulation.json"), "w") as f:
         json.dump({"label": SIMULATED_LABEL, "simulated": True, "parameters": experiment.parameters}, f, indent=2)
     return scan_paths
-
-
-# ----------------------------------------------------------------------------
-# The first, single-scan interface (kept for the demo and existing callers).
-# ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class SimulatedRecording:
-    """SIMULATED responses of one population to a stimulus set.
-
-    Attributes:
-      stimuli: (n_stimuli, height, width, 1) images in [0, 1].
-      responses: (n_stimuli, n_neurons) single-trial responses.
-      oracle_indices: indices (into ``stimuli``) of the repeated images.
-      oracle_responses: (n_oracle, n_repeats, n_neurons) repeated trials.
-      ground_truth: (n_stimuli, n_neurons) noiseless mean responses.
-    """
-
-    stimuli: np.ndarray
-    responses: np.ndarray
-    oracle_indices: np.ndarray
-    oracle_responses: np.ndarray
-    ground_truth: np.ndarray
-    simulated: bool = True
-    label: str = SIMULATED_LABEL
-
-
-def simulate_recording(
-    stimuli: np.ndarray,
-    *,
-    n_neurons: int = 500,
-    n_oracle: int = 20,
-    n_repeats: int = 10,
-    complex_fraction: float = 0.5,
-    dispersion: float = 2.0,
-    seed: int = 0,
-) -> SimulatedRecording:
-    """Simulates one scan without behaviour or eye movements (fast; for demos).
-
-    Single trials for every stimulus, repeats for the first ``n_oracle``.
-    """
-    stimuli = np.asarray(stimuli, dtype=np.float32)
-    if stimuli.ndim == 3:
-        stimuli = stimuli[..., None]
-    if not 2 <= n_oracle <= stimuli.shape[0] or n_repeats < 2:
-        raise ValueError(
-            "Need 2 <= n_oracle <= n_stimuli and n_repeats >= 2. "
-            f"Received: n_oracle={n_oracle}, n_repeats={n_repeats}, n_stimuli={stimuli.shape[0]}"
-        )
-    population = make_v1_population(
-        n_neurons, stimuli.shape[1:3], complex_fraction=complex_fraction, seed=seed
-    )
-    rng = np.random.default_rng(seed + 1)
-    truth = population.visual_drive(stimuli)
-    responses = noisy_trials(truth, rng, dispersion)
-    oracle_indices = np.arange(n_oracle)
-    repeated_rates = np.repeat(truth[oracle_indices, None, :], n_repeats, axis=1)
-    return SimulatedRecording(
-        stimuli=stimuli,
-        responses=responses,
-        oracle_indices=oracle_indices,
-        oracle_responses=noisy_trials(repeated_rates, rng, dispersion),
-        ground_truth=truth,
-    )
-
-
-make_gabor_population = make_v1_population  # the first simulator's name for the same thing
