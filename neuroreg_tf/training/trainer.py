@@ -94,7 +94,7 @@ def scaled_learning_rate(config: ml_collections.ConfigDict) -> float:
     64 becomes 0.4 at a global batch of 256 on 4 GPUs.
     """
     optim = config.optim
-    scaling = optim.get("lr_scaling", "none")
+    scaling = optim.lr_scaling
     if scaling == "none":
         return optim.learning_rate
     if scaling != "linear":
@@ -127,7 +127,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_sh
         width=config.model.width,
         weight_decay=config.model.weight_decay,
     )
-    configure_batch_norm(classifier, config.get("batch_norm", "per_replica"))
+    configure_batch_norm(classifier, config.batch_norm)
     return NeuralRegularizedModel(
         classifier,
         tap_layers=config.similarity.tap_layers,
@@ -266,10 +266,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
         backup_dir=backup_dir,
         callbacks=all_callbacks,
         validation_data=test_images,
-        save_every_steps=config.get("checkpoint_every_steps", 0),
+        save_every_steps=config.checkpoint_every_steps,
         verbose=config.verbose,
     )
     losses = fit_history.history.get("loss", [])
+    last_logs = {key: float(values[-1]) for key, values in fit_history.history.items()}
     if losses and not math.isfinite(losses[-1]):
         raise FloatingPointError(
             "Training diverged (loss is NaN or inf); no model was saved. Lower "
@@ -284,12 +285,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
             "workdir": os.path.abspath(workdir),
             "chief": False,
             "epochs": len(losses),
-            "final": {key: float(values[-1]) for key, values in fit_history.history.items()},
+            "final": last_logs,
         }
     _save_artifacts(model, workdir)
     history = read_history(history_csv)
     write_json_atomic(os.path.join(workdir, "history.json"), history)
-    final = history[-1] if history else {k: float(v[-1]) for k, v in fit_history.history.items()}
+    final = history[-1] if history else last_logs
     summary = {
         "workdir": os.path.abspath(workdir),
         "dataset": config.data.dataset,
