@@ -24,7 +24,8 @@ cli.quiet_tensorflow()
 from absl import app, flags
 from ml_collections import config_flags
 
-from neuroreg_tf import targets
+from neuroreg_tf import targets, workdir as workdir_files
+from neuroreg_tf.neural import build_targets
 from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.training import trainer
 
@@ -33,7 +34,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Directory for everything
 
 
 def train_once(config, workdir):
-    if os.path.isfile(os.path.join(workdir, trainer.SUMMARY)):
+    if workdir_files.is_finished_training(workdir):
         print(f"Reusing the finished run in {workdir}")
         return
     trainer.train(config, workdir)
@@ -44,9 +45,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     cli.quiet_absl_info()
     config, workdir = _CONFIG.value, _WORKDIR.value
-    target_path = os.path.join(workdir, "target")
-    if not os.path.isfile(os.path.join(target_path, "metadata.json")):
-        trainer.build_simulated_target(target_path, config.target.simulation)
+    target_path = build_targets.ensure_built(
+        cli.load_config("build_target.py", config.target.build),
+        os.path.join(workdir, workdir_files.TARGET_BUILD),
+    )
 
     target = targets.load_target(target_path, validate=False)
     runs = {}

@@ -18,6 +18,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import evaluation
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -48,9 +50,9 @@ def main(argv):
     )
     adversarial = None
     if config.adversarial.enabled or _ADVERSARIAL.value:
-        adversarial = {key: value for key, value in config.adversarial.items() if key != "enabled"}
+        adversarial = adversarial_lib.arguments_from_config(config.adversarial)
     os.makedirs(_WORKDIR.value, exist_ok=True)
-    with open(os.path.join(_WORKDIR.value, "evaluate_config.json"), "w") as handle:
+    with open(os.path.join(_WORKDIR.value, workdir_files.EVALUATE_CONFIG), "w") as handle:
         handle.write(config.to_json_best_effort(indent=2) + "\n")
     evaluation.evaluate_models(
         model_specs,

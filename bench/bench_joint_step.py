@@ -49,7 +49,7 @@ def main():
 
     from neuroreg_tf.models import ResNet
     from neuroreg_tf.training.distributed_data import distribute_global_batches
-    from neuroreg_tf.training.regularized import NeuralRegularizedModel
+    from neuroreg_tf.models import NeuralRegularizedModel
     from neuroreg_tf.training.strategies import configure_batch_norm, make_strategy
 
     stimulus_shape = tuple(int(s) for s in args.stimulus_shape.split(","))

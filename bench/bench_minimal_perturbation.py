@@ -11,7 +11,7 @@ Without --model, a small CNN is trained for one epoch on Fashion-MNIST first (ab
   PGD, 20 iterations of 0.25 epsilon, margin loss, then margin toward the 2nd and 3rd most likely
   wrong classes; per-sample exponential search and 10 bisection steps);
 * Foolbox LinfPGD (its defaults: 40 steps of 0.033 epsilon, random start) driven by the same
-  per-sample exponential search and bisection (`minimal.search_epsilon`, one batched Foolbox call per
+  per-sample exponential search and bisection (`search.search_epsilon`, one batched Foolbox call per
   probe with a per-sample epsilon tensor; only its random start and projection are re-written
   to accept that);
 * Foolbox's minimisation attacks LInfFMNAttack (fast minimum norm) and LinfDeepFoolAttack;
@@ -69,7 +69,7 @@ def foolbox_methods(model, batch_size, seed):
     import foolbox
     import tensorflow as tf
 
-    from neuroreg_tf.robustness import minimal
+    from neuroreg_tf.robustness import scoring, search, settings
 
     fmodel = foolbox.TensorFlowModel(model, bounds=(0.0, 1.0))
 
@@ -108,10 +108,10 @@ def foolbox_methods(model, batch_size, seed):
             return pgd.run(fmodel, tf.constant(images), criterion, epsilon=epsilon).numpy()
 
         def verify(images, candidates, labels):
-            return minimal.verify_adversarial(model, images, candidates, labels, "linf")
+            return scoring.verify_adversarial(model, images, candidates, labels, "linf")
 
-        start = np.full(len(x), minimal.DEFAULT_INITIAL_EPSILON["linf"])
-        _, images, _ = minimal.search_epsilon(probe, verify, x, y, start, batch_size=batch_size)
+        start = np.full(len(x), settings.DEFAULT_INITIAL_EPSILON["linf"])
+        _, images, _ = search.search_epsilon(probe, verify, x, y, start, batch_size=batch_size)
         return images
 
     return {
@@ -125,7 +125,7 @@ def main(argv):
     del argv
     from neuroreg_tf import robustness
     from neuroreg_tf.robustness import evaluation
-    from neuroreg_tf.robustness import minimal
+    from neuroreg_tf.robustness import scoring, search, settings
 
     if _MODEL.value:
         path = _MODEL.value
@@ -169,7 +169,7 @@ def main(argv):
         started = time.perf_counter()
         candidates = run(x, y)
         seconds = time.perf_counter() - started
-        broken, distance = minimal.verify_adversarial(model, x, candidates, y, "linf")
+        broken, distance = scoring.verify_adversarial(model, x, candidates, y, "linf")
         distances = np.where(ours.clean_correct, np.where(broken, distance, np.inf), 0.0)
         rows.append((name, distances, seconds))
         foolbox_distances.append(distances)
@@ -180,14 +180,14 @@ def main(argv):
 
     print(f"\n{'method':<40} {'median':>9} {'q25':>9} {'q75':>9} {'broken':>7} {'time s':>8}")
     for name, distances, seconds in rows:
-        summary = minimal.summarize_distances(distances, ours.clean_correct)
+        summary = scoring.summarize_distances(distances, ours.clean_correct)
         broken = int(np.sum(np.isfinite(distances)))
         print(
             f"{name:<40} {summary['median']:>9.5f} {summary['q25']:>9.5f} {summary['q75']:>9.5f} "
             f"{broken:>4}/{len(x):<3} {seconds:>7.1f}"
         )
-    ours_median = minimal.quantile(ours.distances, 0.5)
-    best_median = minimal.quantile(best, 0.5)
+    ours_median = scoring.quantile(ours.distances, 0.5)
+    best_median = scoring.quantile(best, 0.5)
     print(
         f"\nours / foolbox-best median: {ours_median / best_median:.3f}; "
         f"ours / foolbox-total time: {rows[0][2] / foolbox_seconds:.3f}; "

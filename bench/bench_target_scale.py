@@ -4,7 +4,7 @@ r"""Benchmark: a 100,000-stimulus x 8,000-neuron target built and trained on wit
     python bench/bench_target_scale.py --workdir=/tmp/scale --n_stimuli=20000 --n_neurons=2000
 
 Phases, each with its time and peak memory:
-  1. build: ``neuroreg_tf.neural.scale.stream_embedding_target`` writes the
+  1. build: ``neuroreg_tf.neural.streaming.stream_embedding_target`` writes the
      stimuli and Eq 2's unit embedding chunk by chunk. The responses come from
      a SIMULATED stand-in for a predictive model (rectified random projections
      of a 64-d latent per stimulus), regenerated per chunk; nothing of size
@@ -100,7 +100,7 @@ def _stand_in_model(n_neurons: int, seed: int = 0):
 def main(argv):
     del argv
     from neuroreg_tf import targets
-    from neuroreg_tf.neural import scale
+    from neuroreg_tf.neural import streaming
 
     n, d = _N_STIMULI.value, _N_NEURONS.value
     path = os.path.join(_WORKDIR.value, "target")
@@ -110,7 +110,7 @@ def main(argv):
     memory.reset()
     start = time.time()
     stimuli_fn, responses_fn = _stand_in_model(d)
-    scale.stream_embedding_target(
+    streaming.stream_embedding_target(
         path, n_stimuli=n, n_neurons=d, stimulus_shape=(HEIGHT, WIDTH), stimuli_fn=stimuli_fn,
         responses_fn=responses_fn, kind="neural_model", simulated=True, chunk=_CHUNK.value,
         metadata={"label": "SIMULATED scale benchmark (random stand-in responses)"}, log=print,

@@ -23,16 +23,19 @@ The VGG control needs ImageNet VGG19 weights, which cannot be downloaded here:
   --config.target.extra_kinds=neural_data,vgg --config.vgg.weights=/path/vgg19_..._notop.h5
 
 Variants (``--config=configs/build_target.py:<arg>``):
-  small  tiny SIMULATED design for tests and the demo (2 scans x 150 neurons,
-         1200 + 40 x 6 trials each; short training).
-  paper  8 SIMULATED scans (the paper averages 8) of 1000 neurons; GPU scale.
+  small     a small SIMULATED design (2 scans x 150 neurons, 1200 + 40 x 6 trials each;
+            short training) with every control.
+  demo      the small design, Neural (model) target only: what demo.py and train.py build
+            when no target is given.
+  runlocal  a tiny SIMULATED Neural (data) target in seconds (tests, ``:runlocal`` training).
+  paper     8 SIMULATED scans (the paper averages 8) of 1000 neurons; GPU scale.
 """
 
 import ml_collections
 
 
 def get_config(arg=None):
-    """Returns the config; ``arg`` is None, "small" or "paper"."""
+    """Returns the config; ``arg`` is None, "small", "demo", "runlocal" or "paper"."""
     config = ml_collections.ConfigDict()
     # Comma-separated FileTree directories / .h5 files. Empty: simulate.
     config.recordings = ""
@@ -71,14 +74,24 @@ def get_config(arg=None):
 
     config.figures = True
 
-    if arg == "small":
+    if arg in ("small", "demo"):
         config.simulation.preset = "small"
         config.model.max_epochs = 8
+        if arg == "demo":
+            config.target.extra_kinds = ""
+    elif arg == "runlocal":
+        config.simulation.preset = "tiny"
+        config.target.kind = "neural_data"
+        config.target.extra_kinds = ""
+        config.figures = False
     elif arg == "paper":
         config.simulation.preset = "paper"
         config.model.channels = 32
         config.model.max_epochs = 100
         config.model.patience = 5
     elif arg:
-        raise ValueError(f"The config argument must be 'small' or 'paper'. Received: arg={arg!r}")
+        raise ValueError(
+            "The config argument must be 'small', 'demo', 'runlocal' or 'paper'. "
+            f"Received: arg={arg!r}"
+        )
     return config

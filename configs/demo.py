@@ -3,9 +3,9 @@ r"""The demo: Fashion-MNIST (real, from Debian) with a SIMULATED V1 target.
     python train.py --config=configs/demo.py --workdir=runs/demo_neural
     python demo.py --workdir=runs/demo      # both models + noise evaluation
 
-A narrow ResNet18 (width 1/8) on 12,000 training images for 2 epochs, with a
-SIMULATED-V1 Neural (model) similarity target over 1,500 natural-image crops. Minutes on a
-2-core CPU. ``:runlocal`` shrinks it further (tests use that).
+A narrow ResNet18 (width 1/8) on 12,000 training images for 2 epochs, with the
+SIMULATED-V1 Neural (model) similarity target of configs/build_target.py:demo (1,240
+natural-image crops). Minutes on a 2-core CPU. ``:runlocal`` shrinks it further (tests use that).
 """
 
 import ml_collections
@@ -23,7 +23,6 @@ def get_config(arg=None):
     config.model.width = 0.125
     config.optim.learning_rate = 0.05
     config.optim.schedule = "constant"
-    config.target.simulation.n_stimuli = 1500
     # demo.py only: the noise evaluation of both models (train.py ignores it).
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.num_examples = 2000

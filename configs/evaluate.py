@@ -14,6 +14,9 @@ Variants (``--config=configs/evaluate.py:<arg>``):
 """
 
 import ml_collections
+from ml_collections import config_dict
+
+from neuroreg_tf.robustness import settings
 
 
 def get_config(arg=None):
@@ -33,57 +36,28 @@ def get_config(arg=None):
     config.noise.sigmas = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
     config.noise.seeds = (0, 1, 2, 3, 4)  # the paper averages 5 seeds and shows the SEM
 
+    # Evaluation-level keys, then every attack and search setting with its default, from the one
+    # definition (neuroreg_tf.robustness.settings.AttackSettings; its docstring explains each).
     config.adversarial = ml_collections.ConfigDict()
     config.adversarial.enabled = False  # --adversarial is a shortcut for True
     config.adversarial.num_examples = 100  # the paper scores the median over 1000 test samples
     config.adversarial.norms = ("linf", "l2")
-    config.adversarial.seed = 0
-    config.adversarial.batch_size = 500
-    # Fixed-epsilon attacks turned into minimal-perturbation searches: PGD per norm over a grid of
-    # (step size as a fraction of epsilon, iterations); the small default grid is fast on CPU.
-    config.adversarial.step_fractions = (0.25,)
-    config.adversarial.iterations = (20,)
-    # PGD objective: "margin" (best wrong logit - true logit) finds smaller perturbations than
-    # cross-entropy ("ce"), whose gradient mixes all wrong classes.
-    config.adversarial.losses = ("margin",)
-    # Multi-targeted PGD: margin toward the 2nd and 3rd most likely wrong classes as well (the
-    # nearest boundary is not always the runner-up's); later attacks only search below the best.
-    config.adversarial.target_ranks = (2, 3)
-    config.adversarial.search_steps = 10  # bisection steps on epsilon after the exponential search
-    config.adversarial.carlini_wagner = True  # C&W L2 (its own minimisation) joins the L2 attacks
-    # Fast C&W settings (CleverHans' defaults are 1000 iterations, rate 0.005, constant 0.01).
-    config.adversarial.cw_max_iterations = 100
-    config.adversarial.cw_binary_search_steps = 5
-    config.adversarial.cw_learning_rate = 0.1
-    config.adversarial.cw_initial_const = 1.0
-    config.adversarial.momentum = False  # also the momentum iterative method on the PGD grid
-    config.adversarial.spsa = False  # also gradient-free SPSA for L-inf (slow; a masking check)
-
+    attack_preset = None
     if arg == "paper":
         config.num_examples = 0
         config.adversarial.num_examples = 1000
-        config.adversarial.iterations = (10, 30, 50, 100, 200)
-        config.adversarial.losses = ("margin", "ce")
-        config.adversarial.target_ranks = (2, 3, 4)
-        # The paper's PGD step sizes 1e-6 .. 1 are absolute; here steps scale with epsilon.
-        config.adversarial.step_fractions = (0.01, 0.03, 0.1, 0.3, 1.0)
-        config.adversarial.search_steps = 20
-        config.adversarial.cw_max_iterations = 1000
-        config.adversarial.cw_binary_search_steps = 9
-        config.adversarial.cw_learning_rate = 0.01
+        attack_preset = "paper"
     elif arg == "runlocal":
         config.num_examples = 200
         config.noise.sigmas = (0.0, 0.1, 0.3)
         config.noise.seeds = (0, 1)
         config.adversarial.num_examples = 20
-        config.adversarial.iterations = (10,)
-        config.adversarial.step_fractions = (0.25,)
-        config.adversarial.target_ranks = (2,)
-        config.adversarial.search_steps = 6
-        config.adversarial.cw_max_iterations = 50
-        config.adversarial.cw_binary_search_steps = 3
+        attack_preset = "runlocal"
     elif arg not in (None, ""):
         raise ValueError(
             f"Expected config argument 'paper', 'runlocal' or none. Received: arg={arg!r}"
         )
+    for key, value in settings.preset(attack_preset).as_dict().items():
+        # An unset optional value (None) still takes a float override from the command line.
+        config.adversarial[key] = config_dict.placeholder(float) if value is None else value
     return config

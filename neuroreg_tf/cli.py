@@ -1,6 +1,13 @@
 """Set-up shared by the command-line scripts (train.py, evaluate.py, ...)."""
 
+from __future__ import annotations
+
+import importlib.util
 import os
+import pathlib
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIGS_DIR = REPO_ROOT / "configs"
 
 
 def quiet_tensorflow() -> None:
@@ -17,3 +24,12 @@ def quiet_absl_info() -> None:
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def load_config(name: str, arg: str | None = None):
+    """``get_config(arg)`` of ``configs/<name>``, e.g. ``load_config("build_target.py", "demo")``."""
+    path = CONFIGS_DIR / name
+    spec = importlib.util.spec_from_file_location(f"neuroreg_configs_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)

@@ -39,17 +39,12 @@ def base_train_config() -> ml_collections.ConfigDict:
 
     config.target = ml_collections.ConfigDict()
     # A target directory from build_target.py / neuroreg_tf.targets.save_target.
-    # Empty: build a SIMULATED neural-data target in <workdir>/target.
+    # Empty: train.py first builds a SIMULATED target with configs/build_target.py:<build>
+    # into <workdir>/target_build/ (the library itself only ever reads a path).
     config.target.path = ""
+    config.target.build = "demo"  # The configs/build_target.py variant train.py uses then.
     config.target.batch_size = 0  # Stimuli per step; 0: same as batch_size (the paper).
     config.target.holdout_fraction = 0.1  # Stimuli kept out of training, for monitoring.
-    config.target.simulation = ml_collections.ConfigDict()
-    # Used only when target.path is empty: a small SIMULATED experiment (2 scans of
-    # 150 neurons; neuroreg_tf.neural.pipeline.build_simulated_target).
-    config.target.simulation.kind = "neural_model"  # Eq 6, or neural_data, oracle, shuffle, random, ground_truth.
-    config.target.simulation.n_stimuli = 2000
-    config.target.simulation.max_epochs = 8  # Predictive-model epochs (early stopping may end sooner).
-    config.target.simulation.seed = 0
 
     config.model = ml_collections.ConfigDict()
     config.model.depth = 18
@@ -97,6 +92,5 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.data.train_limit = 512
     config.data.eval_limit = 256
     config.model.width = 0.125
-    config.target.simulation.kind = "neural_data"
-    config.target.simulation.n_stimuli = 300
+    config.target.build = "runlocal"
     return config

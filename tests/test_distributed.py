@@ -7,7 +7,7 @@
 * a run SIGKILLed mid-epoch resumes (``fit``: from the last epoch; the custom
   loop: from a mid-epoch checkpoint) to the weights of an uninterrupted run.
 
-Each training run is a subprocess of ``tests/test_distributed_support.py``
+Each training run is a subprocess of ``tests/distributed_helpers.py``
 (logical CPU devices must be configured before the first TensorFlow op); all
 runs start together from one fixture and share the cores. The in-process
 checks of checkpoints and input streams are in ``test_resume.py``.
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-SUPPORT = os.path.join(os.path.dirname(__file__), "test_distributed_support.py")
+SUPPORT = os.path.join(os.path.dirname(__file__), "distributed_helpers.py")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 TRAIN_FLAGS = {
@@ -36,7 +36,6 @@ TRAIN_FLAGS = {
     "batch_size": 16,
     "data.train_limit": 64,
     "data.eval_limit": 32,
-    "target.simulation.n_stimuli": 100,
     "checkpoint_every_steps": 2,
     "verbose": 0,
 }
@@ -281,13 +280,13 @@ def test_train_script_on_two_workers_writes_only_the_chiefs_artifacts(runs):
     workdir = root / "train_py"
     assert sorted(os.listdir(workdir)) == [
         "classifier.keras", "config.json", "export", "history.csv", "history.json",
-        "model.keras", "summary.json", "target", "tensorboard",
+        "model.keras", "summary.json", "target_build", "tensorboard",
     ], "a finished run keeps no backup and no worker writes anything else"
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["epochs"] == 1 and "val_accuracy" in summary["final"]
     import keras
 
-    import neuroreg_tf.training.regularized  # noqa: F401  (registers NeuralRegularizedModel)
+    import neuroreg_tf.models  # noqa: F401  (registers NeuralRegularizedModel)
 
     model = keras.saving.load_model(workdir / "model.keras")
     assert int(model.optimizer.iterations) == 64 // 16

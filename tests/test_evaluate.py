@@ -182,10 +182,9 @@ def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_scr
 
 
 @pytest.mark.parametrize("variant", [None, "paper", "runlocal"])
-def test_config_adversarial_keys_are_adversarial_evaluation_arguments(variant):
-    import inspect
-
-    from neuroreg_tf.robustness import adversarial
+def test_config_adversarial_section_is_the_attack_settings_of_its_variant(variant):
+    from neuroreg_tf.errors import ConfigError
+    from neuroreg_tf.robustness import adversarial, settings
 
     spec = importlib.util.spec_from_file_location(
         "evaluate_config", os.path.join(REPO_ROOT, "configs", "evaluate.py")
@@ -193,9 +192,14 @@ def test_config_adversarial_keys_are_adversarial_evaluation_arguments(variant):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config(variant)
-    parameters = inspect.signature(adversarial.adversarial_evaluation).parameters
-    assert set(config.adversarial.keys()) - {"enabled"} <= set(parameters)
+    arguments = adversarial.arguments_from_config(config.adversarial)
+    assert arguments["settings"] == settings.preset(variant)
+    assert arguments["norms"] == ("linf", "l2")
     assert config.adversarial.enabled is False
     assert len(config.noise.seeds) >= 2
+    with config.adversarial.unlocked():
+        config.adversarial.step_size = 0.1
+    with pytest.raises(ConfigError, match="Unknown attack settings \\['step_size'\\]"):
+        adversarial.arguments_from_config(config.adversarial)
     with pytest.raises(ValueError, match="Received: arg='gpu'"):
         module.get_config("gpu")

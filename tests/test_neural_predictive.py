@@ -6,6 +6,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from neuroreg_tf.neural import predictive, simulation
+from neuroreg_tf.neural.predictive import core, readouts
 
 
 def test_poisson_loss_matches_formula():
@@ -24,23 +25,23 @@ def test_laplace_penalty_matches_scipy():
         for c in range(3)
     )
     expected = filtered / np.sum(kernel.astype(np.float64) ** 2)
-    assert float(predictive.laplace_penalty(tf.constant(kernel))) == pytest.approx(expected, rel=1e-5)
+    assert float(core.laplace_penalty(tf.constant(kernel))) == pytest.approx(expected, rel=1e-5)
     smooth = np.ones((5, 5, 1, 1), np.float32)
     rough = np.where(np.indices((5, 5)).sum(0) % 2 == 0, 1.0, -1.0).astype(np.float32)[..., None, None]
-    assert float(predictive.laplace_penalty(tf.constant(rough))) > 10 * float(predictive.laplace_penalty(tf.constant(smooth)))
+    assert float(core.laplace_penalty(tf.constant(rough))) > 10 * float(core.laplace_penalty(tf.constant(smooth)))
 
 
 def test_translate_matches_scipy_shift_and_has_a_gradient():
     rng = np.random.default_rng(1)
     features = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
     shift = np.array([[1.25, -0.5], [-2.0, 0.75]], np.float32)
-    result = predictive.translate(tf.constant(features), tf.constant(shift)).numpy()
+    result = readouts.translate(tf.constant(features), tf.constant(shift)).numpy()
     for b in range(2):
         expected = ndimage.shift(features[b], (shift[b, 0], shift[b, 1], 0), order=1, mode="nearest")
         np.testing.assert_allclose(result[b], expected, atol=1e-5)
     shift_variable = tf.Variable(shift)
     with tf.GradientTape() as tape:
-        moved = predictive.translate(tf.constant(features), shift_variable)
+        moved = readouts.translate(tf.constant(features), shift_variable)
         loss = tf.reduce_sum(moved * tf.constant(features))
     gradient = tape.gradient(loss, shift_variable)
     assert gradient is not None and np.all(np.isfinite(gradient.numpy()))

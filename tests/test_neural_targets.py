@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neuroreg_tf import similarity, targets
-from neuroreg_tf.neural import build, pipeline, predictive, scale, simulation, statistics
+from neuroreg_tf.neural import build_targets, predictive, simulation, statistics, streaming, target_kinds
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,9 @@ def tiny():
 
 def test_data_embedding_is_eq_1_and_2_on_first_trials(tiny):
     recording = tiny.recordings[0]
-    scan = build.analyse_scan(recording)
+    scan = target_kinds.analyse_scan(recording)
     ids = np.arange(20, 60)
-    embedding = build.data_embedding(scan, ids)
+    embedding = target_kinds.data_embedding(scan, ids)
     repeated = np.stack([recording.responses[recording.image_ids == i] for i in scan.oracle_ids])
     signal = repeated.mean(axis=1).var(axis=0, ddof=1)
     noise = repeated.var(axis=1, ddof=1).mean(axis=0)
@@ -33,14 +33,14 @@ def test_data_embedding_is_eq_1_and_2_on_first_trials(tiny):
 def test_average_embeddings_average_the_similarities():
     rng = np.random.default_rng(0)
     parts = [similarity.stimulus_embedding(rng.normal(size=(8, d))) for d in (5, 9, 4)]
-    averaged = build.average_embeddings(parts)
+    averaged = target_kinds.average_embeddings(parts)
     np.testing.assert_allclose(averaged @ averaged.T, np.mean([p @ p.T for p in parts], axis=0), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(averaged, axis=1), 1.0, atol=1e-6)
 
 
 def test_shuffle_permutes_stimulus_identities():
     embedding = similarity.stimulus_embedding(np.random.default_rng(1).normal(size=(10, 6)))
-    shuffled, permutation = build.shuffle_embedding(embedding, seed=4)
+    shuffled, permutation = target_kinds.shuffle_embedding(embedding, seed=4)
     original = embedding @ embedding.T
     np.testing.assert_allclose(shuffled @ shuffled.T, original[np.ix_(permutation, permutation)], atol=1e-12)
     np.testing.assert_allclose(np.sort(similarity.upper_triangle(shuffled @ shuffled.T)), np.sort(similarity.upper_triangle(original)), atol=1e-12)
@@ -48,12 +48,12 @@ def test_shuffle_permutes_stimulus_identities():
 
 
 def test_random_target_has_the_requested_spread():
-    embedding = build.random_embedding(600, 0.2, seed=0)
+    embedding = target_kinds.random_embedding(600, 0.2, seed=0)
     matrix = embedding @ embedding.T
     targets.validate_similarity_matrix(np.clip(matrix, -1, 1))
     assert np.std(similarity.upper_triangle(matrix)) == pytest.approx(0.2, rel=0.1)
     with pytest.raises(ValueError, match="Received: spread=1.5"):
-        build.random_embedding(10, 1.5)
+        target_kinds.random_embedding(10, 1.5)
 
 
 def test_pair_correlation_from_embeddings_matches_full_matrices():
@@ -61,11 +61,11 @@ def test_pair_correlation_from_embeddings_matches_full_matrices():
     first = similarity.stimulus_embedding(rng.normal(size=(40, 6)))
     second = similarity.stimulus_embedding(first[:, :4] + 0.5 * rng.normal(size=(40, 4)))
     exact = statistics.pair_correlation(first @ first.T, second @ second.T)
-    assert build.pair_correlation_from_embeddings(first, second) == pytest.approx(exact, abs=1e-10)
+    assert target_kinds.pair_correlation_from_embeddings(first, second) == pytest.approx(exact, abs=1e-10)
     first = similarity.stimulus_embedding(rng.normal(size=(300, 6)))
     second = similarity.stimulus_embedding(first[:, :4] + 0.5 * rng.normal(size=(300, 4)))
     exact = statistics.pair_correlation(first @ first.T, second @ second.T)
-    sampled = build.pair_correlation_from_embeddings(first, second, max_pairs=20_000, seed=1)
+    sampled = target_kinds.pair_correlation_from_embeddings(first, second, max_pairs=20_000, seed=1)
     assert sampled == pytest.approx(exact, abs=0.03)
 
 
@@ -74,7 +74,7 @@ def test_streamed_embedding_equals_in_memory(tmp_path):
     responses = rng.gamma(2.0, 1.0, size=(50, 7))
     images = rng.uniform(size=(50, 4, 5, 1)).astype(np.float32)
     weights = rng.uniform(0.5, 2.0, size=7)
-    path = scale.stream_embedding_target(
+    path = streaming.stream_embedding_target(
         str(tmp_path / "t"), n_stimuli=50, n_neurons=7, stimulus_shape=(4, 5),
         stimuli_fn=lambda a, b: images[a:b], responses_fn=lambda a, b: responses[a:b],
         weights=weights, simulated=True, chunk=16,
@@ -85,7 +85,7 @@ def test_streamed_embedding_equals_in_memory(tmp_path):
     expected = similarity.similarity_matrix(responses, weights)
     np.testing.assert_allclose(target.similarity(np.arange(50)), expected, atol=1e-5)
     with pytest.raises(ValueError, match="Received: shape="):
-        scale.stream_embedding_target(
+        streaming.stream_embedding_target(
             str(tmp_path / "bad"), n_stimuli=50, n_neurons=7, stimulus_shape=(4, 5),
             stimuli_fn=lambda a, b: images[a:b, :3], responses_fn=lambda a, b: responses[a:b], simulated=True,
         )
@@ -103,10 +103,10 @@ def test_finish_target_rejects_incomplete_directories(tmp_path):
 def test_vgg_needs_a_weights_file_and_computes_centred_cosines(tmp_path):
     stimuli = np.random.default_rng(0).uniform(size=(4, 36, 64, 1)).astype(np.float32)
     with pytest.raises(FileNotFoundError, match="cannot be downloaded"):
-        build.vgg_embedding(stimuli, str(tmp_path / "missing.h5"))
-    features = build.vgg_features(stimuli, "random")
+        target_kinds.vgg_embedding(stimuli, str(tmp_path / "missing.h5"))
+    features = target_kinds.vgg_features(stimuli, "random")
     assert features.shape == (4, 9 * 16 * 256)
-    embedding = build.vgg_embedding(stimuli, "random")
+    embedding = target_kinds.vgg_embedding(stimuli, "random")
     np.testing.assert_allclose(embedding @ embedding.T, similarity.similarity_matrix(features), atol=1e-5)
 
 
@@ -114,7 +114,7 @@ def test_vgg_needs_a_weights_file_and_computes_centred_cosines(tmp_path):
 def built(tiny, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("built"))
     messages = []
-    report = pipeline.build_targets(
+    report = build_targets.build_targets(
         tiny.recordings,
         out,
         extra_kinds=("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"),
@@ -140,7 +140,7 @@ def test_build_targets_writes_every_kind_loadable(built, tiny):
     np.testing.assert_array_equal(primary.stimuli, tiny.stimuli)
     oracle = targets.load_target(os.path.join(out, "targets", "oracle"))
     assert oracle.n_stimuli == 12
-    scans = [build.analyse_scan(r) for r in tiny.recordings]
+    scans = [target_kinds.analyse_scan(r) for r in tiny.recordings]
     expected = np.mean([s.oracle_similarity for s in scans], axis=0)
     np.fill_diagonal(expected, 1.0)
     np.testing.assert_allclose(oracle.full_matrix(), expected, atol=1e-5)
@@ -168,11 +168,11 @@ def test_report_has_the_required_keys_and_figures(built):
 
 def test_build_targets_rejects_impossible_requests(tiny, tmp_path):
     with pytest.raises(ValueError, match="only for simulated"):
-        pipeline.build_targets(tiny.recordings, str(tmp_path), primary_kind="neural_data", extra_kinds=("ground_truth",))
+        build_targets.build_targets(tiny.recordings, str(tmp_path), primary_kind="neural_data", extra_kinds=("ground_truth",))
     with pytest.raises(ValueError, match="cannot be downloaded"):
-        pipeline.build_targets(tiny.recordings, str(tmp_path), primary_kind="neural_data", extra_kinds=("vgg",))
+        build_targets.build_targets(tiny.recordings, str(tmp_path), primary_kind="neural_data", extra_kinds=("vgg",))
     with pytest.raises(ValueError, match="Received: kinds=\\['imagenet'\\]"):
-        pipeline.build_targets(tiny.recordings, str(tmp_path), primary_kind="imagenet")
+        build_targets.build_targets(tiny.recordings, str(tmp_path), primary_kind="imagenet")
 
 
 def test_model_target_recovers_the_ground_truth_better_than_single_trials():
@@ -180,14 +180,14 @@ def test_model_target_recovers_the_ground_truth_better_than_single_trials():
     experiment = simulation.simulate_experiment(
         n_single=2000, n_oracle=40, n_repeats=6, n_scans=1, neurons_per_scan=100, population_size=300, seed=0
     )
-    scan = build.analyse_scan(experiment.recordings[0])
+    scan = target_kinds.analyse_scan(experiment.recordings[0])
     scan.predictor = predictive.fit_predictive_model(
         scan.recording, predictive.PredictiveModelConfig(max_epochs=8), log=None
     )
     ids, images, _ = scan.recording.unique_images()
     truth = similarity.stimulus_embedding(experiment.ground_truth_rates(ids))
-    r_data = build.pair_correlation_from_embeddings(build.data_embedding(scan, ids), truth)
-    r_model = build.pair_correlation_from_embeddings(build.model_embedding(scan, images), truth)
+    r_data = target_kinds.pair_correlation_from_embeddings(target_kinds.data_embedding(scan, ids), truth)
+    r_model = target_kinds.pair_correlation_from_embeddings(target_kinds.model_embedding(scan, images), truth)
     print(f"r(S_data, S_truth) = {r_data:.3f}, r(S_model, S_truth) = {r_model:.3f}")
     assert r_model > r_data + 0.04
 
@@ -198,14 +198,14 @@ def test_streamed_scan_average_is_exact_and_projection_approximates(tmp_path):
     scans = [rng.gamma(2.0, 1.0, size=(60, d)) for d in (30, 50)]
     weights = [rng.uniform(0.5, 2.0, size=30), None]
     specs = [(lambda a, b, r=r: r[a:b], r.shape[1], w) for r, w in zip(scans, weights)]
-    exact_path = scale.stream_averaged_embedding_target(
+    exact_path = streaming.stream_averaged_embedding_target(
         str(tmp_path / "exact"), n_stimuli=60, stimulus_shape=(4, 5), stimuli_fn=lambda a, b: images[a:b],
         scans=specs, simulated=True, chunk=25,
     )
     expected = (similarity.similarity_matrix(scans[0], weights[0]) + similarity.similarity_matrix(scans[1])) / 2
     np.testing.assert_allclose(targets.load_target(exact_path).full_matrix(), expected, atol=1e-5)
     projected = targets.load_target(
-        scale.stream_averaged_embedding_target(
+        streaming.stream_averaged_embedding_target(
             str(tmp_path / "projected"), n_stimuli=60, stimulus_shape=(4, 5), stimuli_fn=lambda a, b: images[a:b],
             scans=specs, projection_dims=4000, simulated=True, chunk=25,
         )
@@ -217,12 +217,12 @@ def test_streamed_scan_average_is_exact_and_projection_approximates(tmp_path):
 
 
 def test_streamed_model_target_equals_the_in_memory_one(tmp_path, tiny):
-    scans = [build.analyse_scan(r) for r in tiny.recordings]
+    scans = [target_kinds.analyse_scan(r) for r in tiny.recordings]
     fitted_config = predictive.PredictiveModelConfig(channels=4, max_epochs=1, batch_size=32)
     for scan in scans:
         scan.predictor = predictive.fit_predictive_model(scan.recording, fitted_config, log=None)
-    in_memory = build.average_embeddings(build.model_embedding(s, tiny.stimuli) for s in scans)
-    path = build.stream_model_target(
+    in_memory = target_kinds.average_embeddings(target_kinds.model_embedding(s, tiny.stimuli) for s in scans)
+    path = target_kinds.stream_model_target(
         str(tmp_path / "streamed"), scans, lambda a, b: tiny.stimuli[a:b], len(tiny.stimuli), (36, 64),
         simulated=True, chunk=100,
     )

@@ -8,7 +8,7 @@ import tensorflow as tf
 from neuroreg_tf import robustness
 from neuroreg_tf.robustness import attacks
 from neuroreg_tf.robustness import cleverhans_compat
-from neuroreg_tf.robustness import minimal
+from neuroreg_tf.robustness import scoring
 
 
 def linear_model(channels=1, num_classes=3, seed=0, size=6):
@@ -106,11 +106,11 @@ def test_every_reported_distance_is_a_verified_adversarial(trained_model, norm):
     )
     assert not result.clean_correct[:2].any() and result.clean_correct[2:].mean() > 0.8
     assert_all_verified(model, x, y, result)
-    assert set(result.best_attack[:2]) == {minimal.CLEAN_MISCLASSIFIED}
+    assert set(result.best_attack[:2]) == {scoring.CLEAN_MISCLASSIFIED}
     summary = result.summary()
     assert summary["n"] == 30 and summary["n_clean_misclassified"] >= 2
     assert summary["q25"] <= summary["median"] <= summary["q75"]
-    assert summary["median"] == pytest.approx(minimal.quantile(result.distances, 0.5))
+    assert summary["median"] == pytest.approx(scoring.quantile(result.distances, 0.5))
     assert sum(entry["n_best"] for entry in summary["per_attack"].values()) == int(
         np.sum(np.isfinite(result.distances) & result.clean_correct)
     )
@@ -330,7 +330,7 @@ def test_momentum_and_minimizing_attacks_in_search():
         ({"y": np.array([0, 1])}, r"shape \(3,\).*Received: y="),
         ({"y": np.array([0.5, 1, 2])}, r"integer class labels.*Received: y="),
         ({"norm": "l1"}, r"'linf' or 'l2'.*Received: norm='l1'"),
-        ({"search_factor": 1.0}, r"search_factor > 1.*Received: search_factor=1.0"),
+        ({"search_factor": 1.0}, r"search_factor must exceed 1. Received: search_factor=1.0"),
         ({"attacks": [attacks.pgd("l2")]}, r"Expected linf attacks only.*Received"),
     ],
 )
@@ -353,10 +353,10 @@ def test_attack_builders_reject_bad_schedules():
 
 def test_quantile_summary_and_success_curve_handle_inf():
     distances = np.array([0.0, 0.1, 0.2, np.inf])
-    assert minimal.quantile(distances, 0.5) == pytest.approx(0.15)
-    assert minimal.quantile(distances, 0.75) == np.inf
-    assert minimal.quantile([np.inf, np.inf], 0.5) == np.inf
-    summary = minimal.summarize_distances(distances, np.array([False, True, True, True]))
+    assert scoring.quantile(distances, 0.5) == pytest.approx(0.15)
+    assert scoring.quantile(distances, 0.75) == np.inf
+    assert scoring.quantile([np.inf, np.inf], 0.5) == np.inf
+    summary = scoring.summarize_distances(distances, np.array([False, True, True, True]))
     assert summary["n_clean_misclassified"] == 1 and summary["n_not_found"] == 1
     assert summary["median_clean_correct"] == pytest.approx(0.2)
     np.testing.assert_allclose(

@@ -11,28 +11,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO_ROOT as REPO
+from conftest import needs_fashion_mnist
 from neuroreg_tf import data
 from neuroreg_tf.config import base_train_config, runlocal
 from neuroreg_tf.training import trainer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.isfile(FASHION_MNIST), reason="needs `sudo apt-get install dataset-fashion-mnist`"
-)
 
 TINY = {
     "batch_size": 16,
     "data.train_limit": 64,
     "data.eval_limit": 32,
-    "target.simulation.n_stimuli": 100,
     "verbose": 0,
 }
 
 
-def tiny_config(**overrides):
+def tiny_config(target_path, **overrides):
     config = runlocal(base_train_config())
     config.data.dataset = "fashion_mnist"
+    config.target.path = target_path
     for key, value in {**TINY, **overrides}.items():
         section = config
         *parents, leaf = key.split(".")
@@ -56,12 +52,14 @@ def finished_run(tmp_path_factory):
 def test_train_script_writes_the_whole_workdir(finished_run):
     workdir, stdout = finished_run
     for name in ("config.json", "history.csv", "history.json", "model.keras", "classifier.keras",
-                 "summary.json", "export/saved_model.pb", "target/metadata.json", "tensorboard"):
+                 "summary.json", "export/saved_model.pb", "target_build/target/metadata.json", "tensorboard"):
         assert os.path.exists(os.path.join(workdir, name)), name
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["data"]["train_limit"] == 64 and config["alpha"] == 20.0
     summary = json.load(open(os.path.join(workdir, "summary.json")))
-    assert summary["target"] == {"path": os.path.join(workdir, "target"), "kind": "neural_data", "simulated": True}
+    assert summary["target"] == {
+        "path": os.path.join(workdir, "target_build", "target"), "kind": "neural_data", "simulated": True
+    }
     assert summary["epochs"] == 1 and sum(summary["gamma"].values()) == pytest.approx(1.0)
     assert {"val_accuracy", "val_similarity_r", "similarity_loss"} <= set(summary["final"])
     assert "Finished 1 epoch(s)" in stdout
@@ -85,11 +83,11 @@ def test_saved_model_and_keras_files_reload_to_identical_predictions(finished_ru
 
 
 @needs_fashion_mnist
-def test_a_finished_run_is_never_overwritten_silently(finished_run):
+def test_a_finished_run_is_never_overwritten_silently(finished_run, runlocal_target):
     workdir, _ = finished_run
     before = os.path.getmtime(os.path.join(workdir, "model.keras"))
     with pytest.raises(FileExistsError, match="overwrite"):
-        trainer.train(tiny_config(), workdir)
+        trainer.train(tiny_config(runlocal_target), workdir)
     assert os.path.getmtime(os.path.join(workdir, "model.keras")) == before
 
 
@@ -103,9 +101,9 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
 
 
 @needs_fashion_mnist
-def test_an_interrupted_run_resumes_from_its_backup(tmp_path):
+def test_an_interrupted_run_resumes_from_its_backup(tmp_path, runlocal_target):
     workdir = str(tmp_path)
-    config = tiny_config(epochs=2)
+    config = tiny_config(runlocal_target, epochs=2)
     with pytest.raises(_Interrupt):
         trainer.train(config, workdir, callbacks=[_InterruptAfterFirstEpoch()])
     assert os.path.isdir(os.path.join(workdir, "backup"))
@@ -121,15 +119,15 @@ def test_an_interrupted_run_resumes_from_its_backup(tmp_path):
 
 
 @needs_fashion_mnist
-def test_unknown_tap_layer_is_reported_before_training(tmp_path):
-    config = tiny_config()
+def test_unknown_tap_layer_is_reported_before_training(tmp_path, runlocal_target):
+    config = tiny_config(runlocal_target)
     config.similarity.tap_layers = "stem_relu,stage9_block1_out"
     with pytest.raises(ValueError, match="Unknown layer name"):
         trainer.train(config, str(tmp_path))
 
 
-def test_missing_dataset_fails_at_once_with_the_command(tmp_path):
-    config = tiny_config()
+def test_missing_dataset_fails_at_once_with_the_command(tmp_path, runlocal_target):
+    config = tiny_config(runlocal_target)
     config.data.dataset = "cifar10"
     config.data.data_dir = str(tmp_path / "empty")
     with pytest.raises(data.DatasetNotFoundError, match="download_and_prepare"):

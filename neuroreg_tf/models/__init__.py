@@ -1,5 +1,11 @@
-"""Keras models with named, tappable intermediate layers."""
+"""Keras models with named, tappable intermediate layers, and the neurally regularized model.
 
+``NeuralRegularizedModel`` is a registered Keras class: importing this package lets
+``keras.models.load_model`` rebuild a saved training model (``model.keras``) anywhere, training
+and evaluation alike.
+"""
+
+from neuroreg_tf.models.regularized import NeuralRegularizedModel
 from neuroreg_tf.models.resnet import (
     ResNet,
     ResNet18,
@@ -12,6 +18,7 @@ from neuroreg_tf.models.resnet import (
 )
 
 __all__ = [
+    "NeuralRegularizedModel",
     "ResNet",
     "ResNet18",
     "ResNet34",

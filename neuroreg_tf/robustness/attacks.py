@@ -25,15 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf.robustness import cleverhans_compat
+from neuroreg_tf.robustness.settings import AttackSettings, check_norm
 
-NORMS = {"linf": np.inf, "l2": 2}
-
-
-def check_norm(norm):
-    """Returns `norm` after checking it is "linf" or "l2"."""
-    if norm not in NORMS:
-        raise ValueError(f"Expected norm 'linf' or 'l2'. Received: norm={norm!r}")
-    return norm
+CLEVERHANS_NORMS = {"linf": np.inf, "l2": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +134,7 @@ def _scaled_attack(
         step_fraction,
         # A tensor bound lets AutoGraph turn CleverHans' Python loop into a tf.while_loop.
         tf.constant(iterations) if loop_in_graph else iterations,
-        NORMS[norm],
+        CLEVERHANS_NORMS[norm],
         clip_min=(0.0 - x) / scale,
         clip_max=(1.0 - x) / scale,
         y=y,
@@ -351,68 +345,39 @@ def carlini_wagner(
     )
 
 
-def default_attacks(
-    norm,
-    step_fractions=(0.25,),
-    iterations=(20,),
-    *,
-    losses=("margin",),
-    target_ranks=(2, 3),
-    momentum=False,
-    carlini_wagner_l2=True,
-    cw_max_iterations=100,
-    cw_binary_search_steps=5,
-    cw_learning_rate=0.1,
-    cw_initial_const=1.0,
-    spsa=False,
-    spsa_iterations=50,
-    seed=0,
-    batch_size=500,
-):
-    """The attack list for one norm: a PGD grid, optional MIM/SPSA, and C&W for L2.
+def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
+    """The attack list for one norm: C&W first for L2, the PGD grid, optional MIM and SPSA.
 
     Args:
         norm: "linf" or "l2".
-        step_fractions: PGD step sizes as fractions of epsilon.
-        iterations: PGD iteration counts; every (step, iterations, loss) triple is one attack.
-        losses: PGD objectives, from "margin" (default: on a linear model it finds the exact
-            minimum, where cross-entropy's gradient mixes the wrong classes) and "ce".
-        target_ranks: For each k, also margin PGD toward the k-th most likely wrong class of the
-            clean image (multi-targeted PGD; the nearest boundary is not always the runner-up's).
-        momentum: Also run the momentum iterative method on the same grid.
-        carlini_wagner_l2: For L2, also run Carlini & Wagner (first, as it is usually strongest).
-        cw_max_iterations: C&W iterations per binary-search step.
-        cw_binary_search_steps: C&W binary-search steps on its trade-off constant.
-        cw_learning_rate: C&W Adam learning rate (in tanh space).
-        cw_initial_const: C&W initial trade-off constant.
-        spsa: For L-inf, also run the gradient-free SPSA attack (slow).
-        spsa_iterations: SPSA iterations.
-        seed: Seed of the random attacks (SPSA).
-        batch_size: C&W batch size.
+        settings: What to run (`AttackSettings`; default: its defaults). Every (iterations,
+            step fraction, loss) triple of its PGD grid is one attack, plus margin PGD toward each
+            of its ``target_ranks``.
 
     Returns:
         A list of `EpsilonAttack` / `MinimizingAttack`.
     """
     check_norm(norm)
+    settings = settings or AttackSettings()
     attacks = []
-    if norm == "l2" and carlini_wagner_l2:
+    if norm == "l2" and settings.carlini_wagner:
         attacks.append(
             carlini_wagner(
-                cw_max_iterations,
-                cw_binary_search_steps,
-                cw_learning_rate,
-                cw_initial_const,
-                batch_size=batch_size,
+                settings.cw_max_iterations,
+                settings.cw_binary_search_steps,
+                settings.cw_learning_rate,
+                settings.cw_initial_const,
+                batch_size=settings.batch_size,
             )
         )
-    for count in iterations:
-        for fraction in step_fractions:
-            for loss in losses:
+    for count in settings.iterations:
+        for fraction in settings.step_fractions:
+            for loss in settings.losses:
                 attacks.append(pgd(norm, fraction, count, loss))
-            for rank in target_ranks:
+            for rank in settings.target_ranks:
                 attacks.append(pgd(norm, fraction, count, "margin", target_rank=rank))
-            if momentum:
+            if settings.momentum:
                 attacks.append(momentum_iterative(norm, fraction, count))
-    if norm == "linf" and spsa:
-        attacks.append(spsa_linf(spsa_iterations, seed=seed))
+    if norm == "linf" and settings.spsa:
+        attacks.append(spsa_linf(settings.spsa_iterations, seed=settings.seed))
     return attacks

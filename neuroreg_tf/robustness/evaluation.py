@@ -4,21 +4,22 @@
 the same examples for every model and writes ``robustness.json``, the plots and the tables.
 """
 
+from __future__ import annotations
+
 import json
 import os
-import sys
 
 import numpy as np
 
+from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.progress import Reporter, print_line, reporter
+from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import noise as noise_lib
 from neuroreg_tf.robustness import report as report_lib
 from neuroreg_tf.robustness.loading import load_classifier
+from neuroreg_tf.robustness.settings import AttackSettings
 
-CONFIG_FILENAME = "config.json"
-
-
-def _print_progress(message):
-    print(message, file=sys.stderr, flush=True)
+CONFIG_FILENAME = workdir_files.CONFIG
 
 
 def parse_model_specs(spec):
@@ -163,7 +164,7 @@ def evaluate_models(
     adversarial=None,
     workdir=None,
     metadata=None,
-    progress=_print_progress,
+    progress: Reporter = print_line,
 ):
     """Evaluates several classifiers on the same examples and (optionally) writes the report.
 
@@ -176,22 +177,23 @@ def evaluate_models(
         sigmas: Gaussian noise levels (see `noise_robustness`).
         seeds: Noise seeds.
         batch_size: Images per forward pass.
-        adversarial: None to skip adversarial evaluation, or a mapping of keyword arguments for
-            `neuroreg_tf.robustness.adversarial_evaluation` (e.g. ``norms``, ``num_examples``).
+        adversarial: None to skip adversarial evaluation, or the keyword arguments of
+            `adversarial.adversarial_evaluation` (``norms``, ``num_examples``, ``settings``;
+            `adversarial.arguments_from_config` makes them from a config section).
         workdir: If given, ``robustness.json``, the plots and per-sample CSV files are written there.
         metadata: Extra top-level entries for the report (dataset, split, ...).
-        progress: Called with one-line progress messages, or None for silence.
+        progress: Reporter of one-line progress messages (None: silent).
 
     Returns:
         The report dict (see `neuroreg_tf.robustness.report`); with a workdir, also
         ``report["files"]``, the paths written.
     """
+    report_line = reporter(progress)
     loaded = _load_models(models)
     results = []
     adversarial_outputs = {}
     for label, path, model in loaded:
-        if progress is not None:
-            progress(f"evaluating {label}" + (f" ({path})" if path else ""))
+        report_line(f"evaluating {label}" + (f" ({path})" if path else ""))
         result = {"label": label}
         if path is not None:
             result["path"] = path
@@ -199,11 +201,8 @@ def evaluate_models(
         result["noise"] = noise_lib.noise_robustness(
             model, x, y, sigmas=sigmas, seeds=seeds, batch_size=batch_size, progress=progress
         )
-        if progress is not None:
-            progress(f"{label}: clean accuracy {result['clean_accuracy']:.4f}")
+        report_line(f"{label}: clean accuracy {result['clean_accuracy']:.4f}")
         if adversarial is not None:
-            from neuroreg_tf.robustness import adversarial as adversarial_lib
-
             summary, per_sample = adversarial_lib.adversarial_evaluation(
                 model, x, y, progress=progress, **dict(adversarial)
             )
@@ -218,14 +217,12 @@ def evaluate_models(
         noise_seeds=[int(seed) for seed in seeds],
         **(metadata or {}),
     )
-    if progress is not None:
-        progress("\n" + report_lib.format_noise_table(results))
-        if adversarial is not None:
-            progress("\n" + report_lib.format_adversarial_table(results))
+    report_line("\n" + report_lib.format_noise_table(results))
+    if adversarial is not None:
+        report_line("\n" + report_lib.format_adversarial_table(results))
     if workdir is not None:
         report["files"] = write_outputs(report, workdir, adversarial_outputs)
-        if progress is not None:
-            progress(f"wrote {', '.join(report['files'])}")
+        report_line(f"wrote {', '.join(report['files'])}")
     return report
 
 

@@ -6,15 +6,19 @@ whose ``.classifier`` is the classifier). ``load_classifier`` accepts the workdi
 artifacts and returns a callable that maps float32 images in [0, 1], NHWC, to logits.
 """
 
+from __future__ import annotations
+
 import os
 import weakref
 
-import numpy as np
 import tensorflow as tf
 
-EXPORT_DIRNAME = "export"
-CLASSIFIER_FILENAME = "classifier.keras"
-TRAINING_MODEL_FILENAME = "model.keras"
+import neuroreg_tf.models  # noqa: F401  (registers NeuralRegularizedModel for load_model)
+from neuroreg_tf import workdir as workdir_files
+
+EXPORT_DIRNAME = workdir_files.EXPORT
+CLASSIFIER_FILENAME = workdir_files.CLASSIFIER
+TRAINING_MODEL_FILENAME = workdir_files.MODEL
 
 _EXPECTED = (
     "Expected a SavedModel directory (with saved_model.pb, e.g. <workdir>/export), a `.keras` file, "
@@ -75,13 +79,7 @@ def _load_saved_model(path):
 def _load_keras_file(path):
     import keras
 
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except (TypeError, ValueError):
-        # The training model is a registered subclass: register it and try once more.
-        import neuroreg_tf.training  # noqa: F401
-
-        model = keras.models.load_model(path, compile=False)
+    model = keras.models.load_model(path, compile=False)
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, keras.Model):
         model = classifier
@@ -192,13 +190,3 @@ def as_logits_fn(model):
         return tf.cast(forward(tf.convert_to_tensor(images, tf.float32)), tf.float32)
 
     return logits_fn
-
-
-def predict_labels(model, x, batch_size=256):
-    """Returns the model's predicted labels (int64, shape (n,)) for images `x`, batched."""
-    logits_fn = as_logits_fn(model)
-    labels = [
-        np.argmax(logits_fn(x[start : start + batch_size]).numpy(), axis=-1)
-        for start in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(labels) if labels else np.zeros((0,), np.int64)

@@ -10,19 +10,16 @@ consumed in example order), independent of the batch size and shared by all nois
 accuracy curve of one seed is computed on the same noise pattern scaled by sigma.
 """
 
-import sys
+from __future__ import annotations
 
 import numpy as np
 
+from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import checks
 from neuroreg_tf.robustness.loading import as_logits_fn
 
 DEFAULT_SIGMAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-
-
-def _print_progress(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def standard_error(values):
@@ -94,7 +91,7 @@ def noise_robustness(
     sigmas=DEFAULT_SIGMAS,
     seeds=DEFAULT_SEEDS,
     batch_size=256,
-    progress=_print_progress,
+    progress: Reporter = print_line,
 ):
     """Accuracy under additive Gaussian noise, clipped to [0, 1], for several levels and seeds.
 
@@ -106,7 +103,7 @@ def noise_robustness(
             clean accuracy (computed once; its SEM is 0).
         seeds: Noise seeds; each seed draws one noise pattern shared by all levels.
         batch_size: Images per forward pass.
-        progress: Called with a one-line progress message after each seed, or None for silence.
+        progress: Reporter of a one-line message after each seed (None: silent).
 
     Returns:
         A list with one dict per sigma, in the given order: ``sigma``, ``accuracy`` (mean over
@@ -121,6 +118,7 @@ def noise_robustness(
     sigmas = _check_sigmas(sigmas)
     seeds = _check_seeds(seeds)
     batch_size = checks.check_positive_int(batch_size, "batch_size")
+    report = reporter(progress)
 
     noisy_sigmas = sorted({sigma for sigma in sigmas if sigma > 0})
     correct = {(seed, sigma): 0 for seed in seeds for sigma in noisy_sigmas}
@@ -140,13 +138,10 @@ def noise_robustness(
                 noisy = np.clip(images + np.float32(sigma) * unit_noise, 0.0, 1.0)
                 predictions = np.argmax(logits_fn(noisy).numpy(), axis=-1)
                 correct[(seed, sigma)] += int(np.sum(predictions == labels))
-        if progress is not None:
-            summary = ", ".join(
-                f"{sigma:g}: {correct[(seed, sigma)] / len(x):.3f}" for sigma in noisy_sigmas
-            )
-            progress(
-                f"noise seed {seed} ({seed_index + 1}/{len(seeds)}): accuracy by sigma {{{summary}}}"
-            )
+        summary = ", ".join(
+            f"{sigma:g}: {correct[(seed, sigma)] / len(x):.3f}" for sigma in noisy_sigmas
+        )
+        report(f"noise seed {seed} ({seed_index + 1}/{len(seeds)}): accuracy by sigma {{{summary}}}")
 
     results = []
     for sigma in sigmas:

@@ -14,15 +14,21 @@ The report is a dict (the JSON document)::
     }
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 
 import numpy as np
 
-JSON_FILENAME = "robustness.json"
-NOISE_PLOT_FILENAME = "noise_robustness.png"
-ADVERSARIAL_PLOT_FILENAME = "adversarial_robustness.png"
+from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.robustness import scoring
+
+JSON_FILENAME = workdir_files.ROBUSTNESS_JSON
+NOISE_PLOT_FILENAME = workdir_files.NOISE_PLOT
+ADVERSARIAL_PLOT_FILENAME = workdir_files.ADVERSARIAL_PLOT
+ADVERSARIAL_CSV_FILENAME = workdir_files.ADVERSARIAL_CSV
 NORM_TITLES = {"linf": "L-inf", "l2": "L2"}
 
 
@@ -150,9 +156,6 @@ def format_noise_table(model_results):
     return "\n".join(lines)
 
 
-ADVERSARIAL_CSV_FILENAME = "adversarial_per_sample.csv"
-
-
 def _format_distance(value):
     if value is None:
         return "-"
@@ -241,9 +244,6 @@ def plot_adversarial(per_sample_by_label, path):
     Returns:
         `path`.
     """
-    from neuroreg_tf.robustness import adversarial as adversarial_lib
-    from neuroreg_tf.robustness import minimal
-
     plt = _pyplot()
     norms = [
         norm
@@ -255,15 +255,15 @@ def plot_adversarial(per_sample_by_label, path):
         everything = np.concatenate(
             [values[norm]["distance"] for values in per_sample_by_label.values() if norm in values]
         )
-        epsilons = adversarial_lib.epsilon_grid(everything, points=200)[1:]
+        epsilons = scoring.epsilon_grid(everything, points=200)[1:]
         for label, values in per_sample_by_label.items():
             if norm not in values:
                 continue
             distances = values[norm]["distance"]
-            median = minimal.quantile(distances, 0.5)
+            median = scoring.quantile(distances, 0.5)
             axes.plot(
                 epsilons,
-                minimal.success_curve(distances, epsilons),
+                scoring.success_curve(distances, epsilons),
                 label=f"{label} (median {_format_distance(median)})",
             )
         axes.axhline(0.5, color="gray", linestyle="--", linewidth=0.8)

@@ -18,7 +18,8 @@ class SimilarityMonitor(keras.callbacks.Callback):
     (never used in training steps) is computed in inference mode with
     batch-mean centring over all of them, and compared with the target over
     i < j pairs. Logged keys: ``val_similarity_r`` (Pearson r),
-    ``val_similarity_loss`` (Eq 8) and ``gamma_<layer>`` for each tap.
+    ``val_similarity_loss`` (the model's own similarity loss: Eq 8 with its clamp, or CKA)
+    and ``gamma_<layer>`` for each tap.
     Put it before CSVLogger/TensorBoard so they record these keys.
     """
 
@@ -40,7 +41,7 @@ class SimilarityMonitor(keras.callbacks.Callback):
             return
         s_pred, _ = self.model.model_similarity(tf.constant(self.stimuli), training=False)
         logs["val_similarity_r"] = float(similarity.pair_correlation(s_pred, self.target_block))
-        logs["val_similarity_loss"] = float(similarity.similarity_loss(s_pred, self.target_block))
+        logs["val_similarity_loss"] = float(self.model.similarity_loss(s_pred, self.target_block))
         if self.verbose:
             weights = ", ".join(f"{n}={g:.2f}" for n, g in zip(self.model.tap_layers, gamma))
             print(f"\nepoch {epoch + 1}: held-out similarity r={logs['val_similarity_r']:.3f}; gamma: {weights}")

@@ -1,9 +1,8 @@
 """One training run, from a config to a workdir.
 
-A workdir holds everything a run produces::
+A workdir holds everything a run produces (file names: ``neuroreg_tf.workdir``)::
 
     config.json        the resolved config, written first
-    target/            the SIMULATED target, when config.target.path is empty
     backup/            atomic checkpoints (model, optimizer, step): a run killed at any
                        point resumes from here, exactly; removed once the run is finished
     history.csv        per-epoch metrics (CSVLogger, appended across resumes)
@@ -25,7 +24,10 @@ replicas compute what one device computes. Each epoch's data is seeded by its
 epoch number, so a resumed run sees the batches the uninterrupted run saw.
 Multi-worker runs use a custom loop (Keras 3 ``fit`` fails there,
 keras-team/keras#20585); only the chief writes into the workdir. See
-``neuroreg_tf.training.distributed_fit`` and ``multi_worker``.
+``neuroreg_tf.training.driver`` and ``multi_worker``.
+
+The target is read from ``config.target.path``; building one is the neural library's job
+(``neuroreg_tf.neural.build_targets``, which ``train.py`` calls when the path is empty).
 """
 
 from __future__ import annotations
@@ -42,48 +44,17 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from neuroreg_tf import data, targets
+from neuroreg_tf import data, targets, workdir as workdir_files
+from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.fileio import write_json_atomic
-from neuroreg_tf.models import ResNet
+from neuroreg_tf.models import NeuralRegularizedModel, ResNet
 from neuroreg_tf.training.callbacks import SimilarityMonitor
 from neuroreg_tf.training.distributed_data import epoch_seed
-from neuroreg_tf.training.distributed_fit import train_model
+from neuroreg_tf.training.driver import train_model
+from neuroreg_tf.training.joint_data import joint_dataset, split_stimuli
 from neuroreg_tf.training.multi_worker import is_chief
-from neuroreg_tf.training.pipeline import joint_dataset, split_stimuli
-from neuroreg_tf.training.regularized import NeuralRegularizedModel
 from neuroreg_tf.training.schedules import CyclicStepDecay
 from neuroreg_tf.training.strategies import configure_batch_norm, make_strategy
-
-SUMMARY = "summary.json"
-
-
-def build_simulated_target(path: str, simulation: ml_collections.ConfigDict) -> str:
-    """Writes a target from a small SIMULATED V1 experiment (see neural.pipeline)."""
-    from neuroreg_tf.neural.pipeline import build_simulated_target as build
-
-    print(
-        f"Building a SIMULATED V1 '{simulation.kind}' target over {simulation.n_stimuli} "
-        f"natural-image crops -> {path}",
-        flush=True,
-    )
-    return build(
-        path,
-        kind=simulation.kind,
-        n_stimuli=simulation.n_stimuli,
-        seed=simulation.seed,
-        max_epochs=simulation.max_epochs,
-        log=lambda message: print(message, flush=True),
-    )
-
-
-def resolve_target(config: ml_collections.ConfigDict, workdir: str) -> targets.SimilarityTarget:
-    """Loads ``config.target.path``, or builds the default simulated target."""
-    path = config.target.path
-    if not path:
-        path = os.path.join(workdir, "target")
-        if not os.path.isfile(os.path.join(path, "metadata.json")):
-            build_simulated_target(path, config.target.simulation)
-    return targets.load_target(path)
 
 
 def scaled_learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -142,10 +113,10 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_sh
 
 
 def _check_workdir(config, workdir: str) -> None:
-    if os.path.isfile(os.path.join(workdir, SUMMARY)) and not config.overwrite:
+    if workdir_files.is_finished_training(workdir) and not config.overwrite:
         raise FileExistsError(
-            f"{workdir} already holds a finished run ({SUMMARY} exists). Choose another "
-            "--workdir, delete it, or pass --config.overwrite=True."
+            f"{workdir} already holds a finished run ({workdir_files.SUMMARY} exists). Choose "
+            "another --workdir, delete it, or pass --config.overwrite=True."
         )
 
 
@@ -169,9 +140,9 @@ def _export_atomic(classifier: keras.Model, path: str) -> None:
 
 
 def _save_artifacts(model: NeuralRegularizedModel, directory: str) -> None:
-    _save_keras_atomic(model, os.path.join(directory, "model.keras"))
-    _save_keras_atomic(model.classifier, os.path.join(directory, "classifier.keras"))
-    _export_atomic(model.classifier, os.path.join(directory, "export"))
+    _save_keras_atomic(model, workdir_files.path(directory, workdir_files.MODEL))
+    _save_keras_atomic(model.classifier, workdir_files.path(directory, workdir_files.CLASSIFIER))
+    _export_atomic(model.classifier, workdir_files.path(directory, workdir_files.EXPORT))
 
 
 def read_history(csv_path: str) -> list[dict]:
@@ -181,24 +152,38 @@ def read_history(csv_path: str) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict:
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    callbacks=(),
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Trains one model as ``config`` says and writes everything to ``workdir``.
 
     Args:
-      config: a training config (see ``neuroreg_tf.config.base_train_config``).
+      config: a training config (see ``neuroreg_tf.config.base_train_config``) whose
+        ``target.path`` names a target directory.
       workdir: where everything is written; a run interrupted there resumes.
       callbacks: extra Keras callbacks, run after ours.
+      strategy: the strategy of ``config.strategy`` if the caller made it already (it must
+        exist before any other TensorFlow op under ``multi_worker``); made here otherwise.
 
     Returns:
       The summary written to ``summary.json`` (final metrics and paths).
     """
+    if not config.target.path:
+        raise ConfigError(
+            "config.target.path is empty: training needs a similarity target directory. Build "
+            "one with `python build_target.py --workdir=DIR` and pass "
+            "--config.target.path=DIR/target (train.py builds a SIMULATED one when it is empty)."
+        )
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
-    strategy = make_strategy(config)
+    strategy = strategy or make_strategy(config)
     chief = is_chief(strategy)
     os.makedirs(workdir, exist_ok=True)
     _check_workdir(config, workdir)
     if chief:
-        write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+        write_json_atomic(workdir_files.path(workdir, workdir_files.CONFIG), config.to_dict())
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -218,10 +203,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
             f"config.batch_size={config.batch_size} is larger than the {n_train} training images."
         )
 
-    # Other workers build their (identical, seeded) simulated target and save their
-    # (discarded) artifacts outside the workdir.
-    scratch = None if chief else tempfile.mkdtemp(prefix="neuroreg_worker_")
-    target = resolve_target(config, workdir if chief else scratch)
+    target = targets.load_target(config.target.path)
     train_indices, holdout_indices = split_stimuli(
         target.n_stimuli, config.target.holdout_fraction, config.seed
     )
@@ -247,13 +229,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
         model = build_model(config, info.num_classes, target.stimuli.shape[1:3])
         model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
 
-    history_csv = os.path.join(workdir, "history.csv")
-    backup_dir = os.path.join(workdir, "backup")
+    history_csv = workdir_files.path(workdir, workdir_files.HISTORY_CSV)
+    backup_dir = workdir_files.path(workdir, workdir_files.BACKUP)
     all_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0 and chief),
         keras.callbacks.CSVLogger(history_csv, append=True),
-        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
+        keras.callbacks.TensorBoard(
+            workdir_files.path(workdir, workdir_files.TENSORBOARD), write_graph=False
+        ),
         *callbacks,
     ]
     started = time.time()
@@ -279,6 +263,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
 
     if not chief:
         # Every worker saves (TensorFlow's multi-worker protocol); only the chief's stays.
+        scratch = tempfile.mkdtemp(prefix="neuroreg_worker_")
         _save_artifacts(model, scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         return {
@@ -289,22 +274,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, callbacks=()) -> dict
         }
     _save_artifacts(model, workdir)
     history = read_history(history_csv)
-    write_json_atomic(os.path.join(workdir, "history.json"), history)
+    write_json_atomic(workdir_files.path(workdir, workdir_files.HISTORY_JSON), history)
     final = history[-1] if history else last_logs
     summary = {
         "workdir": os.path.abspath(workdir),
         "dataset": config.data.dataset,
         "alpha": config.alpha,
-        "target": {
-            "path": config.target.path or os.path.join(workdir, "target"),
-            "kind": target.kind,
-            "simulated": target.simulated,
-        },
+        "target": {"path": config.target.path, "kind": target.kind, "simulated": target.simulated},
         "epochs": len(history),
         "train_seconds_this_process": round(time.time() - started, 1),
         "final": final,
         "gamma": dict(zip(model.tap_layers, np.asarray(model.gamma()).tolist())),
     }
-    write_json_atomic(os.path.join(workdir, SUMMARY), summary)
+    write_json_atomic(workdir_files.path(workdir, workdir_files.SUMMARY), summary)
     shutil.rmtree(backup_dir, ignore_errors=True)  # A finished run needs no backup.
     return summary

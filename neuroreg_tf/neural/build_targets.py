@@ -5,7 +5,8 @@ on real recordings (FileTree / HDF5, see ``recordings``) and on SIMULATED
 ones (``simulation.simulate_experiment``), where it also measures how close
 each target is to the noiseless ground truth.
 
-``build_simulated_target`` is the quick one-call version for demos and tests.
+``build_from_config`` does the same from a ``configs/build_target.py`` config: it is what
+``build_target.py`` runs, and what ``train.py`` runs for its default SIMULATED target.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from neuroreg_tf import similarity
+from neuroreg_tf import similarity, workdir as workdir_files
 from neuroreg_tf.fileio import json_default
-from neuroreg_tf.neural import build, figures, statistics
+from neuroreg_tf.neural import figures, statistics, target_kinds
 from neuroreg_tf.neural.predictive import PredictiveModelConfig, fit_predictive_model
-from neuroreg_tf.neural.recordings import Recording
-from neuroreg_tf.neural.simulation import SIMULATED_LABEL, SimulatedExperiment, simulate_experiment
+from neuroreg_tf.neural.recordings import Recording, read_recording
+from neuroreg_tf.neural.simulation import (
+    SIMULATED_LABEL,
+    SimulatedExperiment,
+    simulate_experiment,
+    write_experiment,
+)
+from neuroreg_tf.progress import Reporter, print_line, reporter
 
-REPORT_NAME = "target_report.json"
 NEEDS_MODEL = ("neural_model", "shuffle", "random")
 
 
-def _scan_metrics(scan: build.ScanAnalysis) -> dict[str, Any]:
+def _scan_metrics(scan: target_kinds.ScanAnalysis) -> dict[str, Any]:
     """Fig. 1D for one scan: r(S_data, S_oracle) over trial pairs, r(S_model, S_oracle)."""
     n_images, n_repeats, _ = scan.repeated.shape
     oracle_upper = similarity.upper_triangle(scan.oracle_similarity)
@@ -98,13 +104,13 @@ def build_targets(
     """
     log = log or (lambda message: None)
     kinds = [primary_kind] + [k for k in extra_kinds if k != primary_kind]
-    unknown = [k for k in kinds if k not in build.RESPONSE_KINDS]
+    unknown = [k for k in kinds if k not in target_kinds.RESPONSE_KINDS]
     if unknown:
-        raise ValueError(f"Target kinds must be among {build.RESPONSE_KINDS}. Received: kinds={unknown}")
+        raise ValueError(f"Target kinds must be among {target_kinds.RESPONSE_KINDS}. Received: kinds={unknown}")
     if "ground_truth" in kinds and experiment is None:
         raise ValueError("The 'ground_truth' kind exists only for simulated experiments. Received: experiment=None")
     if "vgg" in kinds and not vgg_weights:
-        raise ValueError(f"The 'vgg' kind needs VGG19 weights. {build.VGG_WEIGHTS_HELP} Received: vgg_weights={vgg_weights!r}")
+        raise ValueError(f"The 'vgg' kind needs VGG19 weights. {target_kinds.VGG_WEIGHTS_HELP} Received: vgg_weights={vgg_weights!r}")
     if not recordings:
         raise ValueError("Need at least one recording. Received: recordings=[]")
     simulated = any(r.simulated for r in recordings) or experiment is not None
@@ -112,9 +118,9 @@ def build_targets(
     label = f" [{SIMULATED_LABEL}]" if simulated else ""
     log(f"Building targets {kinds} from {len(recordings)} scan(s){label}")
 
-    oracle_ids = build.shared_oracle_ids(recordings)
-    image_ids, images = build.shared_stimuli(recordings)
-    scans = [build.analyse_scan(r, oracle_ids) for r in recordings]
+    oracle_ids = target_kinds.shared_oracle_ids(recordings)
+    image_ids, images = target_kinds.shared_stimuli(recordings)
+    scans = [target_kinds.analyse_scan(r, oracle_ids) for r in recordings]
     for h, scan in enumerate(scans):
         log(
             f"scan {h + 1}: {scan.recording.n_trials} trials, {scan.recording.n_neurons} neurons, "
@@ -136,9 +142,9 @@ def build_targets(
         provenance["simulation"] = experiment.parameters
     embeddings: dict[str, np.ndarray] = {}
     log("computing embeddings")
-    data_embedding = build.average_embeddings(build.data_embedding(s, image_ids) for s in scans)
+    data_embedding = target_kinds.average_embeddings(target_kinds.data_embedding(s, image_ids) for s in scans)
     model_embedding = (
-        build.average_embeddings(build.model_embedding(s, images) for s in scans) if fit_models else None
+        target_kinds.average_embeddings(target_kinds.model_embedding(s, images) for s in scans) if fit_models else None
     )
     truth_embedding = None
     if experiment is not None:
@@ -147,9 +153,9 @@ def build_targets(
     written = {}
     for kind in kinds:
         if kind == primary_kind:
-            path = target_path or os.path.join(out_dir, "target")
+            path = target_path or os.path.join(out_dir, workdir_files.TARGET)
         else:
-            path = os.path.join(out_dir, "targets", kind)
+            path = os.path.join(out_dir, workdir_files.TARGETS, kind)
         extra = {}
         if kind == "neural_model":
             arrays = {"embedding": model_embedding}
@@ -158,34 +164,34 @@ def build_targets(
             arrays = {"embedding": data_embedding}
             extra["method"] = "Eq 1-2 on the first single trial of each image, averaged over scans"
         elif kind == "shuffle":
-            shuffled, permutation = build.shuffle_embedding(model_embedding, seed)
+            shuffled, permutation = target_kinds.shuffle_embedding(model_embedding, seed)
             arrays = {"embedding": shuffled}
             extra.update(method="neural_model target with stimulus identities permuted", permutation_seed=seed)
         elif kind == "random":
-            spread = build.similarity_spread(model_embedding, seed=seed)
-            arrays = {"embedding": build.random_embedding(len(image_ids), spread, seed)}
+            spread = target_kinds.similarity_spread(model_embedding, seed=seed)
+            arrays = {"embedding": target_kinds.random_embedding(len(image_ids), spread, seed)}
             extra.update(method="Eq 2 on Gaussian noise with the neural_model spread", spread=spread)
         elif kind == "ground_truth":
             arrays = {"embedding": truth_embedding}
             extra["method"] = "Eq 2 on the noiseless neutral-state rates of all recorded neurons"
         elif kind == "vgg":
-            log(f"computing VGG19 {build.VGG_LAYER} features")
-            arrays = {"embedding": build.vgg_embedding(images, vgg_weights)}
-            extra.update(method=f"Eq 9 on VGG19 {build.VGG_LAYER} features", vgg_weights=vgg_weights)
+            log(f"computing VGG19 {target_kinds.VGG_LAYER} features")
+            arrays = {"embedding": target_kinds.vgg_embedding(images, vgg_weights)}
+            extra.update(method=f"Eq 9 on VGG19 {target_kinds.VGG_LAYER} features", vgg_weights=vgg_weights)
         else:  # oracle
             ids, unique_images, _ = recordings[0].unique_images()
-            build.write_target(
+            target_kinds.write_target(
                 path,
                 kind,
                 unique_images[np.searchsorted(ids, oracle_ids)],
                 simulated=simulated,
-                matrix=build.oracle_target_matrix(scans),
+                matrix=target_kinds.oracle_target_matrix(scans),
                 provenance={**provenance, "image_ids": oracle_ids, "method": "Eq 3, averaged over scans"},
             )
             written[kind] = path
             log(f"wrote {kind} target ({oracle_ids.size} stimuli) to {path}")
             continue
-        build.write_target(path, kind, images, simulated=simulated, provenance={**provenance, **extra}, **arrays)
+        target_kinds.write_target(path, kind, images, simulated=simulated, provenance={**provenance, **extra}, **arrays)
         embeddings[kind] = arrays["embedding"]
         written[kind] = path
         log(f"wrote {kind} target ({len(image_ids)} stimuli) to {path}")
@@ -221,9 +227,9 @@ def build_targets(
         report["fluctuation_std_across_scans"] = float(np.std(delta_scan))
         report["fluctuation_std_across_repeats"] = float(np.std(delta_repeat))
     if truth_embedding is not None:
-        report["r_data_vs_truth"] = build.pair_correlation_from_embeddings(data_embedding, truth_embedding)
+        report["r_data_vs_truth"] = target_kinds.pair_correlation_from_embeddings(data_embedding, truth_embedding)
         if fit_models:
-            report["r_model_vs_truth"] = build.pair_correlation_from_embeddings(model_embedding, truth_embedding)
+            report["r_model_vs_truth"] = target_kinds.pair_correlation_from_embeddings(model_embedding, truth_embedding)
         truth_oracle = similarity.similarity_matrix(experiment.ground_truth_rates(oracle_ids))
         report["oracle_images"] = {
             "r_oracle_vs_truth": float(
@@ -235,7 +241,7 @@ def build_targets(
                 np.mean([statistics.pair_correlation(e["model_oracle"], truth_oracle) for e in extras])
             )
     if make_figures:
-        figure_dir = os.path.join(out_dir, "figures")
+        figure_dir = os.path.join(out_dir, workdir_files.FIGURES)
         os.makedirs(figure_dir, exist_ok=True)
         paths = [
             figures.plot_similarity_matrices(
@@ -267,66 +273,73 @@ def build_targets(
         report["figures"] = paths
     report["seconds"] = round(time.time() - started, 1)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, REPORT_NAME), "w") as f:
+    with open(os.path.join(out_dir, workdir_files.TARGET_REPORT), "w") as f:
         json.dump(report, f, indent=2, default=json_default)
-    log(f"wrote {os.path.join(out_dir, REPORT_NAME)}")
+    log(f"wrote {os.path.join(out_dir, workdir_files.TARGET_REPORT)}")
     for key in ("r_data_vs_oracle", "r_model_vs_oracle", "r_data_vs_truth", "r_model_vs_truth"):
         if report.get(key) is not None:
             log(f"  {key} = {report[key]:.3f}")
     return report
 
 
-def build_simulated_target(
-    path: str,
-    *,
-    kind: str = "neural_model",
-    n_stimuli: int = 1500,
-    seed: int = 0,
-    max_epochs: int = 8,
-    log: Callable[[str], Any] | None = None,
-) -> str:
-    """One call: a small SIMULATED experiment -> one target directory at ``path``.
+def build_from_config(config, out_dir: str, *, progress: Reporter = print_line) -> dict[str, Any]:
+    """Builds the targets a ``configs/build_target.py`` config describes into ``out_dir``.
 
-    Two scans of 150 neurons from a 300-neuron population; ``n_stimuli``
-    includes 40 oracle images shown 6 times. Measured for 1500 stimuli on 2
-    CPU cores shared with other jobs (imports included): ``kind='neural_data'``
-    ~30 s; ``'neural_model'`` (two small predictive models, 8 epochs each)
-    ~90 s.
+    Reads ``config.recordings`` (FileTree folders / HDF5 files) or, when it is empty, simulates
+    the ``config.simulation`` preset (SIMULATED V1), fits the predictive models and writes
+    ``out_dir/target`` (``config.target.kind``), ``out_dir/targets/<kind>`` for
+    ``config.target.extra_kinds`` (``ground_truth`` only for simulated data), the report and the
+    figures. ``build_target.py`` is this function behind flags; ``train.py`` calls it for its
+    default SIMULATED target.
 
     Args:
-      path: the target directory to write (loadable with
-        ``neuroreg_tf.targets.load_target``).
-      kind: 'neural_model', 'neural_data', 'oracle', 'shuffle', 'random' or
-        'ground_truth'.
-      n_stimuli: stimuli in the target (>= 100), 36 x 64 natural-image crops.
-      seed: seed of stimuli, population and noise.
-      max_epochs: predictive-model epochs (early stopping may end sooner).
-      log: progress sink (e.g. ``print``); None for silence.
+      config: the ConfigDict of ``configs/build_target.py``.
+      out_dir: the build's workdir.
+      progress: progress reporter (None: silent).
 
     Returns:
-      ``path``.
+      The report (``out_dir/target_report.json``).
     """
-    if n_stimuli < 100:
-        raise ValueError(f"`n_stimuli` must be at least 100. Received: n_stimuli={n_stimuli}")
-    experiment = simulate_experiment(
-        n_single=n_stimuli - 40, n_oracle=40, n_repeats=6, n_scans=2, neurons_per_scan=150,
-        population_size=300, seed=seed,
+    log = reporter(progress)
+    os.makedirs(out_dir, exist_ok=True)
+    experiment = None
+    if config.recordings:
+        paths = [p.strip() for p in config.recordings.split(",") if p.strip()]
+        log(f"reading {len(paths)} recording(s)")
+        scans = [read_recording(p) for p in paths]
+    else:
+        log(f"simulating V1 ({SIMULATED_LABEL}), preset {config.simulation.preset!r}")
+        experiment = simulate_experiment(preset=config.simulation.preset, seed=config.simulation.seed)
+        scans = experiment.recordings
+        if config.simulation.save_recordings:
+            recordings_dir = os.path.join(out_dir, workdir_files.RECORDINGS)
+            write_experiment(recordings_dir, experiment)
+            log(f"wrote {len(scans)} simulated scans and their ground truth to {recordings_dir}")
+    requested = [k.strip() for k in config.target.extra_kinds.split(",") if k.strip()]
+    extra_kinds = [k for k in requested if not (k == "ground_truth" and experiment is None)]
+    return build_targets(
+        scans,
+        out_dir,
+        primary_kind=config.target.kind,
+        extra_kinds=extra_kinds,
+        predictor_config=PredictiveModelConfig(**config.model.to_dict()),
+        experiment=experiment,
+        vgg_weights=config.vgg.weights or None,
+        make_figures=config.figures,
+        seed=config.target.seed,
+        log=log,
     )
-    import tempfile
 
-    with tempfile.TemporaryDirectory() as scratch:
-        report = build_targets(
-            experiment.recordings,
-            scratch,
-            primary_kind=kind,
-            extra_kinds=(),
-            predictor_config=PredictiveModelConfig(max_epochs=max_epochs, seed=seed),
-            experiment=experiment,
-            make_figures=False,
-            target_path=path,
-            seed=seed,
-            log=log,
-        )
-    with open(os.path.join(path, "build_report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=json_default)
-    return path
+
+def ensure_built(config, out_dir: str, *, progress: Reporter = print_line) -> str:
+    """The primary target of ``build_from_config(config, out_dir)``, built unless already there.
+
+    Returns:
+      The target's path, ``out_dir/target``.
+    """
+    target_path = os.path.join(out_dir, workdir_files.TARGET)
+    if os.path.isfile(os.path.join(out_dir, workdir_files.TARGET_REPORT)):
+        reporter(progress)(f"Reusing the target built in {out_dir}")
+    else:
+        build_from_config(config, out_dir, progress=progress)
+    return target_path

@@ -293,10 +293,10 @@ def stream_model_target(
 ) -> str:
     """The Neural (model) target for stimuli too many to hold: streamed to disk.
 
-    Like the ``neural_model`` kind of ``pipeline.build_targets``, but the
+    Like the ``neural_model`` kind of ``build_targets.build_targets``, but the
     predictions are made chunk by chunk (twice: once for the mean, once for the
     rows) and written straight to ``embedding.npy``
-    (``scale.stream_averaged_embedding_target``; see there for
+    (``streaming.stream_averaged_embedding_target``; see there for
     ``projection_dims``).
 
     Args:
@@ -314,7 +314,7 @@ def stream_model_target(
     Returns:
       ``path``.
     """
-    from neuroreg_tf.neural import scale
+    from neuroreg_tf.neural import streaming
 
     specs = [
         (lambda start, stop, scan=scan: scan.predictor.predict_neutral(stimuli_fn(start, stop)), scan.recording.n_neurons, scan.model_weights)
@@ -324,7 +324,7 @@ def stream_model_target(
     metadata["method"] = "Eq 6: neutral-state predictions x w_a v_a, averaged over scans (streamed)"
     if simulated:
         metadata["label"] = SIMULATED_LABEL
-    return scale.stream_averaged_embedding_target(
+    return streaming.stream_averaged_embedding_target(
         path, n_stimuli=n_stimuli, stimulus_shape=stimulus_shape, stimuli_fn=stimuli_fn, scans=specs,
         projection_dims=projection_dims, kind="neural_model", simulated=simulated, metadata=metadata,
         chunk=chunk, log=log,
@@ -337,13 +337,3 @@ def oracle_target_matrix(scans) -> np.ndarray:
     matrix = np.clip((matrix + matrix.T) / 2.0, -1.0, 1.0)
     np.fill_diagonal(matrix, 1.0)
     return matrix
-
-
-# ----------------------------------------------------------------------------
-# The first, single-scan interface (kept for the demo and existing callers).
-# ----------------------------------------------------------------------------
-
-
-def neural_data_similarity(responses: np.ndarray, repeated: np.ndarray) -> np.ndarray:
-    """"Neural (data)" similarity: Eq 1 SNR weights from the repeats, then Eq 2."""
-    return similarity.similarity_matrix(responses, similarity.snr_weights(repeated))

@@ -52,7 +52,7 @@ import keras
 import tensorflow as tf
 
 from neuroreg_tf import similarity
-from neuroreg_tf.models import feature_model, resolve_tap_layers
+from neuroreg_tf.models.resnet import feature_model, resolve_tap_layers
 
 CENTERINGS = ("batch", "ema")
 SIMILARITY_LOSSES = ("arctanh", "cka")
@@ -279,7 +279,8 @@ class NeuralRegularizedModel(keras.Model):
             self.ema_initialized.assign(1.0)
         return updated
 
-    def _similarity_loss(self, s_pred, s_target):
+    def similarity_loss(self, s_pred, s_target) -> tf.Tensor:
+        """The model's similarity loss between S_CNN and the target: Eq 8, or log(1 - CKA)."""
         if self.similarity_loss_name == "cka":
             return similarity.cka_loss(s_pred, s_target)
         return similarity.similarity_loss(s_pred, s_target, self.arctanh_eps)
@@ -368,7 +369,7 @@ class NeuralRegularizedModel(keras.Model):
                 objective = objective + regularization / replicas
             if self.alpha > 0:
                 s_pred = self._stimulus_similarity_for_training(stimuli)
-                sim_loss = self._similarity_loss(s_pred, target)
+                sim_loss = self.similarity_loss(s_pred, target)
                 objective = objective + self.alpha * sim_loss / replicas
         variables = self.trainable_variables
         gradients = tape.gradient(objective, variables)
@@ -384,7 +385,7 @@ class NeuralRegularizedModel(keras.Model):
             s_pred = sim_loss = None
         elif self.alpha == 0:
             s_pred, _ = self.model_similarity(stimuli, training=False)
-            sim_loss = self._similarity_loss(s_pred, target)
+            sim_loss = self.similarity_loss(s_pred, target)
         else:
             total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
@@ -399,7 +400,7 @@ class NeuralRegularizedModel(keras.Model):
         s_pred = sim_loss = None
         if stimuli is not None:
             s_pred, _ = self.model_similarity(stimuli, training=False)
-            sim_loss = self._similarity_loss(s_pred, target)
+            sim_loss = self.similarity_loss(s_pred, target)
             total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
         return self._logs(with_similarity=stimuli is not None, with_gamma=False)

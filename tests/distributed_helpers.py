@@ -57,7 +57,7 @@ def make_epoch_fn(seed: int = 0, batch: int = BATCH):
     import tensorflow as tf
 
     from neuroreg_tf.training.distributed_data import epoch_seed
-    from neuroreg_tf.training.pipeline import joint_dataset
+    from neuroreg_tf.training.joint_data import joint_dataset
 
     target = tiny_target()
     images, labels = classification_arrays()
@@ -101,7 +101,7 @@ def build_model(centering: str = "batch", batch_norm: str = "synchronized", alph
     """The tiny classifier wrapped for joint training, compiled with SGD + momentum."""
     import keras
 
-    from neuroreg_tf.training.regularized import NeuralRegularizedModel
+    from neuroreg_tf.models import NeuralRegularizedModel
     from neuroreg_tf.training.strategies import configure_batch_norm
 
     keras.utils.set_random_seed(11)
@@ -213,7 +213,7 @@ def run_fit(out_path: str, epochs: int, workdir: str, kill_step: int = 0,
     import tensorflow as tf
 
     from neuroreg_tf.training.checkpointing import AtomicCheckpointer, optimizer_step
-    from neuroreg_tf.training.distributed_fit import train_model
+    from neuroreg_tf.training.driver import train_model
 
     backup_dir = os.path.join(workdir, "backup")
     latest = AtomicCheckpointer(backup_dir).latest()

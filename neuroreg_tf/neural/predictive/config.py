@@ -1,0 +1,53 @@
+"""Hyper-parameters of a predictive model and of its training."""
+
+from __future__ import annotations
+
+import dataclasses
+
+READOUTS = ("factorized", "gaussian")
+
+
+@dataclasses.dataclass
+class PredictiveModelConfig:
+    """Hyper-parameters of the predictive model and its training.
+
+    Attributes:
+      channels: feature channels per core layer.
+      input_kernel: first-layer kernel size.
+      hidden_kernel: kernel size of layers 2 and 3.
+      readout: 'factorized' or 'gaussian'.
+      readout_pool: average-pooling of the core features before a factorized
+        readout (1: none); cuts readout cost by its square.
+      laplace_weight: Laplace smoothness penalty on the first layer.
+      readout_l1: L1 penalty on the factorized readout weights.
+      use_shifter: learn pupil centre -> readout shift.
+      use_modulator: learn behaviour -> gain.
+      learning_rate: Adam learning rate.
+      batch_size: trials per step.
+      max_epochs: upper bound on epochs.
+      patience: epochs without a better validation correlation before stopping.
+      seed: initialisation and shuffling seed.
+    """
+
+    channels: int = 12
+    input_kernel: int = 9
+    hidden_kernel: int = 3
+    readout: str = "factorized"
+    readout_pool: int = 4
+    laplace_weight: float = 0.1
+    readout_l1: float = 0.05
+    use_shifter: bool = True
+    use_modulator: bool = True
+    learning_rate: float = 1e-2
+    batch_size: int = 64
+    max_epochs: int = 20
+    patience: int = 3
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.readout not in READOUTS:
+            raise ValueError(f"`readout` must be one of {READOUTS}. Received: readout={self.readout!r}")
+        for name in ("channels", "input_kernel", "hidden_kernel", "readout_pool", "batch_size", "max_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={getattr(self, name)}")
+

@@ -1,0 +1,136 @@
+"""Per-neuron readouts of the core's features, each shifted with the eye position."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+def _interpolate_axis(features, positions, axis):
+    """Linear interpolation of ``features`` at fractional ``positions`` along ``axis``.
+
+    positions: (batch, size) coordinates; edges are extended (nearest).
+    """
+    size = features.shape[axis]
+    lower = tf.floor(positions)
+    fraction = positions - lower
+    index0 = tf.cast(tf.clip_by_value(lower, 0, size - 1), tf.int32)
+    index1 = tf.cast(tf.clip_by_value(lower + 1, 0, size - 1), tf.int32)
+    first = tf.gather(features, index0, axis=axis, batch_dims=1)
+    second = tf.gather(features, index1, axis=axis, batch_dims=1)
+    shape = [-1, 1, 1, 1]
+    shape[axis] = size
+    fraction = tf.reshape(fraction, shape)
+    return first * (1.0 - fraction) + second * fraction
+
+
+def translate(features: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
+    """Moves (batch, h, w, c) feature maps by ``shift`` (batch, 2) pixels (row, col).
+
+    Bilinear and differentiable in ``shift`` (so a shifter can learn it);
+    output[y, x] = input[y - shift_row, x - shift_col], edges extended.
+    """
+    height, width = features.shape[1], features.shape[2]
+    rows = tf.range(height, dtype=features.dtype)[None] - shift[:, 0:1]
+    cols = tf.range(width, dtype=features.dtype)[None] - shift[:, 1:2]
+    return _interpolate_axis(_interpolate_axis(features, rows, 1), cols, 2)
+
+
+class FactorizedReadout(keras.layers.Layer):
+    """Per-neuron spatial mask x feature weights, with an optional image-plane shift."""
+
+    def __init__(self, n_neurons, pool, l1, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.n_neurons = n_neurons
+        self.pool = pool
+        self.l1 = l1
+        self.seed = seed
+
+    def build(self, feature_shape):
+        height = -(-feature_shape[1] // self.pool)
+        width = -(-feature_shape[2] // self.pool)
+        self.spatial = self.add_weight(
+            shape=(self.n_neurons, height, width),
+            initializer=keras.initializers.RandomNormal(0.0, 0.01, seed=self.seed),
+            name="spatial",
+        )
+        self.features = self.add_weight(
+            shape=(self.n_neurons, feature_shape[-1]),
+            initializer=keras.initializers.RandomNormal(0.0, 0.1, seed=self.seed + 1),
+            name="features",
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer="zeros", name="bias")
+
+    def penalty(self):
+        return self.l1 * (tf.reduce_mean(tf.abs(self.spatial)) + tf.reduce_mean(tf.abs(self.features)))
+
+    def call(self, features, shift=None, training=False):
+        if shift is not None:
+            features = translate(features, shift)
+        if self.pool > 1:
+            features = tf.nn.avg_pool2d(features, self.pool, self.pool, padding="SAME")
+        spatial_out = tf.einsum("bhwc,nhw->bnc", features, self.spatial)
+        return tf.reduce_sum(spatial_out * self.features[None], axis=-1) + self.bias
+
+
+class GaussianReadout(keras.layers.Layer):
+    """Per-neuron point readout at a learned position mu, jittered by sigma in training."""
+
+    def __init__(self, n_neurons, seed=0, init_mu_range=0.5, init_sigma=0.3, **kwargs):
+        super().__init__(**kwargs)
+        self.n_neurons = n_neurons
+        self.seed = seed
+        self.init_mu_range = init_mu_range
+        self.init_sigma = init_sigma
+        self.generator = tf.random.Generator.from_seed(seed)
+
+    def build(self, feature_shape):
+        self.mu = self.add_weight(
+            shape=(self.n_neurons, 2),
+            initializer=keras.initializers.RandomUniform(-self.init_mu_range, self.init_mu_range, seed=self.seed),
+            name="mu",
+        )
+        self.log_sigma = self.add_weight(
+            shape=(self.n_neurons, 1), initializer=keras.initializers.Constant(np.log(self.init_sigma)), name="log_sigma"
+        )
+        self.features = self.add_weight(
+            shape=(self.n_neurons, feature_shape[-1]),
+            initializer=keras.initializers.RandomNormal(0.0, 0.1, seed=self.seed + 1),
+            name="features",
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer="zeros", name="bias")
+
+    def penalty(self):
+        return 0.0
+
+    def call(self, features, shift=None, training=False):
+        batch = tf.shape(features)[0]
+        height, width = features.shape[1], features.shape[2]
+        position = tf.tile(self.mu[None], [batch, 1, 1])
+        if training:
+            position += tf.exp(self.log_sigma)[None] * self.generator.normal(tf.shape(position))
+        if shift is not None:
+            # shift is (batch, 2) in pixels (row, col): convert to [-1, 1] units.
+            scale = tf.constant([2.0 / max(height - 1, 1), 2.0 / max(width - 1, 1)])
+            position += (shift * scale)[:, None, :]
+        position = tf.clip_by_value(position, -1.0, 1.0)
+        rows = (position[..., 0] + 1.0) * 0.5 * (height - 1)
+        cols = (position[..., 1] + 1.0) * 0.5 * (width - 1)
+        row0 = tf.clip_by_value(tf.floor(rows), 0.0, height - 2.0)
+        col0 = tf.clip_by_value(tf.floor(cols), 0.0, width - 2.0)
+        row_frac = (rows - row0)[..., None]
+        col_frac = (cols - col0)[..., None]
+        flat = tf.reshape(features, [batch, height * width, -1])
+
+        def gather(r, c):
+            index = tf.cast(r, tf.int32) * width + tf.cast(c, tf.int32)
+            return tf.gather(flat, index, batch_dims=1)
+
+        sampled = (
+            gather(row0, col0) * (1 - row_frac) * (1 - col_frac)
+            + gather(row0, col0 + 1) * (1 - row_frac) * col_frac
+            + gather(row0 + 1, col0) * row_frac * (1 - col_frac)
+            + gather(row0 + 1, col0 + 1) * row_frac * col_frac
+        )
+        return tf.reduce_sum(sampled * self.features[None], axis=-1) + self.bias
+

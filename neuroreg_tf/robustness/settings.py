@@ -1,0 +1,186 @@
+"""How adversarial minimal perturbations are searched: every setting and its default, once.
+
+``AttackSettings`` is the one definition. The evaluation config's ``adversarial`` section is made
+from it (``configs/evaluate.py``), and ``adversarial_evaluation``, ``minimal_perturbation`` and
+``attacks.default_attacks`` all take it, so a setting has one name and one default everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from neuroreg_tf.errors import ConfigError
+
+PGD_LOSSES = ("margin", "ce")
+NORMS = ("linf", "l2")
+DEFAULT_INITIAL_EPSILON = {"linf": 0.01, "l2": 0.25}
+
+
+def check_norm(norm: str) -> str:
+    """Returns `norm` after checking it is "linf" or "l2"."""
+    if norm not in NORMS:
+        raise ValueError(f"Expected norm 'linf' or 'l2'. Received: norm={norm!r}")
+    return norm
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSettings:
+    """The attacks run per norm and the per-sample search over their budget.
+
+    Attributes:
+        step_fractions: PGD step sizes as fractions of epsilon.
+        iterations: PGD iteration counts; every (iterations, step, loss) triple is one attack.
+        losses: PGD objectives: "margin" (best wrong logit minus true logit; on a linear model it
+            finds the exact minimum) and/or "ce" (cross-entropy, whose gradient mixes the wrong
+            classes).
+        target_ranks: For each k, also margin PGD toward the k-th most likely wrong class of the
+            clean image (multi-targeted PGD: the nearest boundary is not always the runner-up's).
+        momentum: Also run the momentum iterative method on the PGD grid.
+        carlini_wagner: For L2, also run Carlini & Wagner (first: it is usually the strongest).
+        cw_max_iterations: C&W iterations per constant (CleverHans' default: 1000).
+        cw_binary_search_steps: C&W binary-search steps on its trade-off constant.
+        cw_learning_rate: C&W Adam learning rate (in tanh space).
+        cw_initial_const: C&W initial trade-off constant.
+        spsa: For L-inf, also run the gradient-free SPSA attack (slow; a check on gradient
+            masking).
+        spsa_iterations: SPSA iterations.
+        seed: Seed of the random attacks (SPSA); the others are deterministic.
+        search_steps: Bisection steps on epsilon per sample and attack, once bracketed.
+        search_factor: Factor of the exponential search (the paper's line of work uses 1.5).
+        max_exponential_steps: Exponential-search steps per sample and attack before giving up.
+        initial_epsilon: Budget where the first attack's exponential search starts; None: 0.01
+            for L-inf, 0.25 for L2. Later attacks start just below the best distance so far.
+        decision_margin: During the search a candidate counts only if its best wrong logit beats
+            the true logit by more than this; minimal adversarials sit on the decision boundary,
+            where logits change by ~1e-5 with the batch composition, and the margin keeps the
+            final check from losing them.
+        batch_size: Images per attack call.
+    """
+
+    step_fractions: tuple[float, ...] = (0.25,)
+    iterations: tuple[int, ...] = (20,)
+    losses: tuple[str, ...] = ("margin",)
+    target_ranks: tuple[int, ...] = (2, 3)
+    momentum: bool = False
+    carlini_wagner: bool = True
+    cw_max_iterations: int = 100
+    cw_binary_search_steps: int = 5
+    cw_learning_rate: float = 0.1
+    cw_initial_const: float = 1.0
+    spsa: bool = False
+    spsa_iterations: int = 50
+    seed: int = 0
+    search_steps: int = 10
+    search_factor: float = 1.5
+    max_exponential_steps: int = 20
+    initial_epsilon: float | None = None
+    decision_margin: float = 1e-3
+    batch_size: int = 500
+
+    def __post_init__(self):
+        for name in ("step_fractions", "iterations", "losses", "target_ranks"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ``ConfigError`` naming the first setting that cannot work."""
+        if not self.step_fractions or any(not 0 < f <= 1 for f in self.step_fractions):
+            raise ConfigError(
+                "step_fractions must be a non-empty list of PGD step sizes in (0, 1] (fractions "
+                f"of epsilon). Received: step_fractions={self.step_fractions}"
+            )
+        if not self.iterations or any(
+            isinstance(n, bool) or int(n) != n or n < 1 for n in self.iterations
+        ):
+            raise ConfigError(
+                "iterations must be a non-empty list of positive PGD iteration counts. "
+                f"Received: iterations={self.iterations}"
+            )
+        unknown = [loss for loss in self.losses if loss not in PGD_LOSSES]
+        if unknown or not (self.losses or self.target_ranks):
+            raise ConfigError(
+                f"losses must be among {PGD_LOSSES} (and not empty unless target_ranks are "
+                f"given). Received: losses={self.losses}"
+            )
+        if any(isinstance(k, bool) or int(k) != k or k < 1 for k in self.target_ranks):
+            raise ConfigError(
+                f"target_ranks must be positive integers. Received: target_ranks={self.target_ranks}"
+            )
+        positive = ("cw_max_iterations", "cw_binary_search_steps", "spsa_iterations",
+                    "max_exponential_steps", "batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ConfigError(f"{name} must be a positive integer. Received: {name}={value!r}")
+        if isinstance(self.search_steps, bool) or int(self.search_steps) != self.search_steps \
+                or self.search_steps < 0:
+            raise ConfigError(
+                f"search_steps must be an integer >= 0. Received: search_steps={self.search_steps!r}"
+            )
+        if not self.search_factor > 1:
+            raise ConfigError(f"search_factor must exceed 1. Received: search_factor={self.search_factor!r}")
+        if self.initial_epsilon is not None and not self.initial_epsilon > 0:
+            raise ConfigError(
+                f"initial_epsilon must be positive (or None). Received: initial_epsilon={self.initial_epsilon!r}"
+            )
+        if not self.decision_margin >= 0 or not self.cw_learning_rate > 0:
+            raise ConfigError(
+                "decision_margin must be >= 0 and cw_learning_rate > 0. Received: "
+                f"decision_margin={self.decision_margin!r}, cw_learning_rate={self.cw_learning_rate!r}"
+            )
+
+    def start_epsilon(self, norm: str) -> float:
+        """Where the first attack's exponential search starts for ``norm``."""
+        if self.initial_epsilon is not None:
+            return float(self.initial_epsilon)
+        return DEFAULT_INITIAL_EPSILON[norm]
+
+    def replace(self, **changes: Any) -> "AttackSettings":
+        """A copy with ``changes``; unknown names raise ``ConfigError`` listing the known ones."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise ConfigError(f"Unknown attack settings {unknown}. Known: {field_names()}")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (config sections, reports)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], ignore=()) -> "AttackSettings":
+        """Settings from a config section; keys in ``ignore`` belong to its caller."""
+        values = {key: value for key, value in dict(mapping).items() if key not in ignore}
+        return cls().replace(**values)
+
+
+def field_names() -> list[str]:
+    """The names of the settings, in definition order."""
+    return [field.name for field in dataclasses.fields(AttackSettings)]
+
+
+def preset(name: str | None) -> AttackSettings:
+    """The settings of an evaluation variant: None (CPU default), "paper" or "runlocal"."""
+    if name in (None, ""):
+        return AttackSettings()
+    if name == "paper":
+        return AttackSettings(
+            iterations=(10, 30, 50, 100, 200),
+            losses=("margin", "ce"),
+            target_ranks=(2, 3, 4),
+            # The paper's PGD step sizes 1e-6 .. 1 are absolute; here steps scale with epsilon.
+            step_fractions=(0.01, 0.03, 0.1, 0.3, 1.0),
+            search_steps=20,
+            cw_max_iterations=1000,
+            cw_binary_search_steps=9,
+            cw_learning_rate=0.01,
+        )
+    if name == "runlocal":
+        return AttackSettings(
+            iterations=(10,),
+            target_ranks=(2,),
+            search_steps=6,
+            cw_max_iterations=50,
+            cw_binary_search_steps=3,
+        )
+    raise ConfigError(f"Unknown attack preset. Expected None, 'paper' or 'runlocal'. Received: {name!r}")
