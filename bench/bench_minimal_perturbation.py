@@ -125,7 +125,7 @@ def main(argv):
     del argv
     from neuroreg_tf import robustness
     from neuroreg_tf.robustness import evaluation
-    from neuroreg_tf.robustness import scoring, search, settings
+    from neuroreg_tf.robustness import scoring
 
     if _MODEL.value:
         path = _MODEL.value

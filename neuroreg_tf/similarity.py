@@ -36,20 +36,25 @@ def _check_finite(array: np.ndarray, name: str) -> None:
         )
 
 
-def _as_repeated(repeated) -> np.ndarray:
+def check_repeated(repeated, name: str = "repeated") -> np.ndarray:
+    """``repeated`` as float64 (n_images, n_repeats, n_neurons), at least 2 x 2, finite.
+
+    Raises:
+      ValueError: naming the received shape, or the count of non-finite values.
+    """
     repeated = np.asarray(repeated, dtype=np.float64)
     if repeated.ndim != 3:
         raise ValueError(
-            "`repeated` must have shape (n_images, n_repeats, n_neurons). "
-            f"Received: repeated.shape={repeated.shape}"
+            f"`{name}` must have shape (n_images, n_repeats, n_neurons). "
+            f"Received: {name}.shape={repeated.shape}"
         )
     n_images, n_repeats, _ = repeated.shape
     if n_images < 2 or n_repeats < 2:
         raise ValueError(
-            "`repeated` needs at least 2 images and 2 repeats per image to "
-            f"separate signal from noise. Received: repeated.shape={repeated.shape}"
+            f"`{name}` needs at least 2 images and 2 repeats per image to "
+            f"separate signal from noise. Received: {name}.shape={repeated.shape}"
         )
-    _check_finite(repeated, "repeated")
+    _check_finite(repeated, name)
     return repeated
 
 
@@ -63,7 +68,7 @@ def signal_and_noise_variance(repeated) -> tuple[np.ndarray, np.ndarray]:
       (signal, noise), each of shape (n_neurons,): signal = Var_i(E_t[r_ait])
       and noise = E_i(Var_t[r_ait]), both with the unbiased (ddof=1) estimator.
     """
-    repeated = _as_repeated(repeated)
+    repeated = check_repeated(repeated)
     signal = repeated.mean(axis=1).var(axis=0, ddof=1)
     noise = repeated.var(axis=1, ddof=1).mean(axis=0)
     return signal, noise
@@ -175,7 +180,7 @@ def oracle_similarity(repeated, weights=None) -> np.ndarray:
     Returns:
       Symmetric (n_images, n_images) matrix.
     """
-    repeated = _as_repeated(repeated)
+    repeated = check_repeated(repeated)
     n_images, n_repeats, n_neurons = repeated.shape
     trials = stimulus_embedding(repeated.reshape(n_images * n_repeats, n_neurons), weights)
     mean_unit = trials.reshape(n_images, n_repeats, n_neurons).mean(axis=1)

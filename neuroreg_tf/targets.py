@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from neuroreg_tf.data.stimuli import check_stimuli
+from neuroreg_tf.errors import InputError
 from neuroreg_tf.fileio import write_json_atomic
 
 FORMAT_VERSION = 1
@@ -48,26 +50,8 @@ _DIAGONAL_ATOL = 1e-4
 _CHUNK_ROWS = 4096
 
 
-class TargetError(ValueError):
+class TargetError(InputError):
     """A similarity target is malformed; the message says what and how to fix it."""
-
-
-def validate_stimuli(stimuli: np.ndarray) -> None:
-    """Checks that stimuli are (n, height, width, 1) finite values in [0, 1]."""
-    if stimuli.ndim != 4 or stimuli.shape[-1] != 1:
-        raise TargetError(
-            "Stimuli must be grayscale images shaped (n, height, width, 1). "
-            f"Received: stimuli.shape={stimuli.shape}"
-        )
-    for start in range(0, stimuli.shape[0], _CHUNK_ROWS):
-        chunk = np.asarray(stimuli[start : start + _CHUNK_ROWS])
-        if not np.all(np.isfinite(chunk)):
-            raise TargetError("Stimuli contain NaN or infinite pixel values.")
-        if chunk.min() < 0.0 or chunk.max() > 1.0:
-            raise TargetError(
-                "Stimulus pixels must lie in [0, 1] (divide uint8 images by 255). "
-                f"Received: values in [{chunk.min()}, {chunk.max()}]"
-            )
 
 
 def validate_similarity_matrix(matrix: np.ndarray, n_stimuli: int | None = None) -> None:
@@ -206,7 +190,7 @@ class SimilarityTarget:
         return self.similarity(np.arange(self.n_stimuli))
 
     def validate(self) -> None:
-        validate_stimuli(self.stimuli)
+        check_stimuli(self.stimuli, error=TargetError, chunk=_CHUNK_ROWS)
         if (self.matrix is None) == (self.embedding is None):
             raise TargetError("A target needs exactly one of `matrix` or `embedding`.")
         if self.matrix is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,3 +23,39 @@ def runlocal_target(tmp_path_factory) -> str:
 
     out_dir = str(tmp_path_factory.mktemp("runlocal_target"))
     return build_targets.ensure_built(cli.load_config("build_target.py", "runlocal"), out_dir, progress=None)
+
+
+# A small joint-training set-up shared by the model and pipeline tests.
+JOINT_STIMULI = 40
+JOINT_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def target():
+    """A SimilarityTarget of 40 random 36 x 64 stimuli with a random embedding."""
+    from neuroreg_tf import similarity
+    from neuroreg_tf.targets import SimilarityTarget
+
+    rng = np.random.default_rng(0)
+    stimuli = rng.uniform(size=(JOINT_STIMULI, 36, 64, 1)).astype(np.float32)
+    embedding = similarity.stimulus_embedding(rng.normal(size=(JOINT_STIMULI, 3)))
+    return SimilarityTarget(stimuli=stimuli, embedding=embedding.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def classification():
+    """Four batches of random 28 x 28 images with labels in 0..9."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    images = rng.uniform(size=(4 * JOINT_BATCH, 28, 28, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, 4 * JOINT_BATCH).astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(JOINT_BATCH)
+
+
+@pytest.fixture(scope="module")
+def training_data(target, classification):
+    """``classification`` zipped with stimulus batches of ``target`` (joint_dataset)."""
+    from neuroreg_tf.training import joint_dataset
+
+    return joint_dataset(classification, target, np.arange(JOINT_STIMULI), JOINT_BATCH, seed=0)

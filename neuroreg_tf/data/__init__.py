@@ -10,6 +10,7 @@ from neuroreg_tf.data.common import DATA_DIR_ENV_VAR
 from neuroreg_tf.data.common import DatasetNotFoundError
 from neuroreg_tf.data.common import default_data_dir
 from neuroreg_tf.data.fashion_mnist import prepare_fashion_mnist
+from neuroreg_tf.data.stimuli import check_stimuli
 from neuroreg_tf.data.stimuli import load_stimuli
 from neuroreg_tf.data.stimuli import natural_stimuli
 from neuroreg_tf.data.stimuli import NATURAL_IMAGE_NAMES
@@ -26,6 +27,7 @@ __all__ = [
         "DatasetNotFoundError",
         "default_data_dir",
         "prepare_fashion_mnist",
+        "check_stimuli",
         "load_stimuli",
         "natural_stimuli",
         "NATURAL_IMAGE_NAMES",

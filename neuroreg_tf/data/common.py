@@ -3,12 +3,14 @@
 import os
 import pathlib
 
+from neuroreg_tf.errors import MissingDataError
+
 DATA_DIR_ENV_VAR = "NEUROREG_DATA_DIR"
 FASHION_MNIST_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_INSTALL_COMMAND = "sudo apt-get install dataset-fashion-mnist"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingDataError):
     """A dataset is neither prepared in the data directory nor preparable offline.
 
     The message names the command that provides the dataset.

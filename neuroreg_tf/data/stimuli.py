@@ -15,6 +15,8 @@ import skimage.data
 import skimage.transform
 from scipy import ndimage
 
+from neuroreg_tf.errors import InputError
+
 # skimage.data photographs that ship inside the wheel (no download needed).
 NATURAL_IMAGE_NAMES = (
     "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins",
@@ -110,6 +112,46 @@ def natural_stimuli(n: int, *, height: int = 36, width: int = 64,
     return np.clip(stimuli, 0.0, 1.0)
 
 
+def check_stimuli(stimuli, *, error=InputError, chunk: int = 4096) -> None:
+    """Checks stimuli shaped (n, height, width, 1) with finite values in [0, 1], without copying.
+
+    Values are read chunk by chunk, so a memory-mapped array of 100k stimuli stays on disk.
+
+    Args:
+        stimuli: array (n, h, w, 1), e.g. memory-mapped.
+        error: the exception class to raise (a subclass of ``InputError``).
+        chunk: images per chunk.
+
+    Raises:
+        error: wrong rank or channel count, no stimuli, NaN/inf, or values outside [0, 1].
+    """
+    shape = np.shape(stimuli)
+    if len(shape) != 4 or shape[-1] != 1:
+        raise error(
+            "Stimuli must be grayscale images shaped (n, height, width) or "
+            "(n, height, width, 1); convert colour images to grayscale first. "
+            f"Received: stimuli.shape={shape}")
+    if 0 in shape[:3]:
+        raise error(
+            f"Stimuli must hold at least one non-empty image. Received: stimuli.shape={shape}")
+    low, high = np.inf, -np.inf
+    for start in range(0, shape[0], chunk):
+        block = np.asarray(stimuli[start:start + chunk])
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad = start + np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))
+            raise error(
+                f"Stimuli must be finite; {bad.size} image(s) contain NaN or inf "
+                f"(first indices {bad[:5].tolist()}). Remove or repair them. "
+                f"Received: stimuli with {int((~finite).sum())} non-finite values")
+        low, high = min(low, float(block.min())), max(high, float(block.max()))
+    if low < 0.0 or high > 1.0:
+        raise error(
+            "Stimuli values must lie in [0, 1]; rescale them (e.g. uint8 images: "
+            "pass the uint8 array to load_stimuli, or divide by 255). "
+            f"Received: stimuli with min={low:g}, max={high:g}")
+
+
 def validate_stimuli(stimuli) -> np.ndarray:
     """Checks a stimulus array and returns it as float32 (n, h, w, 1).
 
@@ -120,39 +162,23 @@ def validate_stimuli(stimuli) -> np.ndarray:
         The stimuli as float32 with a trailing channel axis.
 
     Raises:
-        ValueError: wrong rank or channel count, no stimuli, NaN/inf, or values
-            outside [0, 1].
+        InputError: not numeric, wrong rank or channel count, no stimuli, NaN/inf, or values
+            outside [0, 1] (see ``check_stimuli``).
     """
     array = np.asarray(stimuli)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(
+        raise InputError(
             "Stimuli must be a numeric array of grayscale images. "
             f"Received: stimuli.dtype={array.dtype}")
     if array.ndim == 3:
         array = array[..., np.newaxis]
     if array.ndim != 4 or array.shape[-1] != 1:
-        raise ValueError(
+        raise InputError(
             "Stimuli must be grayscale images shaped (n, height, width) or "
             "(n, height, width, 1); convert colour images to grayscale first. "
             f"Received: stimuli.shape={np.shape(stimuli)}")
-    if array.shape[0] == 0 or array.shape[1] == 0 or array.shape[2] == 0:
-        raise ValueError(
-            f"Stimuli must hold at least one non-empty image. "
-            f"Received: stimuli.shape={np.shape(stimuli)}")
     array = array.astype(np.float32)
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
-        raise ValueError(
-            f"Stimuli must be finite; {bad.size} image(s) contain NaN or inf "
-            f"(first indices {bad[:5].tolist()}). Remove or repair them. "
-            f"Received: stimuli with {int((~finite).sum())} non-finite values")
-    low, high = float(array.min()), float(array.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(
-            "Stimuli values must lie in [0, 1]; rescale them (e.g. uint8 images: "
-            "pass the uint8 array to load_stimuli, or divide by 255). "
-            f"Received: stimuli with min={low:g}, max={high:g}")
+    check_stimuli(array)
     return array
 
 

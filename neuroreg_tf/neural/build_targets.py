@@ -34,6 +34,11 @@ from neuroreg_tf.progress import Reporter, print_line, reporter
 NEEDS_MODEL = ("neural_model", "shuffle", "random")
 
 
+def similarity_r(first, second) -> float:
+    """Pearson r over the i < j pairs of two similarity matrices (``similarity.pair_correlation``)."""
+    return float(similarity.pair_correlation(np.asarray(first, np.float64), np.asarray(second, np.float64)))
+
+
 def _scan_metrics(scan: target_kinds.ScanAnalysis) -> dict[str, Any]:
     """Fig. 1D for one scan: r(S_data, S_oracle) over trial pairs, r(S_model, S_oracle)."""
     n_images, n_repeats, _ = scan.repeated.shape
@@ -52,7 +57,7 @@ def _scan_metrics(scan: target_kinds.ScanAnalysis) -> dict[str, Any]:
         model_oracle = similarity.similarity_matrix(scan.predictor.predict_neutral(oracle_images), scan.model_weights)
         metrics.update(
             {
-                "r_model_vs_oracle": statistics.pair_correlation(model_oracle, scan.oracle_similarity),
+                "r_model_vs_oracle": similarity_r(model_oracle, scan.oracle_similarity),
                 "mean_test_correlation": float(np.mean(scan.predictor.test_correlation)),
                 "median_feve": float(np.nanmedian(scan.predictor.feve)),
                 "epochs_trained": len(scan.predictor.history),
@@ -233,12 +238,12 @@ def build_targets(
         truth_oracle = similarity.similarity_matrix(experiment.ground_truth_rates(oracle_ids))
         report["oracle_images"] = {
             "r_oracle_vs_truth": float(
-                np.mean([statistics.pair_correlation(s.oracle_similarity, truth_oracle) for s in scans])
+                np.mean([similarity_r(s.oracle_similarity, truth_oracle) for s in scans])
             ),
         }
         if fit_models:
             report["oracle_images"]["r_model_vs_truth"] = float(
-                np.mean([statistics.pair_correlation(e["model_oracle"], truth_oracle) for e in extras])
+                np.mean([similarity_r(e["model_oracle"], truth_oracle) for e in extras])
             )
     if make_figures:
         figure_dir = os.path.join(out_dir, workdir_files.FIGURES)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroreg_tf.errors import InputError
 from neuroreg_tf.fileio import json_default
 
 TIERS = ("train", "validation", "test", "final_test")
@@ -45,7 +46,7 @@ DEFAULT_BEHAVIOR_NAMES = ("pupil_size", "d_pupil_size", "running_speed")
 _CONFIG = "config.json"
 
 
-class RecordingError(ValueError):
+class RecordingError(InputError):
     """A recording is malformed; the message says what and how to fix it."""
 
 

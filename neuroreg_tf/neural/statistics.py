@@ -9,7 +9,6 @@ predictive-model literature measure around them:
 * per-neuron correlation of predictions with data (v_a of Eq 6),
 * the explainable-variance fraction and the fraction of explainable variance
   explained (FEVE) by a prediction,
-* Pearson r over the i < j pairs of two similarity matrices.
 """
 
 from __future__ import annotations
@@ -17,18 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from neuroreg_tf import similarity
-
-
-def _as_repeated(repeated, name="repeated") -> np.ndarray:
-    repeated = np.asarray(repeated, dtype=np.float64)
-    if repeated.ndim != 3 or repeated.shape[0] < 2 or repeated.shape[1] < 2:
-        raise ValueError(
-            f"`{name}` must have shape (n_images, n_repeats, n_neurons) with at least 2 "
-            f"images and 2 repeats. Received: {name}.shape={repeated.shape}"
-        )
-    if not np.all(np.isfinite(repeated)):
-        raise ValueError(f"`{name}` contains NaN or infinite values. Received: non-finite {name}")
-    return repeated
 
 
 def _column_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,7 +38,7 @@ def oracle_correlation(repeated) -> np.ndarray:
     Returns:
       (n_neurons,) correlations; 0 for a neuron with no variance.
     """
-    repeated = _as_repeated(repeated)
+    repeated = similarity.check_repeated(repeated)
     n_images, n_repeats, n_neurons = repeated.shape
     leave_one_out = (repeated.sum(axis=1, keepdims=True) - repeated) / (n_repeats - 1)
     return _column_correlation(
@@ -84,7 +71,7 @@ def explainable_variance_fraction(repeated) -> np.ndarray:
 
     (Var_total - E_i[Var_t]) / Var_total over all repeated trials.
     """
-    repeated = _as_repeated(repeated)
+    repeated = similarity.check_repeated(repeated)
     total = repeated.reshape(-1, repeated.shape[-1]).var(axis=0, ddof=1)
     noise = repeated.var(axis=1, ddof=1).mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -102,7 +89,7 @@ def fraction_explainable_variance_explained(repeated, predictions) -> np.ndarray
     Returns:
       (n_neurons,) FEVE; NaN where the neuron has no explainable variance.
     """
-    repeated = _as_repeated(repeated)
+    repeated = similarity.check_repeated(repeated)
     predictions = np.asarray(predictions, dtype=np.float64)
     if predictions.ndim == 2:
         predictions = np.broadcast_to(predictions[:, None, :], repeated.shape)
@@ -151,7 +138,7 @@ def scan_and_repeat_fluctuations(repeated_per_scan, weights_per_scan=None):
         weights_per_scan = [similarity.snr_weights(r) for r in repeated_per_scan]
     oracles, delta_repeat = [], []
     for repeated, weights in zip(repeated_per_scan, weights_per_scan):
-        repeated = _as_repeated(repeated)
+        repeated = similarity.check_repeated(repeated)
         n_images, n_repeats, n_neurons = repeated.shape
         oracle = similarity.oracle_similarity(repeated, weights)
         oracles.append(oracle)
@@ -166,18 +153,6 @@ def scan_and_repeat_fluctuations(repeated_per_scan, weights_per_scan=None):
     return delta_scan, np.concatenate(delta_repeat)
 
 
-def pair_correlation(a, b) -> float:
-    """Pearson r between two similarity matrices over their i < j pairs."""
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 3:
-        raise ValueError(
-            "Both similarity matrices must be square, of the same size, with at least 3 "
-            f"stimuli. Received: a.shape={a.shape}, b.shape={b.shape}"
-        )
-    return float(np.corrcoef(similarity.upper_triangle(a), similarity.upper_triangle(b))[0, 1])
-
-
 def trial_pair_similarities(repeated, weights=None) -> np.ndarray:
     """Single-trial S_data for every oracle pair i < j and repeat pair (t_i, t_j).
 
@@ -186,7 +161,7 @@ def trial_pair_similarities(repeated, weights=None) -> np.ndarray:
     Returns:
       (n_pairs, n_repeats**2) array, pairs in ``np.triu_indices(n_images, 1)`` order.
     """
-    repeated = _as_repeated(repeated)
+    repeated = similarity.check_repeated(repeated)
     n_images, n_repeats, n_neurons = repeated.shape
     units = similarity.stimulus_embedding(repeated.reshape(-1, n_neurons), weights)
     trial_similarity = (units @ units.T).reshape(n_images, n_repeats, n_images, n_repeats)

@@ -17,7 +17,6 @@ from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import noise as noise_lib
 from neuroreg_tf.robustness import report as report_lib
 from neuroreg_tf.robustness.loading import load_classifier
-from neuroreg_tf.robustness.settings import AttackSettings
 
 CONFIG_FILENAME = workdir_files.CONFIG
 

@@ -152,18 +152,16 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
       directory: the checkpoint directory.
       steps_per_epoch: batches per epoch (to record the epoch of a step).
       save_every_steps: also save every this many steps (0: only at epoch ends).
-      write: False on non-chief workers.
     """
 
-    def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0,
-                 write: bool = True, keep: int = 2):
+    def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0):
         super().__init__()
         if save_every_steps < 0:
             raise ValueError(
                 f"save_every_steps must be 0 (epoch ends only) or positive. Received: "
                 f"save_every_steps={save_every_steps}"
             )
-        self.checkpointer = AtomicCheckpointer(directory, keep=keep, write=write)
+        self.checkpointer = AtomicCheckpointer(directory)
         self.steps_per_epoch = int(steps_per_epoch)
         self.save_every_steps = int(save_every_steps)
 

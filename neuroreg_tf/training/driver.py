@@ -6,7 +6,9 @@
 (where Keras 3's ``fit`` fails, keras-team/keras#20585). Both feed replica
 slices of the same seeded global batches (``distributed_data``), restore the
 latest atomic checkpoint first and start the input stream at its step, so a
-resumed run ends with the weights of an uninterrupted one.
+resumed run ends with the weights of an uninterrupted one. Every option means
+the same in both: ``save_every_steps`` (mid-epoch checkpoints, resumed exactly
+by either) and the model's ``jit_compile`` (XLA for each replica's step).
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def train_model(
       callbacks: Keras callbacks (under multi-worker, the writing ones run on
         the chief only).
       validation_data: evaluated at every epoch end.
-      save_every_steps: multi-worker custom loop only: also checkpoint every
-        this many steps (``fit`` checkpoints at epoch ends).
+      save_every_steps: also checkpoint every this many steps (0: at epoch ends
+        only); either driver resumes from such a mid-epoch checkpoint exactly.
       verbose: Keras verbosity.
 
     Returns:
@@ -65,7 +67,7 @@ def train_model(
             callbacks=callbacks, checkpoint_dir=backup_dir, save_every_steps=save_every_steps,
             validation_data=validation_data, verbose=verbose,
         )
-    backup = ExactBackupAndRestore(backup_dir, steps_per_epoch)
+    backup = ExactBackupAndRestore(backup_dir, steps_per_epoch, save_every_steps)
     with strategy.scope():
         start_step = backup.restore(model)
     history = keras.callbacks.History()

@@ -131,11 +131,18 @@ def _check_workers_agree(strategy: tf.distribute.Strategy, start_step: int) -> N
 
 
 def make_train_function(model: keras.Model, strategy: tf.distribute.Strategy):
-    """One distributed training step: ``train_step`` on every replica, logs averaged."""
+    """One distributed training step: ``train_step`` on every replica, logs averaged.
+
+    With ``model.compile(jit_compile=True)`` each replica's step is compiled by XLA, as
+    ``fit`` does it.
+    """
+    replica_step = model.train_step
+    if getattr(model, "jit_compile", False):
+        replica_step = tf.function(model.train_step, jit_compile=True)
 
     @tf.function
     def train_function(iterator):
-        logs = strategy.run(model.train_step, args=(next(iterator),))
+        logs = strategy.run(replica_step, args=(next(iterator),))
         return {
             key: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
             for key, value in logs.items()

@@ -26,6 +26,8 @@ import types
 import keras
 import tensorflow as tf
 
+from neuroreg_tf.errors import ConfigError
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 BATCH_NORM_MODES = ("per_replica", "synchronized")
 
@@ -68,6 +70,24 @@ def make_strategy(config) -> tf.distribute.Strategy:
             + ". Received: strategy='multi_worker'"
         )
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def check_jit_compile(strategy: tf.distribute.Strategy, jit_compile: bool) -> None:
+    """Refuses XLA where TensorFlow cannot compile the replicated step.
+
+    Replicas on logical devices of one CPU keep their variables on different devices, which an
+    XLA cluster cannot reach (TensorFlow: "Trying to access resource ... located in device
+    CPU:1 from device CPU:0"). One replica, or replicas on GPUs, compile.
+    """
+    if not jit_compile or strategy.num_replicas_in_sync == 1:
+        return
+    if not tf.config.list_logical_devices("GPU"):
+        raise ConfigError(
+            f"config.jit_compile=True cannot compile a step replicated over "
+            f"{strategy.num_replicas_in_sync} CPU devices (XLA cannot reach variables on other "
+            "logical devices). Use --config.jit_compile=False, or one replica "
+            "(--config.strategy=default)."
+        )
 
 
 def _batch_norm_layers(layer):

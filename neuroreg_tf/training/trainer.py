@@ -54,7 +54,7 @@ from neuroreg_tf.training.driver import train_model
 from neuroreg_tf.training.joint_data import joint_dataset, split_stimuli
 from neuroreg_tf.training.multi_worker import is_chief
 from neuroreg_tf.training.schedules import CyclicStepDecay
-from neuroreg_tf.training.strategies import configure_batch_norm, make_strategy
+from neuroreg_tf.training.strategies import check_jit_compile, configure_batch_norm, make_strategy
 
 
 def scaled_learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -179,6 +179,7 @@ def train(
         )
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
     strategy = strategy or make_strategy(config)
+    check_jit_compile(strategy, config.jit_compile)
     chief = is_chief(strategy)
     os.makedirs(workdir, exist_ok=True)
     _check_workdir(config, workdir)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from neuroreg_tf.neural import statistics
 from neuroreg_tf.neural.recordings import Recording
+
+if TYPE_CHECKING:
+    from neuroreg_tf.neural.predictive.training import FittedPredictor
+
 
 def evaluate_predictor(fitted: FittedPredictor, recording: Recording) -> None:
     """Sets ``test_correlation`` (v_a) and ``feve`` from the 'test' trials.

@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "distributed_helpers.py")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+from conftest import REPO_ROOT as REPO
+from conftest import FASHION_MNIST
 TRAIN_FLAGS = {
     "strategy": "multi_worker",
     "batch_size": 16,

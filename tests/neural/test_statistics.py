@@ -93,15 +93,3 @@ def test_trial_pair_similarities_average_to_oracle_similarity(repeated):
     np.testing.assert_allclose(pairs.mean(axis=1), similarity.upper_triangle(oracle), atol=1e-12)
     full = similarity.similarity_matrix(repeated.reshape(24, 7), weights)
     assert pairs[0, 4 * 1 + 2] == pytest.approx(full[0 * 4 + 1, 1 * 4 + 2])
-
-
-def test_pair_correlation_uses_only_upper_pairs():
-    rng = np.random.default_rng(5)
-    a = rng.normal(size=(6, 6))
-    a = (a + a.T) / 2
-    b = a + rng.normal(size=(6, 6))
-    b = (b + b.T) / 2
-    expected = pearson(a[np.triu_indices(6, 1)], b[np.triu_indices(6, 1)])
-    assert statistics.pair_correlation(a, b) == pytest.approx(expected)
-    with pytest.raises(ValueError, match="Received: a.shape"):
-        statistics.pair_correlation(a, b[:5, :5])

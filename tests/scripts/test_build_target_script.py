@@ -10,7 +10,7 @@ import numpy as np
 from neuroreg_tf import targets
 from neuroreg_tf.neural import recordings, simulation
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO_ROOT
 
 
 def run_build(workdir, *flags):

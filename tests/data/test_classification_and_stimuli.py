@@ -247,7 +247,7 @@ def test_load_stimuli_bad_files(tmp_path):
 @pytest.mark.parametrize("array, message", [
     (np.zeros((4, 4)), r"\(n, height, width\).*Received: stimuli.shape=\(4, 4\)"),
     (np.zeros((2, 4, 4, 3)), r"grayscale.*Received: stimuli.shape=\(2, 4, 4, 3\)"),
-    (np.zeros((0, 4, 4)), r"at least one.*Received: stimuli.shape=\(0, 4, 4\)"),
+    (np.zeros((0, 4, 4)), r"at least one.*Received: stimuli.shape=\(0, 4, 4, 1\)"),
     (np.array([[[0.5, np.nan]], [[0.1, 0.2]]]), r"finite.*indices \[0\].*Received"),
     (np.array([[[0.5, np.inf]]]), r"finite.*Received"),
     (np.array([[[0.0, 255.0]]]), r"\[0, 1\].*divide by 255.*Received: .*max=255"),

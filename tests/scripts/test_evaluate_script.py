@@ -12,7 +12,7 @@ from absl import flags
 
 from neuroreg_tf.robustness import evaluation
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
