@@ -7,11 +7,11 @@ r"""Benchmark: our L-inf minimal-perturbation search vs Foolbox 3 on the same mo
 Without --model, a small CNN is trained for one epoch on Fashion-MNIST first (about a minute on
 2 CPU cores). Compared, on the same correctly and incorrectly classified test samples:
 
-* ours: `neuroreg_tf.robustness.minimal_perturbation` with its default L-inf attacks (CleverHans
+* ours: ``neuroreg_tf.robustness.minimal_perturbation`` with its default L-inf attacks (CleverHans
   PGD, 20 iterations of 0.25 epsilon, margin loss, then margin toward the 2nd and 3rd most likely
   wrong classes; per-sample exponential search and 10 bisection steps);
 * Foolbox LinfPGD (its defaults: 40 steps of 0.033 epsilon, random start) driven by the same
-  per-sample exponential search and bisection (`search.search_epsilon`, one batched Foolbox call per
+  per-sample exponential search and bisection (``search.search_epsilon``, one batched Foolbox call per
   probe with a per-sample epsilon tensor; only its random start and projection are re-written
   to accept that);
 * Foolbox's minimisation attacks LInfFMNAttack (fast minimum norm) and LinfDeepFoolAttack;

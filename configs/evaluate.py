@@ -20,7 +20,7 @@ from neuroreg_tf.robustness import settings
 
 
 def get_config(arg=None):
-    """Returns the evaluation config; `arg` is None, "paper" or "runlocal"."""
+    """Returns the evaluation config; ``arg`` is None, "paper" or "runlocal"."""
     config = ml_collections.ConfigDict()
     # Models as label=path pairs (a training workdir, its export/ folder or a .keras file).
     config.models = "None=runs/demo/none,Neural=runs/demo/neural"

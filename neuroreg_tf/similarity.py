@@ -40,7 +40,7 @@ def check_repeated(repeated, name: str = "repeated") -> np.ndarray:
     """``repeated`` as float64 (n_images, n_repeats, n_neurons), at least 2 x 2, finite.
 
     Raises:
-      ValueError: naming the received shape, or the count of non-finite values.
+        ValueError: naming the received shape, or the count of non-finite values.
     """
     repeated = np.asarray(repeated, dtype=np.float64)
     if repeated.ndim != 3:
@@ -62,11 +62,11 @@ def signal_and_noise_variance(repeated) -> tuple[np.ndarray, np.ndarray]:
     """Per-neuron signal and noise variance from repeated presentations.
 
     Args:
-      repeated: responses of shape (n_images, n_repeats, n_neurons).
+        repeated: responses of shape (n_images, n_repeats, n_neurons).
 
     Returns:
-      (signal, noise), each of shape (n_neurons,): signal = Var_i(E_t[r_ait])
-      and noise = E_i(Var_t[r_ait]), both with the unbiased (ddof=1) estimator.
+        (signal, noise), each of shape (n_neurons,): signal = Var_i(E_t[r_ait])
+        and noise = E_i(Var_t[r_ait]), both with the unbiased (ddof=1) estimator.
     """
     repeated = check_repeated(repeated)
     signal = repeated.mean(axis=1).var(axis=0, ddof=1)
@@ -78,15 +78,15 @@ def snr_weights(repeated) -> np.ndarray:
     """Signal-to-noise weight of each neuron, w_a = sigma_a / eta_a (Eq 1).
 
     Args:
-      repeated: responses to the repeated ("oracle") images, shaped
-        (n_images, n_repeats, n_neurons).
+        repeated: responses to the repeated ("oracle") images, shaped
+            (n_images, n_repeats, n_neurons).
 
     Returns:
-      Array of shape (n_neurons,).
+        Array of shape (n_neurons,).
 
     Raises:
-      ValueError: on NaN/inf, fewer than 2 images or repeats, or a neuron with
-        zero noise variance (its weight would be infinite).
+        ValueError: on NaN/inf, fewer than 2 images or repeats, or a neuron with
+            zero noise variance (its weight would be infinite).
     """
     signal, noise = signal_and_noise_variance(repeated)
     silent = np.flatnonzero(noise <= 0)
@@ -130,11 +130,11 @@ def stimulus_embedding(responses, weights=None) -> np.ndarray:
     """Centred unit vectors e_i of Eq 2, so that S = E @ E.T.
 
     Args:
-      responses: (n_stimuli, n_neurons) population responses.
-      weights: optional (n_neurons,) per-neuron scaling (e.g. SNR weights).
+        responses: (n_stimuli, n_neurons) population responses.
+        weights: optional (n_neurons,) per-neuron scaling (e.g. SNR weights).
 
     Returns:
-      Array E of shape (n_stimuli, n_neurons) with unit-norm rows.
+        Array E of shape (n_stimuli, n_neurons) with unit-norm rows.
     """
     responses = np.asarray(responses, dtype=np.float64)
     if responses.ndim != 2 or responses.shape[0] < 2:
@@ -154,11 +154,11 @@ def similarity_matrix(responses, weights=None) -> np.ndarray:
     stimuli and each stimulus's population vector is unit-normalised.
 
     Args:
-      responses: (n_stimuli, n_neurons) population responses.
-      weights: optional (n_neurons,) per-neuron scaling (e.g. SNR weights).
+        responses: (n_stimuli, n_neurons) population responses.
+        weights: optional (n_neurons,) per-neuron scaling (e.g. SNR weights).
 
     Returns:
-      Symmetric (n_stimuli, n_stimuli) matrix in [-1, 1] with unit diagonal.
+        Symmetric (n_stimuli, n_stimuli) matrix in [-1, 1] with unit diagonal.
     """
     embedding = stimulus_embedding(responses, weights)
     return np.clip(embedding @ embedding.T, -1.0, 1.0)
@@ -174,11 +174,11 @@ def oracle_similarity(repeated, weights=None) -> np.ndarray:
     image (a reliability, not 1).
 
     Args:
-      repeated: (n_images, n_repeats, n_neurons) responses.
-      weights: optional (n_neurons,) per-neuron scaling.
+        repeated: (n_images, n_repeats, n_neurons) responses.
+        weights: optional (n_neurons,) per-neuron scaling.
 
     Returns:
-      Symmetric (n_images, n_images) matrix.
+        Symmetric (n_images, n_images) matrix.
     """
     repeated = check_repeated(repeated)
     n_images, n_repeats, n_neurons = repeated.shape
@@ -212,14 +212,14 @@ def layer_similarity(features, mean=None) -> tf.Tensor:
     """Centred cosine similarity of one layer's features (Eq 9).
 
     Args:
-      features: (batch, ...) features of the stimuli at one layer.
-      mean: the mean feature vector to centre with, shape (dims,) or
-        broadcastable to the flattened features; defaults to the batch mean.
+        features: (batch, ...) features of the stimuli at one layer.
+        mean: the mean feature vector to centre with, shape (dims,) or
+            broadcastable to the flattened features; defaults to the batch mean.
 
     Returns:
-      (batch, batch) similarity matrix. A feature vector equal to the mean
-      (zero norm after centring) has similarity 0 with every stimulus,
-      itself included, instead of NaN.
+        (batch, batch) similarity matrix. A feature vector equal to the mean
+        (zero norm after centring) has similarity 0 with every stimulus,
+        itself included, instead of NaN.
     """
     flat = flatten_features(features)
     if mean is None:
@@ -268,12 +268,12 @@ def similarity_loss(s_pred, s_target, eps: float = ARCTANH_EPS) -> tf.Tensor:
     loss stays finite; the diagonal (exactly 1) is never used.
 
     Args:
-      s_pred: (batch, batch) model similarity.
-      s_target: (batch, batch) target (neural) similarity.
-      eps: clamp margin.
+        s_pred: (batch, batch) model similarity.
+        s_target: (batch, batch) target (neural) similarity.
+        eps: clamp margin.
 
     Returns:
-      Scalar loss in the dtype of ``s_pred``.
+        Scalar loss in the dtype of ``s_pred``.
     """
     s_pred = tf.convert_to_tensor(s_pred)
     s_target = tf.cast(tf.convert_to_tensor(s_target), s_pred.dtype)
@@ -305,11 +305,11 @@ def cka(x, y) -> tf.Tensor:
     (Kornblith et al. 2019; the alignment loss of Dapello et al. 2023).
 
     Args:
-      x: (n_stimuli, ...) features.
-      y: (n_stimuli, ...) features or responses of the same stimuli.
+        x: (n_stimuli, ...) features.
+        y: (n_stimuli, ...) features or responses of the same stimuli.
 
     Returns:
-      Scalar in [0, 1].
+        Scalar in [0, 1].
     """
     x = flatten_features(x)
     y = tf.cast(flatten_features(y), x.dtype)

@@ -62,7 +62,7 @@ def validate_similarity_matrix(matrix: np.ndarray, n_stimuli: int | None = None)
     set the diagonal to 1 for targets such as Eq 3's oracle similarity).
 
     Raises:
-      TargetError: naming the first problem found and how to fix it.
+        TargetError: naming the first problem found and how to fix it.
     """
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise TargetError(
@@ -129,10 +129,10 @@ class SimilarityTarget:
     """Stimulus images with their target similarities.
 
     Attributes:
-      stimuli: (n, height, width, 1) float32 images in [0, 1].
-      matrix: (n, n) similarity matrix, or None in embedding form.
-      embedding: (n, d) unit-norm rows with S = E E^T, or None in matrix form.
-      metadata: provenance (``kind``, ``simulated``, source, parameters).
+        stimuli: (n, height, width, 1) float32 images in [0, 1].
+        matrix: (n, n) similarity matrix, or None in embedding form.
+        embedding: (n, d) unit-norm rows with S = E E^T, or None in matrix form.
+        metadata: provenance (``kind``, ``simulated``, source, parameters).
     """
 
     stimuli: np.ndarray
@@ -233,17 +233,17 @@ def save_target(
     """Validates and writes a similarity target directory.
 
     Args:
-      path: directory to create (existing target files in it are replaced).
-      stimuli: (n, height, width, 1) images in [0, 1].
-      similarity: (n, n) matrix; give this or ``embedding``.
-      embedding: (n, d) unit-norm rows with S = E E^T.
-      kind: one of ``KNOWN_KINDS``.
-      simulated: whether the target comes from simulated neural data. Required,
-        so that no target is ever unlabelled.
-      metadata: extra provenance (source recordings, parameters, ...).
+        path: directory to create (existing target files in it are replaced).
+        stimuli: (n, height, width, 1) images in [0, 1].
+        similarity: (n, n) matrix; give this or ``embedding``.
+        embedding: (n, d) unit-norm rows with S = E E^T.
+        kind: one of ``KNOWN_KINDS``.
+        simulated: whether the target comes from simulated neural data. Required,
+            so that no target is ever unlabelled.
+        metadata: extra provenance (source recordings, parameters, ...).
 
     Returns:
-      ``path``.
+        ``path``.
     """
     if kind not in KNOWN_KINDS:
         raise ValueError(f"`kind` must be one of {KNOWN_KINDS}. Received: kind={kind!r}")
@@ -283,13 +283,13 @@ def finish_target(
     this. The arrays are validated memory-mapped, in chunks.
 
     Args:
-      path: the directory holding the arrays.
-      kind: one of ``KNOWN_KINDS``.
-      simulated: whether the target comes from simulated neural data.
-      metadata: extra provenance.
+        path: the directory holding the arrays.
+        kind: one of ``KNOWN_KINDS``.
+        simulated: whether the target comes from simulated neural data.
+        metadata: extra provenance.
 
     Returns:
-      ``path``.
+        ``path``.
     """
     if kind not in KNOWN_KINDS:
         raise ValueError(f"`kind` must be one of {KNOWN_KINDS}. Received: kind={kind!r}")
@@ -314,9 +314,9 @@ def load_target(path: str, *, mmap: bool = True, validate: bool = True) -> Simil
     """Reads (and by default validates) a target written by ``save_target``.
 
     Args:
-      path: the target directory.
-      mmap: memory-map the arrays instead of reading them into memory.
-      validate: check stimuli and similarities (see ``SimilarityTarget.validate``).
+        path: the target directory.
+        mmap: memory-map the arrays instead of reading them into memory.
+        validate: check stimuli and similarities (see ``SimilarityTarget.validate``).
     """
     metadata_path = os.path.join(path, _METADATA)
     if not os.path.isfile(metadata_path):

@@ -1,17 +1,19 @@
 """tf.data pipelines for the classification datasets (grayscale, float in [0, 1]).
 
 Datasets come from tfds and are never downloaded here: availability is checked
-first, and a missing dataset raises `DatasetNotFoundError` at once with the
+first, and a missing dataset raises ``DatasetNotFoundError`` at once with the
 command that provides it. Fashion-MNIST is prepared offline from Debian's
-`dataset-fashion-mnist` files when needed (see `fashion_mnist.py`).
+``dataset-fashion-mnist`` files when needed (see ``fashion_mnist.py``).
 
-Determinism: shuffling uses `shuffle(seed=seed, reshuffle_each_iteration=True)`
+Determinism: shuffling uses ``shuffle(seed=seed, reshuffle_each_iteration=True)``
 and augmentation uses stateless random ops whose per-example seeds come from
-`tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)`. A new
+``tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)``. A new
 pipeline built with the same arguments therefore yields the same batches, in the
 same order, on the same machine and TF version (each epoch differs from the
 previous one, and the sequence of epochs is reproducible too).
 """
+
+from __future__ import annotations
 
 import dataclasses
 import pathlib
@@ -27,7 +29,7 @@ AUGMENT_PADDING = 4
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """Static facts about a classification dataset, as `load_classification` yields it.
+    """Static facts about a classification dataset, as ``load_classification`` yields it.
 
     Attributes:
         name: tfds name.
@@ -65,15 +67,15 @@ _DATASETS = {
 
 
 def known_datasets() -> list[str]:
-    """Returns the names `load_classification` accepts, sorted."""
+    """Returns the names ``load_classification`` accepts, sorted."""
     return sorted(_DATASETS)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Returns the `DatasetInfo` of a known dataset (needs no data on disk).
+    """Returns the ``DatasetInfo`` of a known dataset (needs no data on disk).
 
     Args:
-        name: one of `known_datasets()`.
+        name: one of ``known_datasets()``.
 
     Raises:
         ValueError: unknown name.
@@ -87,7 +89,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def tfds_prepare_command(name: str) -> str:
-    """The shell command that prepares `name` with tfds (needs internet), into DIR."""
+    """The shell command that prepares ``name`` with tfds (needs internet), into DIR."""
     return (
         "python -c \"import tensorflow_datasets as tfds; "
         f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\""
@@ -115,14 +117,14 @@ def _not_found_message(name: str, data_dir: pathlib.Path) -> str:
 
 
 def ensure_available(name: str, data_dir=None) -> pathlib.Path:
-    """Makes sure `name` is prepared in the data directory, without any download.
+    """Makes sure ``name`` is prepared in the data directory, without any download.
 
     Fashion-MNIST is prepared from the Debian files when they are installed.
 
     Args:
-        name: one of `known_datasets()`.
-        data_dir: tfds data directory; default `$NEUROREG_DATA_DIR` or
-            `~/tensorflow_datasets`.
+        name: one of ``known_datasets()``.
+        data_dir: tfds data directory; default ``$NEUROREG_DATA_DIR`` or
+            ``~/tensorflow_datasets``.
 
     Returns:
         The resolved data directory.
@@ -149,7 +151,7 @@ def _to_grayscale_float(image, label):
     return image, tf.cast(label, tf.int32)
 
 
-def augment_image(image, seed):
+def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Pads by 4 pixels (zeros), crops back at a random place, flips at random.
 
     Args:
@@ -157,7 +159,7 @@ def augment_image(image, seed):
         seed: int tensor of shape (2,), the stateless seed; same seed, same output.
 
     Returns:
-        The augmented image, same shape and value range as `image`.
+        The augmented image, same shape and value range as ``image``.
     """
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     pad = AUGMENT_PADDING
@@ -197,20 +199,20 @@ def load_classification(
 
     Args:
         name: 'fashion_mnist' (28x28), 'cifar10' or 'cifar100' (32x32, converted to
-            grayscale with `tf.image.rgb_to_grayscale`).
+            grayscale with ``tf.image.rgb_to_grayscale``).
         split: tfds split, e.g. 'train', 'test' or 'train[:90%]'.
         batch_size: examples per batch.
-        data_dir: tfds data directory; default `$NEUROREG_DATA_DIR` or
-            `~/tensorflow_datasets`.
+        data_dir: tfds data directory; default ``$NEUROREG_DATA_DIR`` or
+            ``~/tensorflow_datasets``.
         augment: pad-4 random crop and random horizontal flip (meant for training).
         shuffle: shuffle the examples (whole-split buffer), differently each epoch.
         seed: seed of shuffling and augmentation; same seed, same batches.
-        limit: keep only the first `limit` examples of the split (before shuffling).
+        limit: keep only the first ``limit`` examples of the split (before shuffling).
         repeat: repeat forever (each pass reshuffled and re-augmented).
         drop_remainder: drop the last incomplete batch.
 
     Returns:
-        A prefetched `tf.data.Dataset` of (images float32 (B, H, W, 1) in [0, 1],
+        A prefetched ``tf.data.Dataset`` of (images float32 (B, H, W, 1) in [0, 1],
         labels int32 (B,)).
 
     Raises:

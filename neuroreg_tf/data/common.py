@@ -1,5 +1,7 @@
 """Paths and errors shared by the data loaders."""
 
+from __future__ import annotations
+
 import os
 import pathlib
 
@@ -20,7 +22,7 @@ class DatasetNotFoundError(MissingDataError):
 def default_data_dir() -> pathlib.Path:
     """Returns the tfds data directory used when none is given.
 
-    `$NEUROREG_DATA_DIR` when set, else `~/tensorflow_datasets` (tfds' default).
+    ``$NEUROREG_DATA_DIR`` when set, else ``~/tensorflow_datasets`` (tfds' default).
     """
     from_env = os.environ.get(DATA_DIR_ENV_VAR)
     if from_env:
@@ -29,7 +31,7 @@ def default_data_dir() -> pathlib.Path:
 
 
 def resolve_data_dir(data_dir) -> pathlib.Path:
-    """Returns `data_dir` as an absolute path, or the default data directory."""
+    """Returns ``data_dir`` as an absolute path, or the default data directory."""
     if data_dir is None:
         return default_data_dir()
     return pathlib.Path(data_dir).expanduser().absolute()

@@ -1,13 +1,15 @@
-"""Offline preparation of tfds' `fashion_mnist` from Debian's dataset-fashion-mnist.
+"""Offline preparation of tfds' ``fashion_mnist`` from Debian's dataset-fashion-mnist.
 
 Debian ships the four original IDX files in /usr/share/datasets/fashion-mnist/,
 but re-gzipped, so their sizes and SHA-256 differ from the checksums tfds
-records and the stock builder rejects them. `OfflineFashionMNIST` is the stock
+records and the stock builder rejects them. ``OfflineFashionMNIST`` is the stock
 builder with the local files' checksums; it is prepared with those files as
-tfds' `manual_dir`, so nothing is downloaded. The prepared dataset is the stock
-`fashion_mnist` 3.0.1 layout (same features, splits and record format), so
-afterwards `tfds.load('fashion_mnist', data_dir=...)` works offline.
+tfds' ``manual_dir``, so nothing is downloaded. The prepared dataset is the stock
+``fashion_mnist`` 3.0.1 layout (same features, splits and record format), so
+afterwards ``tfds.load('fashion_mnist', data_dir=...)`` works offline.
 """
+
+from __future__ import annotations
 
 import hashlib
 import io
@@ -82,13 +84,13 @@ def _offline_builder_class(source_dir: pathlib.Path):
 
 
 def missing_source_files(source_dir=common.FASHION_MNIST_SOURCE_DIR):
-    """Returns the Fashion-MNIST IDX files absent from `source_dir` (a list)."""
+    """Returns the Fashion-MNIST IDX files absent from ``source_dir`` (a list)."""
     source_dir = pathlib.Path(source_dir)
     return [name for name in _SOURCE_FILENAMES if not (source_dir / name).is_file()]
 
 
 def is_prepared(data_dir=None) -> bool:
-    """Whether tfds' `fashion_mnist` is already prepared in `data_dir`."""
+    """Whether tfds' ``fashion_mnist`` is already prepared in ``data_dir``."""
     data_dir = common.resolve_data_dir(data_dir)
     builder = tfds.builder("fashion_mnist", data_dir=str(data_dir), try_gcs=False)
     return builder.is_prepared()
@@ -97,18 +99,18 @@ def is_prepared(data_dir=None) -> bool:
 def prepare_fashion_mnist(
     data_dir=None, source_dir=common.FASHION_MNIST_SOURCE_DIR
 ) -> pathlib.Path:
-    """Prepares tfds' `fashion_mnist` in `data_dir` from local IDX files, offline.
+    """Prepares tfds' ``fashion_mnist`` in ``data_dir`` from local IDX files, offline.
 
     Idempotent: returns at once when the dataset is already prepared.
 
     Args:
-        data_dir: tfds data directory; default `$NEUROREG_DATA_DIR` or
-            `~/tensorflow_datasets`.
-        source_dir: folder holding the four Fashion-MNIST `*-ubyte.gz` files, as
-            installed by `sudo apt-get install dataset-fashion-mnist`.
+        data_dir: tfds data directory; default ``$NEUROREG_DATA_DIR`` or
+            ``~/tensorflow_datasets``.
+        source_dir: folder holding the four Fashion-MNIST ``*-ubyte.gz`` files, as
+            installed by ``sudo apt-get install dataset-fashion-mnist``.
 
     Returns:
-        The data directory, in which `tfds.load('fashion_mnist', data_dir=...)` now
+        The data directory, in which ``tfds.load('fashion_mnist', data_dir=...)`` now
         works without network.
 
     Raises:

@@ -3,9 +3,11 @@
     python -m neuroreg_tf.data.prepare --dataset=fashion_mnist [--data_dir=DIR]
 
 Fashion-MNIST is built from Debian's files
-(`sudo apt-get install dataset-fashion-mnist`) without network. For cifar10 and
+(``sudo apt-get install dataset-fashion-mnist``) without network. For cifar10 and
 cifar100 this only checks availability and prints how to provide them.
 """
+
+from __future__ import annotations
 
 from absl import app
 from absl import flags
@@ -23,7 +25,7 @@ _DATA_DIR = flags.DEFINE_string(
 
 
 def prepare(dataset: str, data_dir=None) -> str:
-    """Makes `dataset` available offline and returns a one-line summary.
+    """Makes ``dataset`` available offline and returns a one-line summary.
 
     Raises:
         DatasetNotFoundError: it cannot be provided offline (the message says how).

@@ -1,10 +1,12 @@
 """Stimulus images for the similarity regularizer: natural crops or user arrays.
 
 The paper shows mice 5000 grayscale ImageNet images at 36x64 pixels. No such
-set is reachable offline here, so `natural_stimuli` cuts deterministic random
+set is reachable offline here, so ``natural_stimuli`` cuts deterministic random
 crops out of the photographs bundled in scikit-image's wheel. Real stimuli
-(the images shown in a recording) are loaded with `load_stimuli`.
+(the images shown in a recording) are loaded with ``load_stimuli``.
 """
+
+from __future__ import annotations
 
 import functools
 import pathlib
@@ -69,10 +71,10 @@ def _crop(pyramid, top, left, crop_height, crop_width, height, width):
 
 def natural_stimuli(n: int, *, height: int = 36, width: int = 64,
                     seed: int = 0) -> np.ndarray:
-    """Returns `n` grayscale natural-image crops, deterministic given the seed.
+    """Returns ``n`` grayscale natural-image crops, deterministic given the seed.
 
-    Each crop picks one of `NATURAL_IMAGE_NAMES` uniformly, a size between
-    `MIN_CROP_FRACTION` and 1 of the largest height:width window the photo holds
+    Each crop picks one of ``NATURAL_IMAGE_NAMES`` uniformly, a size between
+    ``MIN_CROP_FRACTION`` and 1 of the largest height:width window the photo holds
     (never smaller than the output), and a uniform location; it is then resampled
     to height x width (anti-aliased through a Gaussian pyramid). Locations and
     sizes are continuous, so any number of distinct crops is possible.
@@ -197,7 +199,7 @@ def load_stimuli(path) -> np.ndarray:
     Raises:
         FileNotFoundError: no such file.
         ValueError: unsupported file type, missing key, or invalid stimuli (see
-            `validate_stimuli`).
+            ``validate_stimuli``).
     """
     path = pathlib.Path(path)
     if not path.is_file():

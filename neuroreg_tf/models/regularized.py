@@ -93,11 +93,11 @@ def all_gather_rows(context: tf.distribute.ReplicaContext, tensors):
     gradient of its own rows.
 
     Args:
-      context: the replica context of the current step.
-      tensors: tensors sharing their first (batch) dimension on this replica.
+        context: the replica context of the current step.
+        tensors: tensors sharing their first (batch) dimension on this replica.
 
     Returns:
-      A list with, for each tensor, the rows of all replicas.
+        A list with, for each tensor, the rows of all replicas.
     """
     num_replicas = context.num_replicas_in_sync
     replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
@@ -132,20 +132,20 @@ class NeuralRegularizedModel(keras.Model):
     ``evaluate`` on plain (images, labels) data behave like the classifier's.
 
     Args:
-      classifier: a Keras functional classifier that maps images in [0, 1] to
-        logits and has the tap layers.
-      tap_layers: layer names whose features enter Eq 9, or "paper".
-      alpha: weight of the similarity loss (Eq 7).
-      centering: "batch" centres each layer's features with the mean over the
-        stimulus batch (Eq 9); "ema" with a running mean over batches
-        (per feature dimension, updated in training steps; needs
-        ``stimulus_shape``).
-      ema_momentum: decay of the running mean for ``centering="ema"``.
-      similarity_loss: "arctanh" (Eq 8) or "cka" (log(1 - CKA) on the
-        similarity matrices, as in Dapello et al. 2023).
-      arctanh_eps: clamp margin for arctanh.
-      stimulus_bn: "batch_stats", "train" or "inference"; see the module docstring.
-      stimulus_shape: (height, width) of the stimuli; required for "ema".
+        classifier: a Keras functional classifier that maps images in [0, 1] to
+            logits and has the tap layers.
+        tap_layers: layer names whose features enter Eq 9, or "paper".
+        alpha: weight of the similarity loss (Eq 7).
+        centering: "batch" centres each layer's features with the mean over the
+            stimulus batch (Eq 9); "ema" with a running mean over batches
+            (per feature dimension, updated in training steps; needs
+            ``stimulus_shape``).
+        ema_momentum: decay of the running mean for ``centering="ema"``.
+        similarity_loss: "arctanh" (Eq 8) or "cka" (log(1 - CKA) on the
+            similarity matrices, as in Dapello et al. 2023).
+        arctanh_eps: clamp margin for arctanh.
+        stimulus_bn: "batch_stats", "train" or "inference"; see the module docstring.
+        stimulus_shape: (height, width) of the stimuli; required for "ema".
     """
 
     def __init__(

@@ -80,11 +80,11 @@ def ResNet(
     """Builds a grayscale CIFAR-style ResNet that outputs logits.
 
     Args:
-      depth: 18 or 34.
-      num_classes: number of output logits.
-      width: multiplier on the channel widths (64, 128, 256, 512).
-      weight_decay: L2 coefficient on convolution and dense kernels.
-      name: model name; defaults to ``resnet{depth}``.
+        depth: 18 or 34.
+        num_classes: number of output logits.
+        width: multiplier on the channel widths (64, 128, 256, 512).
+        weight_decay: L2 coefficient on convolution and dense kernels.
+        name: model name; defaults to ``resnet{depth}``.
     """
     if depth not in STAGE_BLOCKS:
         raise ValueError(f"`depth` must be one of {sorted(STAGE_BLOCKS)}. Received: depth={depth}")

@@ -91,21 +91,21 @@ def build_targets(
     ``out_dir/figures/*.png`` describe them.
 
     Args:
-      recordings: the scans; they must share the stimuli and oracle images.
-      out_dir: output directory.
-      primary_kind: the kind written to ``out_dir/target``.
-      extra_kinds: further kinds, each to ``out_dir/targets/<kind>``.
-      predictor_config: predictive-model hyper-parameters.
-      experiment: the ``SimulatedExperiment`` the recordings came from, if any;
-        enables the ground-truth comparisons and the ``ground_truth`` kind.
-      vgg_weights: VGG19 weights file, required for the ``vgg`` kind.
-      make_figures: write the Fig. 1-like PNGs.
-      target_path: where the primary target goes (default ``out_dir/target``).
-      seed: seed of the shuffle and random controls.
-      log: progress sink; None for silence.
+        recordings: the scans; they must share the stimuli and oracle images.
+        out_dir: output directory.
+        primary_kind: the kind written to ``out_dir/target``.
+        extra_kinds: further kinds, each to ``out_dir/targets/<kind>``.
+        predictor_config: predictive-model hyper-parameters.
+        experiment: the ``SimulatedExperiment`` the recordings came from, if any;
+            enables the ground-truth comparisons and the ``ground_truth`` kind.
+        vgg_weights: VGG19 weights file, required for the ``vgg`` kind.
+        make_figures: write the Fig. 1-like PNGs.
+        target_path: where the primary target goes (default ``out_dir/target``).
+        seed: seed of the shuffle and random controls.
+        log: progress sink; None for silence.
 
     Returns:
-      The report (also written as JSON).
+        The report (also written as JSON).
     """
     log = log or (lambda message: None)
     kinds = [primary_kind] + [k for k in extra_kinds if k != primary_kind]
@@ -298,12 +298,12 @@ def build_from_config(config, out_dir: str, *, progress: Reporter = print_line) 
     default SIMULATED target.
 
     Args:
-      config: the ConfigDict of ``configs/build_target.py``.
-      out_dir: the build's workdir.
-      progress: progress reporter (None: silent).
+        config: the ConfigDict of ``configs/build_target.py``.
+        out_dir: the build's workdir.
+        progress: progress reporter (None: silent).
 
     Returns:
-      The report (``out_dir/target_report.json``).
+        The report (``out_dir/target_report.json``).
     """
     log = reporter(progress)
     os.makedirs(out_dir, exist_ok=True)
@@ -340,7 +340,7 @@ def ensure_built(config, out_dir: str, *, progress: Reporter = print_line) -> st
     """The primary target of ``build_from_config(config, out_dir)``, built unless already there.
 
     Returns:
-      The target's path, ``out_dir/target``.
+        The target's path, ``out_dir/target``.
     """
     target_path = os.path.join(out_dir, workdir_files.TARGET)
     if os.path.isfile(os.path.join(out_dir, workdir_files.TARGET_REPORT)):

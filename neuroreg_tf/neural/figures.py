@@ -76,9 +76,9 @@ def plot_scatter(path, oracle_pairs, data_pairs, model_pairs, *, r_data: float, 
     """Fig. 1D: S_data and S_model against S_oracle over image pairs.
 
     Args:
-      oracle_pairs: S_oracle for each plotted point of ``data_pairs``.
-      data_pairs: single-trial S_data values (one per repeat combination).
-      model_pairs: (oracle values, model values) for the i < j pairs.
+        oracle_pairs: S_oracle for each plotted point of ``data_pairs``.
+        data_pairs: single-trial S_data values (one per repeat combination).
+        model_pairs: (oracle values, model values) for the i < j pairs.
     """
     plt = _pyplot()
     rng = np.random.default_rng(seed)

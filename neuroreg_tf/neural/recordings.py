@@ -55,17 +55,17 @@ class Recording:
     """One scan: trials of images and population responses.
 
     Attributes:
-      images: (n_trials, height, width, 1) float32 images in [0, 1].
-      responses: (n_trials, n_neurons) responses (e.g. deconvolved activity).
-      behavior: (n_trials, n_behavior) behavioural variables.
-      pupil_center: (n_trials, 2) eye position (x, y).
-      tiers: (n_trials,) 'train', 'validation', 'test' (or 'final_test').
-      image_ids: (n_trials,) integer id of the image shown; an id that occurs
-        on several trials marks a repeated ("oracle") image.
-      neuron_ids: (n_neurons,) integer unit ids, unique within the scan.
-      behavior_names: names of the ``behavior`` columns.
-      simulated: True for SIMULATED data (never recorded from an animal).
-      metadata: provenance (scan name, simulator parameters, ...).
+        images: (n_trials, height, width, 1) float32 images in [0, 1].
+        responses: (n_trials, n_neurons) responses (e.g. deconvolved activity).
+        behavior: (n_trials, n_behavior) behavioural variables.
+        pupil_center: (n_trials, 2) eye position (x, y).
+        tiers: (n_trials,) 'train', 'validation', 'test' (or 'final_test').
+        image_ids: (n_trials,) integer id of the image shown; an id that occurs
+            on several trials marks a repeated ("oracle") image.
+        neuron_ids: (n_neurons,) integer unit ids, unique within the scan.
+        behavior_names: names of the ``behavior`` columns.
+        simulated: True for SIMULATED data (never recorded from an animal).
+        metadata: provenance (scan name, simulator parameters, ...).
     """
 
     images: np.ndarray
@@ -113,7 +113,7 @@ class Recording:
         """Checks shapes, values and the repeat design.
 
         Raises:
-          RecordingError: naming the first problem and how to fix it.
+            RecordingError: naming the first problem and how to fix it.
         """
         if self.images.ndim != 4 or self.images.shape[-1] != 1:
             raise RecordingError(
@@ -265,11 +265,11 @@ def write_filetree(path: str, recording: Recording) -> str:
     """Writes ``recording`` in the neuralpredictors FileTree layout.
 
     Args:
-      path: directory to create.
-      recording: the scan.
+        path: directory to create.
+        recording: the scan.
 
     Returns:
-      ``path``.
+        ``path``.
     """
     data_keys = {
         "images": np.transpose(recording.images, (0, 3, 1, 2)),
@@ -310,8 +310,8 @@ def read_filetree(path: str) -> Recording:
     absent (zeros are used and recorded in the metadata).
 
     Raises:
-      FileNotFoundError: no ``data/responses`` or ``meta/trials`` folder.
-      RecordingError: mismatched trials or invalid content.
+        FileNotFoundError: no ``data/responses`` or ``meta/trials`` folder.
+        RecordingError: mismatched trials or invalid content.
     """
     responses_dir = os.path.join(path, "data", "responses")
     if not os.path.isdir(responses_dir):
@@ -424,8 +424,8 @@ def read_hdf5(path: str) -> Recording:
     """Reads a StaticImageSet HDF5 file into a validated ``Recording``.
 
     Raises:
-      FileNotFoundError: no such file.
-      RecordingError: a required dataset is missing or the content is invalid.
+        FileNotFoundError: no such file.
+        RecordingError: a required dataset is missing or the content is invalid.
     """
     import h5py
 

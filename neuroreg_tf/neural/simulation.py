@@ -79,17 +79,17 @@ class V1Population:
     """A SIMULATED population of Gabor-like V1 neurons.
 
     Attributes:
-      filters: (2, n_neurons, height * width) even and odd unit-norm filters.
-      is_complex: (n_neurons,) bool, complex (energy) vs simple (rectified) cell.
-      gain: (n_neurons,) visual gain.
-      baseline: (n_neurons,) spontaneous rate.
-      dispersion: (n_neurons,) gamma shape k of the noise (smaller: noisier).
-      running_coupling: (n_neurons,) b_run of the behavioural gain.
-      pupil_coupling: (n_neurons,) b_pupil of the behavioural gain.
-      wavelength: (n_neurons,) preferred wavelength in pixels.
-      latent_loadings: (n_latent, n_neurons) loadings of the shared noise.
-      semi_saturation: contrast c50 of the divisive normalisation (pixel std).
-      image_shape: (height, width) of the stimuli.
+        filters: (2, n_neurons, height * width) even and odd unit-norm filters.
+        is_complex: (n_neurons,) bool, complex (energy) vs simple (rectified) cell.
+        gain: (n_neurons,) visual gain.
+        baseline: (n_neurons,) spontaneous rate.
+        dispersion: (n_neurons,) gamma shape k of the noise (smaller: noisier).
+        running_coupling: (n_neurons,) b_run of the behavioural gain.
+        pupil_coupling: (n_neurons,) b_pupil of the behavioural gain.
+        wavelength: (n_neurons,) preferred wavelength in pixels.
+        latent_loadings: (n_latent, n_neurons) loadings of the shared noise.
+        semi_saturation: contrast c50 of the divisive normalisation (pixel std).
+        image_shape: (height, width) of the stimuli.
     """
 
     filters: np.ndarray
@@ -112,9 +112,9 @@ class V1Population:
         """Noiseless rates at neutral behaviour, (n_images, n_neurons).
 
         Args:
-          images: (n, height, width[, 1]) images in [0, 1].
-          neurons: optional indices of the neurons to compute.
-          chunk: images per matrix product (bounds memory).
+            images: (n, height, width[, 1]) images in [0, 1].
+            neurons: optional indices of the neurons to compute.
+            chunk: images per matrix product (bounds memory).
         """
         images = np.asarray(images, dtype=np.float32)
         if images.shape[1:3] != tuple(self.image_shape):
@@ -167,17 +167,17 @@ def make_v1_population(
     """Draws a SIMULATED population of Gabor-like simple and complex cells.
 
     Args:
-      n_neurons: population size.
-      image_shape: (height, width) of the stimuli.
-      complex_fraction: fraction of complex cells.
-      wavelength_range: preferred wavelengths in pixels (log-uniform).
-      weak_fraction: fraction of weakly driven, unreliable neurons (gain / 5).
-      n_latent: number of shared noise factors.
-      latent_strength: std of the per-neuron loadings on each factor.
-      seed: random seed.
+        n_neurons: population size.
+        image_shape: (height, width) of the stimuli.
+        complex_fraction: fraction of complex cells.
+        wavelength_range: preferred wavelengths in pixels (log-uniform).
+        weak_fraction: fraction of weakly driven, unreliable neurons (gain / 5).
+        n_latent: number of shared noise factors.
+        latent_strength: std of the per-neuron loadings on each factor.
+        seed: random seed.
 
     Returns:
-      A ``V1Population``.
+        A ``V1Population``.
     """
     if n_neurons < 2:
         raise ValueError(f"A population needs at least 2 neurons. Received: n_neurons={n_neurons}")
@@ -256,9 +256,9 @@ def simulate_behavior(n_trials: int, rng: np.random.Generator) -> dict[str, np.n
     """SIMULATED running speed, pupil size (with derivatives) and pupil centre.
 
     Returns:
-      Dict with ``behavior`` (n_trials, 3) = (pupil_size, d_pupil_size,
-      running_speed), ``pupil_center`` (n_trials, 2) in camera pixels, and the
-      standardised ``running_z`` and ``pupil_z`` that drive the gain.
+        Dict with ``behavior`` (n_trials, 3) = (pupil_size, d_pupil_size,
+        running_speed), ``pupil_center`` (n_trials, 2) in camera pixels, and the
+        standardised ``running_z`` and ``pupil_z`` that drive the gain.
     """
     running_latent = _slow_process(rng, n_trials, timescale=40.0, stationary_std=1.0)
     running_speed = 8.0 * np.maximum(running_latent + 0.2, 0.0)
@@ -291,14 +291,14 @@ class SimulatedExperiment:
     """SIMULATED scans of one population, with their ground truth.
 
     Attributes:
-      population: the simulated neurons.
-      stimuli: (n_stimuli, height, width, 1) unique images; ids are their indices.
-      oracle_ids: ids of the repeated images (the first ``n_oracle`` stimuli).
-      recordings: one validated ``Recording`` per scan.
-      scan_neurons: per scan, the population indices it recorded.
-      trial_rates: per scan, (n_trials, n_neurons) noiseless rates including
-        behaviour and eye position.
-      parameters: the simulation parameters.
+        population: the simulated neurons.
+        stimuli: (n_stimuli, height, width, 1) unique images; ids are their indices.
+        oracle_ids: ids of the repeated images (the first ``n_oracle`` stimuli).
+        recordings: one validated ``Recording`` per scan.
+        scan_neurons: per scan, the population indices it recorded.
+        trial_rates: per scan, (n_trials, n_neurons) noiseless rates including
+            behaviour and eye position.
+        parameters: the simulation parameters.
     """
 
     population: V1Population
@@ -341,26 +341,26 @@ def simulate_experiment(
     """Simulates several scans of one SIMULATED V1 population.
 
     Args:
-      stimuli: (n_single + n_oracle, height, width[, 1]) images in [0, 1];
-        default: natural-image crops from ``neuroreg_tf.data.natural_stimuli``
-        (36 x 64). The first ``n_oracle`` are the repeated images.
-      preset: 'paper', 'default' or 'small'; overrides the design arguments
-        (``n_single`` ... ``population_size``).
-      n_single: images shown once per scan.
-      n_oracle: images shown ``n_repeats`` times per scan.
-      n_repeats: repeats of each oracle image.
-      n_scans: scans; each records its own random subset of neurons.
-      neurons_per_scan: neurons recorded per scan.
-      population_size: neurons in the population the scans draw from.
-      validation_fraction: fraction of single-trial images in tier 'validation'
-        (the oracle repeats are tier 'test').
-      shift_per_pupil_unit: image shift in pixels per camera pixel of pupil
-        displacement.
-      complex_fraction: fraction of complex cells.
-      seed: random seed; the same seed gives the same experiment.
+        stimuli: (n_single + n_oracle, height, width[, 1]) images in [0, 1];
+            default: natural-image crops from ``neuroreg_tf.data.natural_stimuli``
+            (36 x 64). The first ``n_oracle`` are the repeated images.
+        preset: 'paper', 'default' or 'small'; overrides the design arguments
+            (``n_single`` ... ``population_size``).
+        n_single: images shown once per scan.
+        n_oracle: images shown ``n_repeats`` times per scan.
+        n_repeats: repeats of each oracle image.
+        n_scans: scans; each records its own random subset of neurons.
+        neurons_per_scan: neurons recorded per scan.
+        population_size: neurons in the population the scans draw from.
+        validation_fraction: fraction of single-trial images in tier 'validation'
+            (the oracle repeats are tier 'test').
+        shift_per_pupil_unit: image shift in pixels per camera pixel of pupil
+            displacement.
+        complex_fraction: fraction of complex cells.
+        seed: random seed; the same seed gives the same experiment.
 
     Returns:
-      A ``SimulatedExperiment``.
+        A ``SimulatedExperiment``.
     """
     design = dict(
         n_single=n_single, n_oracle=n_oracle, n_repeats=n_repeats, n_scans=n_scans,
@@ -473,7 +473,7 @@ def write_experiment(path: str, experiment: SimulatedExperiment) -> list[str]:
         path/ground_truth/neutral_rates.npy   noiseless neutral-state rates (stimuli x neurons)
 
     Returns:
-      The scan directories.
+        The scan directories.
     """
     import json
 

@@ -33,10 +33,10 @@ def oracle_correlation(repeated) -> np.ndarray:
     of the other repeats of the same image.
 
     Args:
-      repeated: (n_images, n_repeats, n_neurons) responses to repeated images.
+        repeated: (n_images, n_repeats, n_neurons) responses to repeated images.
 
     Returns:
-      (n_neurons,) correlations; 0 for a neuron with no variance.
+        (n_neurons,) correlations; 0 for a neuron with no variance.
     """
     repeated = similarity.check_repeated(repeated)
     n_images, n_repeats, n_neurons = repeated.shape
@@ -50,11 +50,11 @@ def prediction_correlation(responses, predictions) -> np.ndarray:
     """Per-neuron Pearson correlation over trials, v_a of Eq 6.
 
     Args:
-      responses: (n_trials, n_neurons) measured responses.
-      predictions: (n_trials, n_neurons) predicted responses.
+        responses: (n_trials, n_neurons) measured responses.
+        predictions: (n_trials, n_neurons) predicted responses.
 
     Returns:
-      (n_neurons,) correlations; 0 where either side has no variance.
+        (n_neurons,) correlations; 0 where either side has no variance.
     """
     responses = np.asarray(responses, dtype=np.float64)
     predictions = np.asarray(predictions, dtype=np.float64)
@@ -82,12 +82,12 @@ def fraction_explainable_variance_explained(repeated, predictions) -> np.ndarray
     """Per-neuron FEVE = 1 - (MSE - noise) / (Var_total - noise) on repeated trials.
 
     Args:
-      repeated: (n_images, n_repeats, n_neurons) responses.
-      predictions: predictions for the same trials, same shape (or
-        (n_images, n_neurons) when the prediction does not vary over repeats).
+        repeated: (n_images, n_repeats, n_neurons) responses.
+        predictions: predictions for the same trials, same shape (or
+            (n_images, n_neurons) when the prediction does not vary over repeats).
 
     Returns:
-      (n_neurons,) FEVE; NaN where the neuron has no explainable variance.
+        (n_neurons,) FEVE; NaN where the neuron has no explainable variance.
     """
     repeated = similarity.check_repeated(repeated)
     predictions = np.asarray(predictions, dtype=np.float64)
@@ -111,17 +111,17 @@ def scan_and_repeat_fluctuations(repeated_per_scan, weights_per_scan=None):
     """Fluctuations of the oracle similarity across scans (Eq 4) and repeats (Eq 5).
 
     Args:
-      repeated_per_scan: list over scans h of (n_images, n_repeats, n_neurons_h)
-        responses to the same oracle images in the same order (neurons may
-        differ between scans).
-      weights_per_scan: optional list of (n_neurons_h,) weights (Eq 1 weights
-        of each scan by default).
+        repeated_per_scan: list over scans h of (n_images, n_repeats, n_neurons_h)
+            responses to the same oracle images in the same order (neurons may
+            differ between scans).
+        weights_per_scan: optional list of (n_neurons_h,) weights (Eq 1 weights
+            of each scan by default).
 
     Returns:
-      (delta_scan, delta_repeat): 1-D arrays. delta_scan holds
-      S_oracle-h_ij - E_h[S_oracle-h_ij] for every scan h and pair i < j;
-      delta_repeat holds S_data-h_{i t1, i t2} - S_oracle-h_ii for every scan,
-      image i and repeat pair t1 < t2.
+        (delta_scan, delta_repeat): 1-D arrays. delta_scan holds
+        S_oracle-h_ij - E_h[S_oracle-h_ij] for every scan h and pair i < j;
+        delta_repeat holds S_data-h_{i t1, i t2} - S_oracle-h_ii for every scan,
+        image i and repeat pair t1 < t2.
     """
     if len(repeated_per_scan) < 2:
         raise ValueError(
@@ -159,7 +159,7 @@ def trial_pair_similarities(repeated, weights=None) -> np.ndarray:
     These are the values Eq 3 averages; Fig. 1D scatters them against S_oracle.
 
     Returns:
-      (n_pairs, n_repeats**2) array, pairs in ``np.triu_indices(n_images, 1)`` order.
+        (n_pairs, n_repeats**2) array, pairs in ``np.triu_indices(n_images, 1)`` order.
     """
     repeated = similarity.check_repeated(repeated)
     n_images, n_repeats, n_neurons = repeated.shape

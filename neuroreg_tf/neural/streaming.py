@@ -55,20 +55,20 @@ def stream_embedding_target(
     """Writes an embedding-form target (Eq 2 of one response set) chunk by chunk.
 
     Args:
-      path: target directory.
-      n_stimuli: number of stimuli N.
-      n_neurons: responses per stimulus.
-      stimulus_shape: (height, width).
-      stimuli_fn: (start, stop) -> (stop - start, height, width, 1) images in [0, 1].
-      responses_fn: (start, stop) -> (stop - start, n_neurons) responses of
-        those stimuli; called twice per chunk, so it must be deterministic.
-      weights: optional (n_neurons,) per-neuron scaling (w_a or w_a v_a).
-      kind, simulated, metadata: as for ``targets.save_target``.
-      chunk: stimuli per chunk.
-      log: progress sink.
+        path: target directory.
+        n_stimuli: number of stimuli N.
+        n_neurons: responses per stimulus.
+        stimulus_shape: (height, width).
+        stimuli_fn: (start, stop) -> (stop - start, height, width, 1) images in [0, 1].
+        responses_fn: (start, stop) -> (stop - start, n_neurons) responses of
+            those stimuli; called twice per chunk, so it must be deterministic.
+        weights: optional (n_neurons,) per-neuron scaling (w_a or w_a v_a).
+        kind, simulated, metadata: as for ``targets.save_target``.
+        chunk: stimuli per chunk.
+        log: progress sink.
 
     Returns:
-      ``path``.
+        ``path``.
     """
     return stream_averaged_embedding_target(
         path, n_stimuli=n_stimuli, stimulus_shape=stimulus_shape, stimuli_fn=stimuli_fn,
@@ -105,20 +105,20 @@ def stream_averaged_embedding_target(
     order 1 / sqrt(k) (about 0.02 for k = 2048), and the file is N x k.
 
     Args:
-      path: target directory.
-      n_stimuli: N.
-      stimulus_shape: (height, width).
-      stimuli_fn: (start, stop) -> images in [0, 1], (stop - start, h, w, 1).
-      scans: list of (responses_fn, n_neurons, weights or None) per scan;
-        responses_fn(start, stop) -> (stop - start, n_neurons), deterministic.
-      projection_dims: optional k for the random projection.
-      projection_seed: seed of the projection.
-      kind, simulated, metadata: as for ``targets.save_target``.
-      chunk: stimuli per chunk.
-      log: progress sink.
+        path: target directory.
+        n_stimuli: N.
+        stimulus_shape: (height, width).
+        stimuli_fn: (start, stop) -> images in [0, 1], (stop - start, h, w, 1).
+        scans: list of (responses_fn, n_neurons, weights or None) per scan;
+            responses_fn(start, stop) -> (stop - start, n_neurons), deterministic.
+        projection_dims: optional k for the random projection.
+        projection_seed: seed of the projection.
+        kind, simulated, metadata: as for ``targets.save_target``.
+        chunk: stimuli per chunk.
+        log: progress sink.
 
     Returns:
-      ``path``.
+        ``path``.
     """
     log = log or (lambda message: None)
     if not scans:

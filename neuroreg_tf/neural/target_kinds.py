@@ -49,13 +49,13 @@ class ScanAnalysis:
     """What the target builder derives from one scan.
 
     Attributes:
-      recording: the scan.
-      oracle_ids: the repeated image ids, sorted.
-      repeated: (n_oracle, n_repeats, n_neurons) responses to the repeats.
-      weights: (n_neurons,) SNR weights w_a (Eq 1).
-      oracle_similarity: (n_oracle, n_oracle) S_oracle (Eq 3).
-      oracle_correlation: (n_neurons,) leave-one-out oracle correlation.
-      predictor: the fitted predictive model, or None.
+        recording: the scan.
+        oracle_ids: the repeated image ids, sorted.
+        repeated: (n_oracle, n_repeats, n_neurons) responses to the repeats.
+        weights: (n_neurons,) SNR weights w_a (Eq 1).
+        oracle_similarity: (n_oracle, n_oracle) S_oracle (Eq 3).
+        oracle_correlation: (n_neurons,) leave-one-out oracle correlation.
+        predictor: the fitted predictive model, or None.
     """
 
     recording: Recording
@@ -216,15 +216,15 @@ def vgg_features(stimuli, weights: str, *, layer: str = VGG_LAYER, batch_size: i
     own preprocessing (BGR, ImageNet mean subtracted).
 
     Args:
-      stimuli: (n, height, width, 1) images in [0, 1]; height, width >= 32.
-      weights: path to a Keras VGG19 weights file (the ``notop`` h5 or a
-        ``.weights.h5``), or the string ``"random"`` to use seeded random
-        (He-normal) weights -- only for testing the mechanics, never for a
-        real target.
-      layer: VGG19 layer name.
+        stimuli: (n, height, width, 1) images in [0, 1]; height, width >= 32.
+        weights: path to a Keras VGG19 weights file (the ``notop`` h5 or a
+            ``.weights.h5``), or the string ``"random"`` to use seeded random
+            (He-normal) weights -- only for testing the mechanics, never for a
+            real target.
+        layer: VGG19 layer name.
 
     Returns:
-      (n, features) float32.
+        (n, features) float32.
     """
     import keras
 
@@ -300,19 +300,19 @@ def stream_model_target(
     ``projection_dims``).
 
     Args:
-      path: target directory.
-      scans: ``ScanAnalysis`` objects with fitted predictors.
-      stimuli_fn: (start, stop) -> (stop - start, height, width, 1) images in [0, 1].
-      n_stimuli: N.
-      stimulus_shape: (height, width).
-      simulated: label of the target.
-      projection_dims: optional random-projection dimension.
-      chunk: stimuli per chunk.
-      provenance: extra metadata.
-      log: progress sink.
+        path: target directory.
+        scans: ``ScanAnalysis`` objects with fitted predictors.
+        stimuli_fn: (start, stop) -> (stop - start, height, width, 1) images in [0, 1].
+        n_stimuli: N.
+        stimulus_shape: (height, width).
+        simulated: label of the target.
+        projection_dims: optional random-projection dimension.
+        chunk: stimuli per chunk.
+        provenance: extra metadata.
+        log: progress sink.
 
     Returns:
-      ``path``.
+        ``path``.
     """
     from neuroreg_tf.neural import streaming
 

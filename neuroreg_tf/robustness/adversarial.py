@@ -1,6 +1,6 @@
 """Adversarial robustness scores as in the paper: median minimal perturbation per norm.
 
-`adversarial_evaluation` runs `search.minimal_perturbation` for each norm on the first
+``adversarial_evaluation`` runs ``search.minimal_perturbation`` for each norm on the first
 ``num_examples`` examples (the same subset for every model) and returns the summary that goes into
 ``robustness.json`` plus the per-sample values that go into the CSV file.
 """
@@ -18,10 +18,10 @@ EVALUATION_KEYS = ("enabled", "num_examples", "norms")
 
 
 def arguments_from_config(section) -> dict:
-    """`adversarial_evaluation`'s keyword arguments from a config's ``adversarial`` section.
+    """``adversarial_evaluation``'s keyword arguments from a config's ``adversarial`` section.
 
     The section holds ``enabled``, ``num_examples`` (0: all), ``norms`` and every
-    `AttackSettings` field (see ``configs/evaluate.py``); unknown keys raise ``ConfigError``.
+    ``AttackSettings`` field (see ``configs/evaluate.py``); unknown keys raise ``ConfigError``.
     """
     section = dict(section)
     return {
@@ -48,12 +48,12 @@ def adversarial_evaluation(
         x: Images, float32 in [0, 1], (n, h, w, c).
         y: Integer labels, (n,).
         norms: Norms to evaluate, from "linf" and "l2".
-        num_examples: Evaluate the first `num_examples` examples (None: all).
-        settings: The attacks and the search (`AttackSettings`).
+        num_examples: Evaluate the first ``num_examples`` examples (None: all).
+        settings: The attacks and the search (``AttackSettings``).
         progress: Reporter of one-line progress messages (None: silent).
 
     Returns:
-        (summary, per_sample): ``summary[norm]`` is `scoring.summarize_distances`'s dict plus
+        (summary, per_sample): ``summary[norm]`` is ``scoring.summarize_distances``'s dict plus
         ``success_curve`` ({``epsilon``, ``fraction``}) and ``seconds``; ``per_sample`` has
         ``index``, ``label``, ``clean_correct`` and, per norm, ``distance`` and ``attack`` arrays.
     """

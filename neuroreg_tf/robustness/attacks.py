@@ -1,11 +1,11 @@
-"""Attacks for the minimal-perturbation search, built on CleverHans (see `cleverhans_compat`).
+"""Attacks for the minimal-perturbation search, built on CleverHans (see ``cleverhans_compat``).
 
 Two kinds:
 
-* `EpsilonAttack`: a fixed-budget attack (PGD, momentum iterative, SPSA). `minimal_perturbation`
+* ``EpsilonAttack``: a fixed-budget attack (PGD, momentum iterative, SPSA). ``minimal_perturbation``
   searches its budget per sample. Its ``build(logits_fn)`` returns ``run(x, y, eps)`` where ``eps``
   holds one budget per image, and the step size is a fixed fraction of each image's budget.
-* `MinimizingAttack`: an attack that minimises the distance itself (Carlini & Wagner L2). Its
+* ``MinimizingAttack``: an attack that minimises the distance itself (Carlini & Wagner L2). Its
   ``build(logits_fn)`` returns ``run(x, y)``.
 
 Per-sample budgets with CleverHans' PGD: CleverHans takes one scalar ``eps`` (it asserts
@@ -16,6 +16,8 @@ Signs of gradients (L-inf), gradient directions (L2), projections onto the ball 
 commute with this per-image scaling, so this is exactly PGD with budget ``eps_i`` and step
 ``step_fraction * eps_i`` for every image, in one batched call.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import functools
@@ -32,13 +34,13 @@ CLEVERHANS_NORMS = {"linf": np.inf, "l2": 2}
 
 @dataclasses.dataclass(frozen=True)
 class EpsilonAttack:
-    """A fixed-budget attack whose budget `minimal_perturbation` searches per sample.
+    """A fixed-budget attack whose budget ``minimal_perturbation`` searches per sample.
 
     Attributes:
         name: A unique, descriptive name (used in reports).
         norm: "linf" or "l2".
-        build: ``build(logits_fn) -> run(x, y, eps)``; `x` float32 (n, h, w, c), `y` int labels,
-            `eps` float32 (n,), returns adversarial candidates (n, h, w, c) within [0, 1].
+        build: ``build(logits_fn) -> run(x, y, eps)``; ``x`` float32 (n, h, w, c), ``y`` int labels,
+            ``eps`` float32 (n,), returns adversarial candidates (n, h, w, c) within [0, 1].
     """
 
     name: str
@@ -62,7 +64,7 @@ class MinimizingAttack:
 
 
 def _compile_for_batches(function):
-    """Compiles `function(x, y, eps, loop_in_graph)` once, for any batch size, at its first call.
+    """Compiles ``function(x, y, eps, loop_in_graph)`` once, for any batch size, at its first call.
 
     A fixed input signature with an unknown batch dimension avoids retracing as the number of
     samples still being searched shrinks. The attack loop becomes a ``tf.while_loop`` through
@@ -144,7 +146,25 @@ def _scaled_attack(
     return tf.clip_by_value(x + scale * u, 0.0, 1.0)
 
 
-def margin_loss(labels, logits):
+def _scaled_builder(attack_fn, step_fraction, iterations, norm, attack_arguments):
+    """``build(logits_fn) -> run(x, y, eps)`` of a CleverHans iterative attack with per-image budgets.
+
+    ``attack_arguments(logits_fn, x, y)`` gives the attack's own keyword arguments.
+    """
+
+    def build(logits_fn):
+        def run(x, y, eps, loop_in_graph):
+            return _scaled_attack(
+                attack_fn, logits_fn, x, y, eps, step_fraction, iterations, norm, loop_in_graph,
+                **attack_arguments(logits_fn, x, y),
+            )
+
+        return _compile_for_batches(run)
+
+    return build
+
+
+def margin_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Largest wrong-class logit minus the true-class logit (per example); PGD maximises it."""
     one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
     true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
@@ -155,8 +175,8 @@ def margin_loss(labels, logits):
 LOSSES = {"ce": None, "margin": margin_loss}  # None: CleverHans' default cross-entropy
 
 
-def targeted_margin_loss(target_rank):
-    """Margin toward the `target_rank`-th most likely wrong class of the clean image.
+def targeted_margin_loss(target_rank: int) -> Callable:
+    """Margin toward the ``target_rank``-th most likely wrong class of the clean image.
 
     Returns ``make(clean_logits) -> loss(labels, logits)``; the loss is the target's logit minus
     the true class's logit. Running it for ranks 1..k is the multi-targeted attack: the nearest
@@ -179,7 +199,13 @@ def targeted_margin_loss(target_rank):
     return make
 
 
-def pgd(norm, step_fraction=0.1, iterations=20, loss="ce", target_rank=None):
+def pgd(
+    norm: str,
+    step_fraction: float = 0.1,
+    iterations: int = 20,
+    loss: str = "ce",
+    target_rank: int | None = None,
+) -> EpsilonAttack:
     """Projected gradient descent (CleverHans), from the clean image, step = fraction of epsilon.
 
     Args:
@@ -188,11 +214,11 @@ def pgd(norm, step_fraction=0.1, iterations=20, loss="ce", target_rank=None):
         iterations: Number of PGD steps.
         loss: "ce" (cross-entropy, CleverHans' default) or "margin" (best wrong logit minus true
             logit, as in Carlini & Wagner), the objective PGD maximises.
-        target_rank: If given (1, 2, ...), maximise instead the margin of the `target_rank`-th most
+        target_rank: If given (1, 2, ...), maximise instead the margin of the ``target_rank``-th most
             likely wrong class at the clean image over the true class (multi-targeted PGD).
 
     Returns:
-        An `EpsilonAttack`.
+        An ``EpsilonAttack``.
     """
     check_norm(norm)
     _check_schedule(step_fraction, iterations)
@@ -207,26 +233,15 @@ def pgd(norm, step_fraction=0.1, iterations=20, loss="ce", target_rank=None):
             f"Expected target_rank to be None or a positive integer. Received: target_rank={target_rank!r}"
         )
 
-    def build(logits_fn):
-        def run(x, y, eps, loop_in_graph):
-            loss_fn = LOSSES[loss]
-            if target_rank is not None:
-                loss_fn = targeted_margin_loss(target_rank)(logits_fn(x), y)
-            return _scaled_attack(
-                cleverhans_compat.projected_gradient_descent,
-                logits_fn,
-                x,
-                y,
-                eps,
-                step_fraction,
-                iterations,
-                norm,
-                loop_in_graph,
-                rand_init=False,
-                loss_fn=loss_fn,
-            )
+    def attack_arguments(logits_fn, x, y):
+        loss_fn = LOSSES[loss]
+        if target_rank is not None:
+            loss_fn = targeted_margin_loss(target_rank)(logits_fn(x), y)
+        return {"rand_init": False, "loss_fn": loss_fn}
 
-        return _compile_for_batches(run)
+    build = _scaled_builder(
+        cleverhans_compat.projected_gradient_descent, step_fraction, iterations, norm, attack_arguments
+    )
 
     if target_rank is not None:
         suffix = f",target=wrong#{target_rank}"
@@ -237,7 +252,9 @@ def pgd(norm, step_fraction=0.1, iterations=20, loss="ce", target_rank=None):
     )
 
 
-def momentum_iterative(norm, step_fraction=0.1, iterations=20, decay_factor=1.0):
+def momentum_iterative(
+    norm: str, step_fraction: float = 0.1, iterations: int = 20, decay_factor: float = 1.0
+) -> EpsilonAttack:
     """Momentum iterative method (CleverHans MI-FGSM), step = fraction of epsilon.
 
     Args:
@@ -247,39 +264,33 @@ def momentum_iterative(norm, step_fraction=0.1, iterations=20, decay_factor=1.0)
         decay_factor: Momentum decay.
 
     Returns:
-        An `EpsilonAttack`.
+        An ``EpsilonAttack``.
     """
     check_norm(norm)
     _check_schedule(step_fraction, iterations)
 
-    def build(logits_fn):
-        def run(x, y, eps, loop_in_graph):
-            return _scaled_attack(
-                cleverhans_compat.momentum_iterative_method,
-                logits_fn,
-                x,
-                y,
-                eps,
-                step_fraction,
-                iterations,
-                norm,
-                loop_in_graph,
-                decay_factor=decay_factor,
-            )
-
-        return _compile_for_batches(run)
+    build = _scaled_builder(
+        cleverhans_compat.momentum_iterative_method, step_fraction, iterations, norm,
+        lambda logits_fn, x, y: {"decay_factor": decay_factor},
+    )
 
     return EpsilonAttack(f"mim_{norm}(step={step_fraction:g}eps,iters={iterations})", norm, build)
 
 
-def spsa_linf(iterations=50, learning_rate=0.01, delta=0.01, samples=128, seed=0):
+def spsa_linf(
+    iterations: int = 50,
+    learning_rate: float = 0.01,
+    delta: float = 0.01,
+    samples: int = 128,
+    seed: int = 0,
+) -> EpsilonAttack:
     """The gradient-free SPSA L-inf attack (fixed CleverHans version), one image at a time.
 
     Slow (``iterations * samples`` forward passes per image and budget); useful to check that
     gradient-based results are not an artefact of masked gradients.
 
     Returns:
-        An `EpsilonAttack`.
+        An ``EpsilonAttack``.
     """
     _check_schedule(0.5, iterations)
 
@@ -317,11 +328,11 @@ def carlini_wagner(
     0.005, constant 0.01). On a small Fashion-MNIST CNN they gave a median within 5% of margin
     PGD's in a fifth of the time, where CleverHans-like settings (200 iterations, rate 0.01)
     stayed 40% above it; the PGD search that follows only has to improve on C&W's distances.
-    ``confidence`` (the logit margin C&W aims for) sits just above `minimal_perturbation`'s
+    ``confidence`` (the logit margin C&W aims for) sits just above ``minimal_perturbation``'s
     default ``decision_margin`` (1e-3), so that C&W's boundary points count.
 
     Returns:
-        A `MinimizingAttack`.
+        A ``MinimizingAttack``.
     """
 
     def build(logits_fn):
@@ -350,12 +361,12 @@ def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
 
     Args:
         norm: "linf" or "l2".
-        settings: What to run (`AttackSettings`; default: its defaults). Every (iterations,
+        settings: What to run (``AttackSettings``; default: its defaults). Every (iterations,
             step fraction, loss) triple of its PGD grid is one attack, plus margin PGD toward each
             of its ``target_ranks``.
 
     Returns:
-        A list of `EpsilonAttack` / `MinimizingAttack`.
+        A list of ``EpsilonAttack`` / ``MinimizingAttack``.
     """
     check_norm(norm)
     settings = settings or AttackSettings()

@@ -1,5 +1,7 @@
 """Argument checks shared by the robustness functions, with errors that show the received value."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
@@ -13,8 +15,8 @@ def _describe(array):
     )
 
 
-def check_images(x, *, clip_min=0.0, clip_max=1.0, name="x"):
-    """Returns `x` as a float32 NHWC array after checking its shape, finiteness and value range.
+def check_images(x, *, clip_min: float = 0.0, clip_max: float = 1.0, name: str = "x") -> np.ndarray:
+    """Returns ``x`` as a float32 NHWC array after checking its shape, finiteness and value range.
 
     Args:
         x: Images, shape (n, height, width, channels), values in [clip_min, clip_max].
@@ -23,7 +25,7 @@ def check_images(x, *, clip_min=0.0, clip_max=1.0, name="x"):
         name: The argument name used in error messages.
 
     Raises:
-        ValueError: If `x` is not 4-D, is empty, holds NaN/inf, or lies outside the bounds.
+        ValueError: If ``x`` is not 4-D, is empty, holds NaN/inf, or lies outside the bounds.
     """
     array = np.asarray(x)
     if array.ndim != 4:
@@ -52,8 +54,10 @@ def check_images(x, *, clip_min=0.0, clip_max=1.0, name="x"):
     return array
 
 
-def check_labels(y, num_examples, num_classes=None, *, name="y"):
-    """Returns `y` as an int64 array of shape (num_examples,) after checking its values.
+def check_labels(
+    y, num_examples: int, num_classes: int | None = None, *, name: str = "y"
+) -> np.ndarray:
+    """Returns ``y`` as an int64 array of shape (num_examples,) after checking its values.
 
     Args:
         y: Integer class labels, shape (num_examples,).
@@ -62,7 +66,7 @@ def check_labels(y, num_examples, num_classes=None, *, name="y"):
         name: The argument name used in error messages.
 
     Raises:
-        ValueError: If `y` has the wrong shape, non-integer values or labels out of range.
+        ValueError: If ``y`` has the wrong shape, non-integer values or labels out of range.
     """
     array = np.asarray(y)
     if array.ndim != 1 or array.shape[0] != num_examples:
@@ -85,8 +89,8 @@ def check_labels(y, num_examples, num_classes=None, *, name="y"):
     return array
 
 
-def check_positive_int(value, name):
-    """Returns `value` as an int after checking that it is a positive integer."""
+def check_positive_int(value, name: str) -> int:
+    """Returns ``value`` as an int after checking that it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"Expected `{name}` to be a positive integer. Received: {name}={value!r}")
     return int(value)

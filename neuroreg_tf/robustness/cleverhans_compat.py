@@ -24,6 +24,8 @@ only the broken piece and reuses the rest of CleverHans):
   samples), with an optional seed.
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 
@@ -151,11 +153,11 @@ class CarliniWagnerL2(_cw.CarliniWagnerL2):
         self.targeted = bool(targeted)
 
     def attack(self, x, y=None):
-        """Returns adversarial examples (NumPy, same shape as `x`) for images `x`.
+        """Returns adversarial examples (NumPy, same shape as ``x``) for images ``x``.
 
         Args:
             x: Images, shape (n, h, w, c), within [clip_min, clip_max].
-            y: Labels for the whole `x` (integers or one-hot); overrides the constructor's `y`.
+            y: Labels for the whole ``x`` (integers or one-hot); overrides the constructor's ``y``.
         """
         x = np.asarray(x, dtype=np.float32)
         labels = self.y if y is None else y
@@ -232,14 +234,14 @@ class CarliniWagnerL2(_cw.CarliniWagnerL2):
 
 
 def carlini_wagner_l2(model_fn, x, y=None, targeted=False, **kwargs):
-    """Runs the fixed `CarliniWagnerL2` on `x` and returns the adversarial examples (NumPy).
+    """Runs the fixed ``CarliniWagnerL2`` on ``x`` and returns the adversarial examples (NumPy).
 
     Args:
         model_fn: A callable mapping an image batch to logits.
         x: Images, shape (n, h, w, c).
         y: True labels (untargeted) or target labels (``targeted=True``); default: predictions.
-        targeted: Whether to reach the labels `y` instead of leaving them.
-        **kwargs: Other `CarliniWagnerL2` arguments (batch_size, max_iterations, ...).
+        targeted: Whether to reach the labels ``y`` instead of leaving them.
+        **kwargs: Other ``CarliniWagnerL2`` arguments (batch_size, max_iterations, ...).
     """
     return CarliniWagnerL2(model_fn, targeted=targeted, **kwargs).attack(x, y)
 
@@ -289,7 +291,7 @@ def spsa(
         nb_iter: Optimisation steps per image.
         clip_min: Smallest valid pixel value.
         clip_max: Largest valid pixel value.
-        targeted: Whether to reach `y` instead of leaving it.
+        targeted: Whether to reach ``y`` instead of leaving it.
         early_stop_loss_threshold: Stop an image's optimisation once its loss is below this value.
         learning_rate: Adam learning rate.
         delta: SPSA perturbation size.
@@ -299,7 +301,7 @@ def spsa(
             deterministic (SPSA's random draws come from TensorFlow's global generator).
 
     Returns:
-        The adversarial images as a NumPy array shaped like `x`.
+        The adversarial images as a NumPy array shaped like ``x``.
     """
     x = np.asarray(x, dtype=np.float32)
     check_attack_arguments(x, clip_min=clip_min, clip_max=clip_max)

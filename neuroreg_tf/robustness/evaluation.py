@@ -1,6 +1,6 @@
 """Evaluate one or several trained classifiers: clean accuracy, Gaussian noise, adversarial distances.
 
-`evaluate_models` is what ``evaluate.py`` and the demo call; it loads models, runs the evaluations on
+``evaluate_models`` is what ``evaluate.py`` and the demo call; it loads models, runs the evaluations on
 the same examples for every model and writes ``robustness.json``, the plots and the tables.
 """
 
@@ -21,7 +21,7 @@ from neuroreg_tf.robustness.loading import load_classifier
 CONFIG_FILENAME = workdir_files.CONFIG
 
 
-def parse_model_specs(spec):
+def parse_model_specs(spec) -> list[tuple[str, str]]:
     """Parses models given as ``"label=path,label=path"`` (or plain paths) into (label, path) pairs.
 
     Args:
@@ -67,10 +67,10 @@ def parse_model_specs(spec):
     return pairs
 
 
-def find_run_config(path):
+def find_run_config(path) -> dict | None:
     """Returns the training run's resolved config (``config.json``) for a model path, or None.
 
-    Looks in `path` itself and its parent, so a workdir, its ``export/`` folder and its ``.keras``
+    Looks in ``path`` itself and its parent, so a workdir, its ``export/`` folder and its ``.keras``
     files all lead to the workdir's config.
     """
     path = os.path.abspath(os.fspath(path))
@@ -83,11 +83,11 @@ def find_run_config(path):
     return None
 
 
-def dataset_from_run(path):
-    """Returns (dataset name, data_dir or None) recorded in the training run that produced `path`.
+def dataset_from_run(path) -> tuple[str, str | None]:
+    """Returns (dataset name, data_dir or None) recorded in the training run that produced ``path``.
 
     Raises:
-        ValueError: If no ``config.json`` with ``data.dataset`` is found next to `path`.
+        ValueError: If no ``config.json`` with ``data.dataset`` is found next to ``path``.
     """
     config = find_run_config(path)
     data = (config or {}).get("data") or {}
@@ -100,11 +100,17 @@ def dataset_from_run(path):
     return data["dataset"], data.get("data_dir") or None
 
 
-def load_examples(dataset, split="test", num_examples=None, data_dir=None, batch_size=512):
-    """Loads the first `num_examples` examples of a dataset split as NumPy arrays.
+def load_examples(
+    dataset: str,
+    split: str = "test",
+    num_examples: int | None = None,
+    data_dir: str | None = None,
+    batch_size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads the first ``num_examples`` examples of a dataset split as NumPy arrays.
 
     Args:
-        dataset: A dataset name known to `neuroreg_tf.data.load_classification`, e.g.
+        dataset: A dataset name known to ``neuroreg_tf.data.load_classification``, e.g.
             ``"fashion_mnist"``.
         split: The split, e.g. ``"test"``.
         num_examples: How many examples to take from the start of the split; None or 0 for all.
@@ -169,22 +175,22 @@ def evaluate_models(
 
     Args:
         models: The models: a ``"label=path,..."`` string, a mapping label -> path or model, or a
-            sequence of (label, path or model) pairs. Paths go through `load_classifier`; models are
+            sequence of (label, path or model) pairs. Paths go through ``load_classifier``; models are
             Keras models or callables mapping images to logits.
         x: Images, float32 in [0, 1], shape (n, h, w, c).
         y: Integer labels, shape (n,).
-        sigmas: Gaussian noise levels (see `noise_robustness`).
+        sigmas: Gaussian noise levels (see ``noise_robustness``).
         seeds: Noise seeds.
         batch_size: Images per forward pass.
         adversarial: None to skip adversarial evaluation, or the keyword arguments of
-            `adversarial.adversarial_evaluation` (``norms``, ``num_examples``, ``settings``;
-            `adversarial.arguments_from_config` makes them from a config section).
+            ``adversarial.adversarial_evaluation`` (``norms``, ``num_examples``, ``settings``;
+            ``adversarial.arguments_from_config`` makes them from a config section).
         workdir: If given, ``robustness.json``, the plots and per-sample CSV files are written there.
         metadata: Extra top-level entries for the report (dataset, split, ...).
         progress: Reporter of one-line progress messages (None: silent).
 
     Returns:
-        The report dict (see `neuroreg_tf.robustness.report`); with a workdir, also
+        The report dict (see ``neuroreg_tf.robustness.report``); with a workdir, also
         ``report["files"]``, the paths written.
     """
     report_line = reporter(progress)
@@ -225,7 +231,7 @@ def evaluate_models(
     return report
 
 
-def write_outputs(report, workdir, adversarial_outputs=None):
+def write_outputs(report: dict, workdir: str, adversarial_outputs: dict | None = None) -> list[str]:
     """Writes robustness.json, the noise plot and (when present) the adversarial CSV and plots.
 
     Returns:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from typing import Callable
 
 import tensorflow as tf
 
@@ -45,7 +46,7 @@ class LoadedClassifier:
         self._forward = tf.function(forward, reduce_retracing=True)
 
     def __call__(self, images):
-        """Returns the logits for `images` (float32, [0, 1], NHWC) as a float32 tensor."""
+        """Returns the logits for ``images`` (float32, [0, 1], NHWC) as a float32 tensor."""
         return tf.cast(self._forward(tf.convert_to_tensor(images, tf.float32)), tf.float32)
 
     def __repr__(self):
@@ -90,19 +91,19 @@ def _load_keras_file(path):
     return LoadedClassifier(forward, source=path, kind="keras", model=model)
 
 
-def resolve_classifier_path(path):
-    """Returns the artifact that `load_classifier` would load for `path`.
+def resolve_classifier_path(path) -> str:
+    """Returns the artifact that ``load_classifier`` would load for ``path``.
 
     Args:
-        path: A SavedModel directory, a `.keras` file or a training workdir.
+        path: A SavedModel directory, a ``.keras`` file or a training workdir.
 
     Returns:
-        The path of the SavedModel directory or `.keras` file to load. For a workdir, `export/` is
-        preferred, then `classifier.keras`, then `model.keras`.
+        The path of the SavedModel directory or ``.keras`` file to load. For a workdir, ``export/`` is
+        preferred, then ``classifier.keras``, then ``model.keras``.
 
     Raises:
-        FileNotFoundError: If `path` does not exist.
-        ValueError: If `path` exists but holds none of the expected artifacts.
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If ``path`` exists but holds none of the expected artifacts.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -128,7 +129,7 @@ def resolve_classifier_path(path):
     )
 
 
-def load_classifier(path):
+def load_classifier(path) -> LoadedClassifier:
     """Loads a trained classifier as a callable mapping images to logits.
 
     Args:
@@ -137,12 +138,12 @@ def load_classifier(path):
             ``export/`` is preferred, then ``classifier.keras``, then ``model.keras``.
 
     Returns:
-        A `LoadedClassifier`: call it on float32 images in [0, 1], NHWC, to get float32 logits.
+        A ``LoadedClassifier``: call it on float32 images in [0, 1], NHWC, to get float32 logits.
         It is differentiable with respect to the images, so attacks can use it directly.
 
     Raises:
-        FileNotFoundError: If `path` does not exist.
-        ValueError: If `path` holds none of the expected artifacts.
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If ``path`` holds none of the expected artifacts.
     """
     resolved = resolve_classifier_path(path)
     if os.path.isdir(resolved):
@@ -153,11 +154,11 @@ def load_classifier(path):
 _KERAS_FORWARDS = weakref.WeakKeyDictionary()  # one compiled forward pass per Keras model
 
 
-def as_logits_fn(model):
+def as_logits_fn(model) -> Callable:
     """Wraps a Keras model or any callable returning logits as a float32 tensor -> tensor function.
 
     Args:
-        model: A `keras.Model` (called with ``training=False``), a `LoadedClassifier`, or any
+        model: A ``keras.Model`` (called with ``training=False``), a ``LoadedClassifier``, or any
             callable that maps a float32 image batch to logits.
 
     Returns:

@@ -22,7 +22,7 @@ DEFAULT_SIGMAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
-def standard_error(values):
+def standard_error(values) -> float:
     """Standard error of the mean (ddof=1); 0.0 for fewer than two values."""
     values = np.asarray(values, dtype=np.float64)
     if values.size < 2:
@@ -34,7 +34,7 @@ def _num_classes(logits_fn, x):
     return int(logits_fn(x[:1]).shape[-1])
 
 
-def clean_accuracy(model, x, y, batch_size=256):
+def clean_accuracy(model, x, y, batch_size: int = 256) -> float:
     """Fraction of images the model classifies correctly.
 
     Args:
@@ -160,8 +160,8 @@ def noise_robustness(
     return results
 
 
-def add_gaussian_noise(x, sigma, seed):
-    """Returns ``clip(x + sigma * z, 0, 1)`` with the same ``z`` that `noise_robustness` draws for `seed`.
+def add_gaussian_noise(x, sigma: float, seed: int) -> np.ndarray:
+    """Returns ``clip(x + sigma * z, 0, 1)`` with the same ``z`` that ``noise_robustness`` draws for ``seed``.
 
     Useful for showing example noisy images next to the accuracy curve.
     """

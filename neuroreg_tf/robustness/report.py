@@ -53,7 +53,7 @@ def _jsonable(value):
     return value
 
 
-def build_report(model_results, **metadata):
+def build_report(model_results: list[dict], **metadata) -> dict:
     """Assembles the report dict from per-model results.
 
     Args:
@@ -74,8 +74,8 @@ def build_report(model_results, **metadata):
     return report
 
 
-def write_json(report, path):
-    """Writes `report` as JSON (infinite distances as the string "inf") and returns the path."""
+def write_json(report: dict, path: str) -> str:
+    """Writes ``report`` as JSON (infinite distances as the string "inf") and returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as handle:
         json.dump(_jsonable(report), handle, indent=2)
@@ -92,16 +92,16 @@ def _pyplot():
     return plt
 
 
-def plot_noise(model_results, path, title=None):
+def plot_noise(model_results: list[dict], path: str, title: str | None = None) -> str:
     """Plots accuracy vs noise sigma with SEM error bars, one line per model, and saves a PNG.
 
     Args:
-        model_results: Per-model dicts with ``label`` and ``noise`` (see `build_report`).
+        model_results: Per-model dicts with ``label`` and ``noise`` (see ``build_report``).
         path: Where to write the PNG.
         title: Optional figure title.
 
     Returns:
-        `path`.
+        ``path``.
     """
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 4.0))
@@ -130,7 +130,7 @@ def plot_noise(model_results, path, title=None):
     return path
 
 
-def format_noise_table(model_results):
+def format_noise_table(model_results: list[dict]) -> str:
     """Returns a plain-text table: one row per model, clean accuracy then accuracy +- SEM per sigma > 0."""
     sigmas = sorted(
         {
@@ -162,7 +162,7 @@ def _format_distance(value):
     return "inf" if math.isinf(value) else f"{value:.4g}"
 
 
-def format_adversarial_table(model_results):
+def format_adversarial_table(model_results: list[dict]) -> str:
     """Returns a plain-text table of median minimal perturbations [q25, q75] per model and norm."""
     norms = [
         norm for norm in NORM_TITLES if any(norm in r.get("adversarial", {}) for r in model_results)
@@ -198,7 +198,7 @@ def format_adversarial_table(model_results):
     return "\n".join(lines)
 
 
-def write_adversarial_csv(per_sample_by_label, path):
+def write_adversarial_csv(per_sample_by_label: dict, path: str) -> str:
     """Writes one row per (model, sample): label, clean correctness, distance and attack per norm."""
     import csv
 
@@ -235,14 +235,14 @@ def write_adversarial_csv(per_sample_by_label, path):
     return path
 
 
-def plot_adversarial(per_sample_by_label, path):
+def plot_adversarial(per_sample_by_label: dict, path: str) -> str:
     """Plots, per norm, the fraction of samples broken vs perturbation budget, one line per model.
 
     The median minimal perturbation is where a curve crosses 0.5 (dashed line). Budgets are on a log
     axis; misclassified clean images count as broken at every budget.
 
     Returns:
-        `path`.
+        ``path``.
     """
     plt = _pyplot()
     norms = [
@@ -282,7 +282,7 @@ def plot_adversarial(per_sample_by_label, path):
     return path
 
 
-def write_adversarial_outputs(per_sample_by_label, workdir):
+def write_adversarial_outputs(per_sample_by_label: dict, workdir: str) -> list[str]:
     """Writes the per-sample CSV and the success-curve plot; returns their paths."""
     return [
         write_adversarial_csv(per_sample_by_label, os.path.join(workdir, ADVERSARIAL_CSV_FILENAME)),

@@ -1,8 +1,8 @@
 """Scoring adversarial examples: distances, verification and the paper's median score.
 
-Every number the adversarial evaluation reports comes from here: `perturbation_distance`
-recomputes distances (float64) from the returned images, `verify_adversarial` checks that a
-candidate really flips the label within [0, 1], and `summarize_distances` gives the median
+Every number the adversarial evaluation reports comes from here: ``perturbation_distance``
+recomputes distances (float64) from the returned images, ``verify_adversarial`` checks that a
+candidate really flips the label within [0, 1], and ``summarize_distances`` gives the median
 minimal perturbation (misclassified clean images count as 0, unbroken samples as inf).
 """
 
@@ -17,8 +17,8 @@ CLEAN_MISCLASSIFIED = "clean_misclassified"
 SUCCESS_CURVE_POINTS = 40
 
 
-def perturbation_distance(x, adversarial, norm):
-    """Per-sample L-inf or L2 distance (float64) between image batches `x` and `adversarial`."""
+def perturbation_distance(x, adversarial, norm: str) -> np.ndarray:
+    """Per-sample L-inf or L2 distance (float64) between image batches ``x`` and ``adversarial``."""
     check_norm(norm)
     difference = (np.asarray(adversarial, np.float64) - np.asarray(x, np.float64)).reshape(
         len(x), -1
@@ -48,7 +48,7 @@ def verify_adversarial(
     Returns:
         (is_adversarial, distances): a bool array, True where the candidate is finite, within
         [clip_min, clip_max] and its best wrong logit exceeds the true logit by more than
-        `min_margin`; and the recomputed distances.
+        ``min_margin``; and the recomputed distances.
     """
     logits_fn = as_logits_fn(model)
     adversarial = np.asarray(adversarial, np.float32)
@@ -73,7 +73,7 @@ def verify_adversarial(
     return valid & (margins > min_margin), perturbation_distance(x, adversarial, norm)
 
 
-def quantile(values, q):
+def quantile(values, q: float) -> float:
     """Quantile with linear interpolation that treats inf as a value (an inf neighbour gives inf)."""
     values = np.sort(np.asarray(values, np.float64))
     if values.size == 0:
@@ -89,7 +89,9 @@ def quantile(values, q):
     return float(values[lower] + (values[upper] - values[lower]) * fraction)
 
 
-def summarize_distances(distances, clean_correct, per_attack=None, best_attack=None):
+def summarize_distances(
+    distances, clean_correct, per_attack: dict | None = None, best_attack=None
+) -> dict:
     """Median, quartiles and counts of minimal distances.
 
     Args:
@@ -133,14 +135,14 @@ def summarize_distances(distances, clean_correct, per_attack=None, best_attack=N
     return summary
 
 
-def success_curve(distances, epsilons):
+def success_curve(distances, epsilons) -> np.ndarray:
     """Fraction of samples broken within each budget: mean(distances <= eps) for each eps."""
     distances = np.asarray(distances, np.float64)
     return np.array([float(np.mean(distances <= eps)) for eps in np.asarray(epsilons, np.float64)])
 
 
-def epsilon_grid(distances, points=SUCCESS_CURVE_POINTS):
-    """A geometric grid of budgets spanning the finite, positive `distances` (for success curves)."""
+def epsilon_grid(distances, points: int = SUCCESS_CURVE_POINTS) -> np.ndarray:
+    """A geometric grid of budgets spanning the finite, positive ``distances`` (for success curves)."""
     distances = np.asarray(distances, np.float64)
     positive = distances[np.isfinite(distances) & (distances > 0)]
     if positive.size == 0:

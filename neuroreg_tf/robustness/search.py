@@ -1,24 +1,24 @@
 """The minimal adversarial perturbation per sample: attacks searched over their budget.
 
-For every sample that the model classifies correctly, `minimal_perturbation` looks for the smallest
+For every sample that the model classifies correctly, ``minimal_perturbation`` looks for the smallest
 perturbation (L-inf or L2) that makes the model output any wrong class:
 
-* fixed-budget attacks (`attacks.EpsilonAttack`, e.g. PGD with step = fraction of epsilon) are
-  searched over epsilon per sample (`search_epsilon`): an exponential search (multiply, or
+* fixed-budget attacks (``attacks.EpsilonAttack``, e.g. PGD with step = fraction of epsilon) are
+  searched over epsilon per sample (``search_epsilon``): an exponential search (multiply, or
   divide, by ``settings.search_factor`` until the sample's outcome changes) from the initial
   budget, then ``settings.search_steps`` bisection steps between the largest failing and the
   smallest succeeding budget. Later attacks start just below the best distance found so far
   (``CEILING_PROBE``) and never search above it, so a sample costs them one probe unless they can
   improve it. All samples are searched together, in batches, each with its own epsilon;
-* minimising attacks (`attacks.MinimizingAttack`, Carlini & Wagner L2) run once;
-* every candidate is verified before it counts (`scoring.verify_adversarial`): the model's label
+* minimising attacks (``attacks.MinimizingAttack``, Carlini & Wagner L2) run once;
+* every candidate is verified before it counts (``scoring.verify_adversarial``): the model's label
   on the returned image differs from the true label, the image lies within [0, 1] and is finite,
   and the distance is recomputed (float64) from the returned image. Per sample the smallest
   verified distance over all attacks and settings is kept, and the kept adversarials are verified
   once more at the end.
 
 Samples misclassified without any perturbation get distance 0 and are counted separately; samples
-where no attack succeeded get ``np.inf``. What is searched is `settings.AttackSettings`.
+where no attack succeeded get ``np.inf``. What is searched is ``settings.AttackSettings``.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def search_epsilon(
             until the sample has a failing and a succeeding budget.
         max_exponential_steps: Give up on a sample after this many exponential steps.
         search_steps: Bisection steps between the largest failing and smallest succeeding budget.
-        batch_size: Images per `run` call.
+        batch_size: Images per ``run`` call.
 
     Returns:
         (distances, images, probes): the smallest verified distance per sample (inf if none), the
@@ -180,14 +180,14 @@ def minimal_perturbation(
         x: Images, float32 in [0, 1], shape (n, h, w, c).
         y: True integer labels, shape (n,).
         norm: "linf" or "l2".
-        settings: The attacks and the search (`AttackSettings`; default: its defaults).
-        attacks: Attacks to run instead of `attacks.default_attacks(norm, settings)` (see
-            `neuroreg_tf.robustness.attacks`); the search settings still apply.
+        settings: The attacks and the search (``AttackSettings``; default: its defaults).
+        attacks: Attacks to run instead of ``attacks.default_attacks(norm, settings)`` (see
+            ``neuroreg_tf.robustness.attacks``); the search settings still apply.
         progress: Reporter of a one-line message after each attack (None: silent).
         **overrides: Changes to ``settings`` by name, e.g. ``search_steps=6``.
 
     Returns:
-        A `MinimalPerturbationResult` (``distances``, ``adversarials``, ``clean_correct``, ...);
+        A ``MinimalPerturbationResult`` (``distances``, ``adversarials``, ``clean_correct``, ...);
         ``result.summary()`` gives the median score.
 
     Raises:

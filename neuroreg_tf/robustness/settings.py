@@ -18,7 +18,7 @@ DEFAULT_INITIAL_EPSILON = {"linf": 0.01, "l2": 0.25}
 
 
 def check_norm(norm: str) -> str:
-    """Returns `norm` after checking it is "linf" or "l2"."""
+    """Returns ``norm`` after checking it is "linf" or "l2"."""
     if norm not in NORMS:
         raise ValueError(f"Expected norm 'linf' or 'l2'. Received: norm={norm!r}")
     return norm

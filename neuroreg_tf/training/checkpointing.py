@@ -53,10 +53,10 @@ class AtomicCheckpointer:
     """Saves and restores model + optimizer state with a training position, atomically.
 
     Args:
-      directory: where checkpoints live (created on first save).
-      keep: how many complete checkpoints to keep (at least 1).
-      write: False on workers other than the chief: ``save`` then writes
-        nothing (every worker can still ``restore`` from a shared directory).
+        directory: where checkpoints live (created on first save).
+        keep: how many complete checkpoints to keep (at least 1).
+        write: False on workers other than the chief: ``save`` then writes
+            nothing (every worker can still ``restore`` from a shared directory).
     """
 
     def __init__(self, directory: str, keep: int = 2, write: bool = True):
@@ -84,7 +84,7 @@ class AtomicCheckpointer:
         """Writes a checkpoint of ``model`` at ``global_step`` and makes it the latest.
 
         Returns:
-          The checkpoint's path, or None when this worker does not write.
+            The checkpoint's path, or None when this worker does not write.
         """
         if not self.write:
             return None
@@ -110,8 +110,8 @@ class AtomicCheckpointer:
         """Loads the latest checkpoint into ``model`` (and its optimizer).
 
         Returns:
-          The saved state (``global_step`` and what was passed to ``save``), or
-          None when there is no checkpoint yet.
+            The saved state (``global_step`` and what was passed to ``save``), or
+            None when there is no checkpoint yet.
         """
         state = self.latest()
         if state is None:
@@ -149,9 +149,9 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
     uninterrupted run's.
 
     Args:
-      directory: the checkpoint directory.
-      steps_per_epoch: batches per epoch (to record the epoch of a step).
-      save_every_steps: also save every this many steps (0: only at epoch ends).
+        directory: the checkpoint directory.
+        steps_per_epoch: batches per epoch (to record the epoch of a step).
+        save_every_steps: also save every this many steps (0: only at epoch ends).
     """
 
     def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0):

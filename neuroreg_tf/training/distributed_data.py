@@ -44,19 +44,19 @@ def epoch_stream(
     """The training batches from global step ``start_step`` to the end of training.
 
     Args:
-      make_epoch: builds the dataset of one epoch from its epoch number (use
-        ``epoch_seed`` for its shuffling/augmentation seeds); it must yield at
-        least ``steps_per_epoch`` batches.
-      num_epochs: total number of epochs of the run.
-      steps_per_epoch: batches per epoch.
-      start_step: the global step to start from (``epoch * steps_per_epoch +
-        step_in_epoch`` of a checkpoint); 0 for a fresh run.
+        make_epoch: builds the dataset of one epoch from its epoch number (use
+            ``epoch_seed`` for its shuffling/augmentation seeds); it must yield at
+            least ``steps_per_epoch`` batches.
+        num_epochs: total number of epochs of the run.
+        steps_per_epoch: batches per epoch.
+        start_step: the global step to start from (``epoch * steps_per_epoch +
+            step_in_epoch`` of a checkpoint); 0 for a fresh run.
 
     Returns:
-      A dataset of ``num_epochs * steps_per_epoch - start_step`` batches. It is
-      rebuilt at every iteration, so each iterator yields the same batches
-      (``reshuffle_each_iteration`` would otherwise give a second iterator a
-      second order; ``fit`` under a strategy iterates once to build the model).
+        A dataset of ``num_epochs * steps_per_epoch - start_step`` batches. It is
+        rebuilt at every iteration, so each iterator yields the same batches
+        (``reshuffle_each_iteration`` would otherwise give a second iterator a
+        second order; ``fit`` under a strategy iterates once to build the model).
     """
     if steps_per_epoch < 1 or num_epochs < 1:
         raise ValueError(
@@ -130,13 +130,13 @@ def distribute_global_batches(
     """Distributes a stream of global batches so replica r gets the r-th slice of each.
 
     Args:
-      strategy: the strategy training runs under.
-      make_global_batches: builds the dataset of GLOBAL batches; called once per
-        worker, it must give the same stream on every worker (seeded).
+        strategy: the strategy training runs under.
+        make_global_batches: builds the dataset of GLOBAL batches; called once per
+            worker, it must give the same stream on every worker (seeded).
 
     Returns:
-      The dataset itself under a single-replica strategy, else a
-      ``tf.distribute.DistributedDataset`` for ``model.fit`` or a custom loop.
+        The dataset itself under a single-replica strategy, else a
+        ``tf.distribute.DistributedDataset`` for ``model.fit`` or a custom loop.
     """
     num_replicas = strategy.num_replicas_in_sync
     if num_replicas == 1:

@@ -44,22 +44,22 @@ def train_model(
     """Trains ``model`` (built and compiled under ``strategy.scope()``) for ``epochs``.
 
     Args:
-      model: e.g. a compiled NeuralRegularizedModel.
-      strategy: the strategy the model was built under.
-      make_epoch: builds epoch e's dataset of GLOBAL batches, seeded by e (see
-        ``distributed_data.epoch_seed``).
-      epochs: total epochs of the run (also when resuming).
-      steps_per_epoch: batches per epoch.
-      backup_dir: the atomic checkpoint directory; restored from when present.
-      callbacks: Keras callbacks (under multi-worker, the writing ones run on
-        the chief only).
-      validation_data: evaluated at every epoch end.
-      save_every_steps: also checkpoint every this many steps (0: at epoch ends
-        only); either driver resumes from such a mid-epoch checkpoint exactly.
-      verbose: Keras verbosity.
+        model: e.g. a compiled NeuralRegularizedModel.
+        strategy: the strategy the model was built under.
+        make_epoch: builds epoch e's dataset of GLOBAL batches, seeded by e (see
+            ``distributed_data.epoch_seed``).
+        epochs: total epochs of the run (also when resuming).
+        steps_per_epoch: batches per epoch.
+        backup_dir: the atomic checkpoint directory; restored from when present.
+        callbacks: Keras callbacks (under multi-worker, the writing ones run on
+            the chief only).
+        validation_data: evaluated at every epoch end.
+        save_every_steps: also checkpoint every this many steps (0: at epoch ends
+            only); either driver resumes from such a mid-epoch checkpoint exactly.
+        verbose: Keras verbosity.
 
     Returns:
-      The History of this process's training (empty if it was already done).
+        The History of this process's training (empty if it was already done).
     """
     if is_multi_worker(strategy):
         return train_loop(

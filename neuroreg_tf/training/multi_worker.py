@@ -166,19 +166,19 @@ def train_loop(
     """Trains ``model`` (built and compiled under ``strategy.scope()``) like ``fit``.
 
     Args:
-      model: a compiled model with a ``train_step``, e.g. NeuralRegularizedModel.
-      strategy: the strategy it was built under.
-      make_epoch: builds epoch e's dataset of GLOBAL batches (seeded by e).
-      epochs: total epochs.
-      steps_per_epoch: batches per epoch.
-      callbacks: Keras callbacks; the writing ones run on the chief only.
-      checkpoint_dir: where atomic checkpoints go (restored from when present).
-      save_every_steps: also checkpoint every this many steps (0: epoch ends only).
-      validation_data: (images, labels) batches evaluated at each epoch end.
-      verbose: 1 prints one line per epoch (chief only).
+        model: a compiled model with a ``train_step``, e.g. NeuralRegularizedModel.
+        strategy: the strategy it was built under.
+        make_epoch: builds epoch e's dataset of GLOBAL batches (seeded by e).
+        epochs: total epochs.
+        steps_per_epoch: batches per epoch.
+        callbacks: Keras callbacks; the writing ones run on the chief only.
+        checkpoint_dir: where atomic checkpoints go (restored from when present).
+        save_every_steps: also checkpoint every this many steps (0: epoch ends only).
+        validation_data: (images, labels) batches evaluated at each epoch end.
+        verbose: 1 prints one line per epoch (chief only).
 
     Returns:
-      A History with this process's epoch logs.
+        A History with this process's epoch logs.
     """
     chief = is_chief(strategy)
     checkpointer = None

@@ -50,11 +50,11 @@ def make_strategy(config) -> tf.distribute.Strategy:
     """Builds the distribution strategy named by ``config.strategy``.
 
     Args:
-      config: a ConfigDict (or dict) with an optional ``strategy`` entry in
-        ("default", "mirrored", "multi_worker"); a bare name also works.
+        config: a ConfigDict (or dict) with an optional ``strategy`` entry in
+            ("default", "mirrored", "multi_worker"); a bare name also works.
 
     Returns:
-      The ``tf.distribute.Strategy`` to build and train the model under.
+        The ``tf.distribute.Strategy`` to build and train the model under.
     """
     name = _strategy_name(config)
     if name == "default":
@@ -119,11 +119,11 @@ def configure_batch_norm(model: keras.Model, mode: str) -> int:
     6e-4 apart in float32, and 2.5e-15 apart in float64.
 
     Args:
-      model: a Keras model, searched recursively.
-      mode: "per_replica" or "synchronized".
+        model: a Keras model, searched recursively.
+        mode: "per_replica" or "synchronized".
 
     Returns:
-      The number of BatchNormalization layers configured.
+        The number of BatchNormalization layers configured.
     """
     if mode not in BATCH_NORM_MODES:
         raise ValueError(f"`batch_norm` must be one of {BATCH_NORM_MODES}. Received: batch_norm={mode!r}")

@@ -161,15 +161,15 @@ def train(
     """Trains one model as ``config`` says and writes everything to ``workdir``.
 
     Args:
-      config: a training config (see ``neuroreg_tf.config.base_train_config``) whose
-        ``target.path`` names a target directory.
-      workdir: where everything is written; a run interrupted there resumes.
-      callbacks: extra Keras callbacks, run after ours.
-      strategy: the strategy of ``config.strategy`` if the caller made it already (it must
-        exist before any other TensorFlow op under ``multi_worker``); made here otherwise.
+        config: a training config (see ``neuroreg_tf.config.base_train_config``) whose
+            ``target.path`` names a target directory.
+        workdir: where everything is written; a run interrupted there resumes.
+        callbacks: extra Keras callbacks, run after ours.
+        strategy: the strategy of ``config.strategy`` if the caller made it already (it must
+            exist before any other TensorFlow op under ``multi_worker``); made here otherwise.
 
     Returns:
-      The summary written to ``summary.json`` (final metrics and paths).
+        The summary written to ``summary.json`` (final metrics and paths).
     """
     if not config.target.path:
         raise ConfigError(

@@ -276,7 +276,7 @@ def test_prepare_command_line_logic(fmnist_dir, tmp_path):
 
 
 def _write_tiny_cifar(data_dir, name, colours):
-    """Prepares a stand-in `name` in tfds' own format: one flat-colour image each."""
+    """Prepares a stand-in ``name`` in tfds' own format: one flat-colour image each."""
     base = {"cifar10": cifar.Cifar10, "cifar100": cifar.Cifar100}[name]
 
     class TinyCifar(base, skip_registration=True):

@@ -33,7 +33,7 @@ def mid_gray_images(count, channels=1, seed=1, size=6):
 def exact_linear_distances(x, y, kernel, bias, norm, decision_margin=0.0):
     """min over wrong classes j of (margin_j + decision_margin) / ||w_y - w_j||_dual.
 
-    The dual norm is L1 for L-inf and L2 for L2; `decision_margin` is how far the wrong logit must
+    The dual norm is L1 for L-inf and L2 for L2; ``decision_margin`` is how far the wrong logit must
     end up above the true one.
     """
     logits = x.reshape(len(x), -1) @ kernel + bias

@@ -182,7 +182,7 @@ def test_parse_model_specs():
 
 @keras.saving.register_keras_serializable(package="neuroreg_tf_tests")
 class TrainingModelStandIn(keras.Model):
-    """Like the training model: a registered subclass whose `.classifier` is the classifier."""
+    """Like the training model: a registered subclass whose ``.classifier`` is the classifier."""
 
     def __init__(self, classifier, **kwargs):
         super().__init__(**kwargs)

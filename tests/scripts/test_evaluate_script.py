@@ -28,7 +28,7 @@ def evaluate_script():
 
 
 def run_script(module, *args, variant=""):
-    """Runs evaluate.py's main on `args` (config_flags reads override flags from sys.argv)."""
+    """Runs evaluate.py's main on ``args`` (config_flags reads override flags from sys.argv)."""
     config_path = os.path.join(REPO_ROOT, "configs", "evaluate.py") + (
         f":{variant}" if variant else ""
     )
@@ -45,7 +45,7 @@ def run_script(module, *args, variant=""):
 def brightness_classifier(gain=1.0):
     """Two classes: class 1 when the mean pixel value exceeds 0.5.
 
-    Its minimal perturbation is |mean - 0.5| in L-inf and 6 |mean - 0.5| in L2, whatever `gain`.
+    Its minimal perturbation is |mean - 0.5| in L-inf and 6 |mean - 0.5| in L2, whatever ``gain``.
     """
     inputs = keras.Input((6, 6, 1))
     flat = keras.layers.Flatten()(inputs)

@@ -12,21 +12,21 @@ class PredictiveModelConfig:
     """Hyper-parameters of the predictive model and its training.
 
     Attributes:
-      channels: feature channels per core layer.
-      input_kernel: first-layer kernel size.
-      hidden_kernel: kernel size of layers 2 and 3.
-      readout: 'factorized' or 'gaussian'.
-      readout_pool: average-pooling of the core features before a factorized
-        readout (1: none); cuts readout cost by its square.
-      laplace_weight: Laplace smoothness penalty on the first layer.
-      readout_l1: L1 penalty on the factorized readout weights.
-      use_shifter: learn pupil centre -> readout shift.
-      use_modulator: learn behaviour -> gain.
-      learning_rate: Adam learning rate.
-      batch_size: trials per step.
-      max_epochs: upper bound on epochs.
-      patience: epochs without a better validation correlation before stopping.
-      seed: initialisation and shuffling seed.
+        channels: feature channels per core layer.
+        input_kernel: first-layer kernel size.
+        hidden_kernel: kernel size of layers 2 and 3.
+        readout: 'factorized' or 'gaussian'.
+        readout_pool: average-pooling of the core features before a factorized
+            readout (1: none); cuts readout cost by its square.
+        laplace_weight: Laplace smoothness penalty on the first layer.
+        readout_l1: L1 penalty on the factorized readout weights.
+        use_shifter: learn pupil centre -> readout shift.
+        use_modulator: learn behaviour -> gain.
+        learning_rate: Adam learning rate.
+        batch_size: trials per step.
+        max_epochs: upper bound on epochs.
+        patience: epochs without a better validation correlation before stopping.
+        seed: initialisation and shuffling seed.
     """
 
     channels: int = 12

@@ -36,7 +36,19 @@ def translate(features: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
     return _interpolate_axis(_interpolate_axis(features, rows, 1), cols, 2)
 
 
-class FactorizedReadout(keras.layers.Layer):
+class _Readout(keras.layers.Layer):
+    """Per-neuron feature weights and bias, shared by the readouts."""
+
+    def _add_feature_weights(self, n_features: int) -> None:
+        self.features = self.add_weight(
+            shape=(self.n_neurons, n_features),
+            initializer=keras.initializers.RandomNormal(0.0, 0.1, seed=self.seed + 1),
+            name="features",
+        )
+        self.bias = self.add_weight(shape=(self.n_neurons,), initializer="zeros", name="bias")
+
+
+class FactorizedReadout(_Readout):
     """Per-neuron spatial mask x feature weights, with an optional image-plane shift."""
 
     def __init__(self, n_neurons, pool, l1, seed=0, **kwargs):
@@ -54,12 +66,7 @@ class FactorizedReadout(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(0.0, 0.01, seed=self.seed),
             name="spatial",
         )
-        self.features = self.add_weight(
-            shape=(self.n_neurons, feature_shape[-1]),
-            initializer=keras.initializers.RandomNormal(0.0, 0.1, seed=self.seed + 1),
-            name="features",
-        )
-        self.bias = self.add_weight(shape=(self.n_neurons,), initializer="zeros", name="bias")
+        self._add_feature_weights(feature_shape[-1])
 
     def penalty(self):
         return self.l1 * (tf.reduce_mean(tf.abs(self.spatial)) + tf.reduce_mean(tf.abs(self.features)))
@@ -73,7 +80,7 @@ class FactorizedReadout(keras.layers.Layer):
         return tf.reduce_sum(spatial_out * self.features[None], axis=-1) + self.bias
 
 
-class GaussianReadout(keras.layers.Layer):
+class GaussianReadout(_Readout):
     """Per-neuron point readout at a learned position mu, jittered by sigma in training."""
 
     def __init__(self, n_neurons, seed=0, init_mu_range=0.5, init_sigma=0.3, **kwargs):
@@ -93,12 +100,7 @@ class GaussianReadout(keras.layers.Layer):
         self.log_sigma = self.add_weight(
             shape=(self.n_neurons, 1), initializer=keras.initializers.Constant(np.log(self.init_sigma)), name="log_sigma"
         )
-        self.features = self.add_weight(
-            shape=(self.n_neurons, feature_shape[-1]),
-            initializer=keras.initializers.RandomNormal(0.0, 0.1, seed=self.seed + 1),
-            name="features",
-        )
-        self.bias = self.add_weight(shape=(self.n_neurons,), initializer="zeros", name="bias")
+        self._add_feature_weights(feature_shape[-1])
 
     def penalty(self):
         return 0.0

@@ -21,14 +21,14 @@ class FittedPredictor:
     """A trained predictive model for one scan and its normalisation.
 
     Attributes:
-      model: the Keras model (works on standardised inputs, scaled responses).
-      response_scale: (n_neurons,) per-neuron std the responses were divided by.
-      behavior_mean, behavior_std: behaviour standardisation.
-      pupil_mean, pupil_std: pupil-centre standardisation.
-      history: per-epoch training loss and validation correlation.
-      test_correlation: (n_neurons,) v_a on the test tier.
-      feve: (n_neurons,) fraction of explainable variance explained on the repeats.
-      neuron_ids: the scan's neuron ids.
+        model: the Keras model (works on standardised inputs, scaled responses).
+        response_scale: (n_neurons,) per-neuron std the responses were divided by.
+        behavior_mean, behavior_std: behaviour standardisation.
+        pupil_mean, pupil_std: pupil-centre standardisation.
+        history: per-epoch training loss and validation correlation.
+        test_correlation: (n_neurons,) v_a on the test tier.
+        feve: (n_neurons,) fraction of explainable variance explained on the repeats.
+        neuron_ids: the scan's neuron ids.
     """
 
     model: PredictiveModel
@@ -89,12 +89,12 @@ def fit_predictive_model(
     and FEVE are computed on the 'test' trials (the oracle repeats).
 
     Args:
-      recording: the scan; needs 'train' and 'validation' trials.
-      config: hyper-parameters (defaults if None).
-      log: progress sink, e.g. ``print`` or ``absl.logging.info``; None: silent.
+        recording: the scan; needs 'train' and 'validation' trials.
+        config: hyper-parameters (defaults if None).
+        log: progress sink, e.g. ``print`` or ``absl.logging.info``; None: silent.
 
     Returns:
-      A ``FittedPredictor``.
+        A ``FittedPredictor``.
     """
     config = config or PredictiveModelConfig()
     config.validate()
