@@ -6,6 +6,7 @@ from neuroreg_tf.data.classification import DatasetInfo
 from neuroreg_tf.data.classification import ensure_available
 from neuroreg_tf.data.classification import known_datasets
 from neuroreg_tf.data.classification import load_classification
+from neuroreg_tf.data.classification import split_arrays
 from neuroreg_tf.data.common import DATA_DIR_ENV_VAR
 from neuroreg_tf.data.common import DatasetNotFoundError
 from neuroreg_tf.data.common import default_data_dir
@@ -23,6 +24,7 @@ __all__ = [
         "ensure_available",
         "known_datasets",
         "load_classification",
+        "split_arrays",
         "DATA_DIR_ENV_VAR",
         "DatasetNotFoundError",
         "default_data_dir",

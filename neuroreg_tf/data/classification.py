@@ -5,18 +5,21 @@ first, and a missing dataset raises ``DatasetNotFoundError`` at once with the
 command that provides it. Fashion-MNIST is prepared offline from Debian's
 ``dataset-fashion-mnist`` files when needed (see ``fashion_mnist.py``).
 
-Determinism: shuffling uses ``shuffle(seed=seed, reshuffle_each_iteration=True)``
-and augmentation uses stateless random ops whose per-example seeds come from
-``tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)``. A new
-pipeline built with the same arguments therefore yields the same batches, in the
-same order, on the same machine and TF version (each epoch differs from the
-previous one, and the sequence of epochs is reproducible too).
+Each split is read once per process into host memory (``split_arrays``); pipelines
+index into it. Determinism: the order of pass p is a stateless permutation seeded by
+(seed, p) and augmentation uses stateless ops seeded by (seed, p, position), so a
+pipeline holds no random state: every iterator of it, and every pipeline built with
+the same arguments, yields the same batches (passes of ``repeat`` differ from each
+other). That is what makes a resumed run see the batches of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
+
+import numpy as np
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -144,11 +147,11 @@ def ensure_available(name: str, data_dir=None) -> pathlib.Path:
     raise common.DatasetNotFoundError(_not_found_message(name, data_dir))
 
 
-def _to_grayscale_float(image, label):
+def _to_grayscale_float(image: tf.Tensor) -> tf.Tensor:
     image = tf.image.convert_image_dtype(image, tf.float32)
     if image.shape[-1] == 3:
         image = tf.image.rgb_to_grayscale(image)
-    return image, tf.cast(label, tf.int32)
+    return image
 
 
 def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -168,18 +171,56 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(cropped, seed=flip_seed)
 
 
-def _augmented(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
-    """Augments each example with a stateless seed drawn from a seeded stream."""
-    example_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    seed_head = tf.constant(seed, tf.int64)
+@functools.lru_cache(maxsize=8)
+def _split_in_memory(name: str, split: str, data_dir: str, limit: int | None):
+    """The examples of a split (its first ``limit``), read once per process: (images, labels).
 
-    def augment_example(example, example_seed):
-        image, label = example
-        return augment_image(image, tf.stack([seed_head, example_seed])), label
-
-    return tf.data.Dataset.zip((dataset, example_seeds)).map(
-        augment_example, num_parallel_calls=tf.data.AUTOTUNE
+    Images stay uint8 (what tfds stores; Fashion-MNIST's whole train split is 47 MB), labels
+    int32, both as tensors on the host, shared by every epoch's pipeline.
+    """
+    info = dataset_info(name)
+    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    try:
+        builder.info.splits[split].num_examples
+    except (KeyError, ValueError) as error:
+        raise ValueError(
+            f"Invalid split for {name!r}: expected one of {sorted(info.splits)} or a tfds "
+            f"slice of them such as 'train[:90%]' ({error}). Received: split={split!r}"
+        ) from None
+    # No tfds auto-cache: it warns when a take(limit) stops before the end of the split.
+    dataset = builder.as_dataset(
+        split=split, as_supervised=True, shuffle_files=False,
+        read_config=tfds.ReadConfig(try_autocache=False),
     )
+    if limit is not None:
+        dataset = dataset.take(limit)
+    images, labels = [], []
+    for image_batch, label_batch in tfds.as_numpy(dataset.batch(8192)):
+        images.append(image_batch)
+        labels.append(label_batch)
+    images = np.concatenate(images) if images else np.zeros((0, *info.image_shape), np.uint8)
+    labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros((0,), np.int32)
+    return tf.constant(images), tf.constant(labels)
+
+
+def split_arrays(name: str, split: str, *, data_dir=None, limit: int | None = None):
+    """The first ``limit`` examples of a split as NumPy: (float32 images in [0, 1], int64 labels).
+
+    Images are (n, height, width, 1) grayscale, exactly what ``load_classification`` yields.
+    """
+    data_dir = ensure_available(name, data_dir)
+    images, labels = _split_in_memory(name, split, str(data_dir), limit)
+    return _to_grayscale_float(images).numpy(), labels.numpy().astype(np.int64)
+
+
+def _example_order(count: int, seed: int, pass_index: tf.Tensor, shuffle: bool) -> tf.Tensor:
+    """Indices of one pass: ``range(count)``, or a stateless permutation of it for (seed, pass)."""
+    if not shuffle:
+        return tf.range(count, dtype=tf.int64)
+    keys = tf.random.stateless_uniform(
+        [count], seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(pass_index, tf.int64)])
+    )
+    return tf.cast(tf.argsort(keys, stable=True), tf.int64)
 
 
 def load_classification(
@@ -205,10 +246,11 @@ def load_classification(
         data_dir: tfds data directory; default ``$NEUROREG_DATA_DIR`` or
             ``~/tensorflow_datasets``.
         augment: pad-4 random crop and random horizontal flip (meant for training).
-        shuffle: shuffle the examples (whole-split buffer), differently each epoch.
-        seed: seed of shuffling and augmentation; same seed, same batches.
+        shuffle: shuffle the examples (a stateless permutation of the whole split).
+        seed: seed of shuffling and augmentation; same seed, same batches, in every
+            iterator of the dataset (no random state is kept between iterators).
         limit: keep only the first ``limit`` examples of the split (before shuffling).
-        repeat: repeat forever (each pass reshuffled and re-augmented).
+        repeat: repeat forever (pass p shuffled and augmented with seed (seed, p)).
         drop_remainder: drop the last incomplete batch.
 
     Returns:
@@ -227,29 +269,40 @@ def load_classification(
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be None or a positive integer. Received: limit={limit!r}")
     data_dir = ensure_available(name, data_dir)
-    builder = tfds.builder(name, data_dir=str(data_dir), try_gcs=False)
-    try:
-        num_examples = int(builder.info.splits[split].num_examples)
-    except (KeyError, ValueError) as error:
-        raise ValueError(
-            f"Invalid split for {name!r}: expected one of {sorted(info.splits)} or a tfds "
-            f"slice of them such as 'train[:90%]' ({error}). Received: split={split!r}"
-        ) from None
-    dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    if limit is not None:
-        dataset = dataset.take(limit)
-        num_examples = min(num_examples, limit)
-    dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(max(num_examples, 1), seed=seed, reshuffle_each_iteration=True)
+    images, labels = _split_in_memory(name, split, str(data_dir), limit)
+    count = int(labels.shape[0])
+
+    def one_pass(pass_index):
+        order = _example_order(count, seed, pass_index, shuffle)
+        positions = tf.range(count, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.fill([count], pass_index), positions, order)
+        )
+
     if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.map(_to_grayscale_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment:
-        dataset = _augmented(dataset, seed)
+        examples = tf.data.Dataset.range(2**62).flat_map(one_pass).apply(
+            tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
+        )
+    else:  # Known cardinality: Keras then knows the number of batches.
+        examples = one_pass(tf.constant(0, tf.int64))
+
+    seed_head = tf.constant(seed, tf.int64)
+
+    def example(pass_index, position, index):
+        image = _to_grayscale_float(tf.gather(images, index))
+        if augment:
+            example_seed = tf.random.experimental.stateless_fold_in(
+                tf.stack([seed_head, pass_index]), position
+            )
+            image = augment_image(image, example_seed)
+        return image, tf.gather(labels, index)
+
     batch_shape = (None,) + info.image_shape
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda images, labels: (tf.ensure_shape(images, batch_shape), labels)
+    dataset = (
+        examples
+        .map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size, drop_remainder=drop_remainder)
+        .map(lambda x, y: (tf.ensure_shape(x, batch_shape), y))
     )
     options = tf.data.Options()
     options.deterministic = True

@@ -105,7 +105,6 @@ def load_examples(
     split: str = "test",
     num_examples: int | None = None,
     data_dir: str | None = None,
-    batch_size: int = 512,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Loads the first ``num_examples`` examples of a dataset split as NumPy arrays.
 
@@ -115,31 +114,13 @@ def load_examples(
         split: The split, e.g. ``"test"``.
         num_examples: How many examples to take from the start of the split; None or 0 for all.
         data_dir: The tfds data directory, or None for the default.
-        batch_size: Batch size used while reading.
 
     Returns:
         (x, y): float32 images in [0, 1], shape (n, h, w, 1), and int64 labels, shape (n,).
     """
     from neuroreg_tf import data as data_lib
 
-    dataset_batches = data_lib.load_classification(
-        dataset,
-        split,
-        batch_size=batch_size,
-        data_dir=data_dir,
-        augment=False,
-        shuffle=False,
-        limit=num_examples or None,
-    )
-    images, labels = [], []
-    for batch_images, batch_labels in dataset_batches.as_numpy_iterator():
-        images.append(batch_images)
-        labels.append(batch_labels)
-    x = np.concatenate(images).astype(np.float32)
-    y = np.concatenate(labels).astype(np.int64)
-    if num_examples:
-        x, y = x[:num_examples], y[:num_examples]
-    return x, y
+    return data_lib.split_arrays(dataset, split, data_dir=data_dir, limit=num_examples or None)
 
 
 def _load_models(models):

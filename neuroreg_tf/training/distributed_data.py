@@ -70,22 +70,13 @@ def epoch_stream(
             f"{steps_per_epoch} steps. Received: start_step={start_step}"
         )
     first_epoch, skip = divmod(start_step, steps_per_epoch)
-
-    def build(_):
-        stream = make_epoch(min(first_epoch, num_epochs - 1)).take(0)
-        for epoch in range(first_epoch, num_epochs):
-            batches = make_epoch(epoch).take(steps_per_epoch)
-            if epoch == first_epoch and skip:
-                batches = batches.skip(skip)
-            stream = stream.concatenate(batches)
-        return stream
-
-    return fresh_each_iteration(build)
-
-
-def fresh_each_iteration(build: Callable[[tf.Tensor], tf.data.Dataset]) -> tf.data.Dataset:
-    """A dataset whose every iterator runs ``build`` anew (fresh shuffle seeds)."""
-    return tf.data.Dataset.range(1).flat_map(build)
+    stream = make_epoch(min(first_epoch, num_epochs - 1)).take(0)
+    for epoch in range(first_epoch, num_epochs):
+        batches = make_epoch(epoch).take(steps_per_epoch)
+        if epoch == first_epoch and skip:
+            batches = batches.skip(skip)
+        stream = stream.concatenate(batches)
+    return stream
 
 
 def replica_slice(batch, replica: tf.Tensor, num_replicas: int):

@@ -24,10 +24,11 @@ def stimulus_dataset(
 ) -> tf.data.Dataset:
     """An endless stream of (stimuli, target_similarity, stimulus_indices) batches.
 
-    Each pass draws a fresh seeded permutation of ``indices``; batches never mix
-    two passes, so every stimulus batch has distinct stimuli. Stimuli and target
-    blocks are gathered from the (possibly memory-mapped) target on demand, so
-    no N x N matrix is ever built.
+    Pass p over ``indices`` is a stateless permutation seeded by (seed, p), cut into
+    ``len(indices) // batch_size`` batches; batches never mix two passes, so every stimulus
+    batch has distinct stimuli. The stream keeps no random state: every iterator yields the
+    same batches. Stimuli and target blocks are gathered from the (possibly memory-mapped)
+    target on demand, so no N x N matrix is ever built.
     """
     indices = np.asarray(indices, dtype=np.int64)
     if batch_size < 2:
@@ -41,6 +42,15 @@ def stimulus_dataset(
             f"batch. Received: batch_size={batch_size}"
         )
     height, width, channels = target.stimuli.shape[1:]
+    batches_per_pass = indices.size // batch_size
+    pool = tf.constant(indices)
+    seed_head = tf.constant(seed, tf.int64)
+
+    def one_pass(pass_index):
+        keys = tf.random.stateless_uniform([indices.size], seed=tf.stack([seed_head, pass_index]))
+        order = tf.gather(pool, tf.argsort(keys, stable=True))
+        batches = tf.reshape(order[: batches_per_pass * batch_size], [batches_per_pass, batch_size])
+        return tf.data.Dataset.from_tensor_slices(batches)
 
     def fetch(batch_indices):
         stimuli, block = tf.numpy_function(
@@ -51,10 +61,9 @@ def stimulus_dataset(
         return stimuli, block, batch_indices
 
     return (
-        tf.data.Dataset.from_tensor_slices(indices)
-        .shuffle(indices.size, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size, drop_remainder=True)
-        .repeat()
+        tf.data.Dataset.range(2**62)
+        .flat_map(one_pass)
+        .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         .map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     )
 

@@ -114,16 +114,22 @@ def test_same_seed_same_batches_other_seed_other_batches(fmnist_dir):
     assert not np.array_equal(first[0][0], other[0][0])
 
 
-def test_shuffle_permutes_and_each_epoch_differs(fmnist_dir):
+def test_shuffle_permutes_every_iterator_alike_and_each_pass_differs(fmnist_dir):
     plain = np.concatenate([y for _, y in _batches(fmnist_dir)])
     dataset = data.load_classification(
         "fashion_mnist", "train", batch_size=64, limit=64, data_dir=fmnist_dir,
         shuffle=True, seed=0)
-    epoch1 = next(iter(dataset))[1].numpy()
-    epoch2 = next(iter(dataset))[1].numpy()
-    assert sorted(epoch1) == sorted(plain)
-    assert not np.array_equal(epoch1, plain)
-    assert not np.array_equal(epoch1, epoch2)
+    first_iterator = next(iter(dataset))[1].numpy()
+    second_iterator = next(iter(dataset))[1].numpy()
+    assert sorted(first_iterator) == sorted(plain)
+    assert not np.array_equal(first_iterator, plain)
+    np.testing.assert_array_equal(first_iterator, second_iterator)  # no state between iterators
+    repeated = data.load_classification(
+        "fashion_mnist", "train", batch_size=64, limit=64, data_dir=fmnist_dir,
+        shuffle=True, seed=0, repeat=True)
+    pass0, pass1 = [y.numpy() for _, y in repeated.take(2)]
+    np.testing.assert_array_equal(pass0, first_iterator)
+    assert sorted(pass1) == sorted(plain) and not np.array_equal(pass1, pass0)
 
 
 def test_augmentation_keeps_shape_range_and_changes_images(fmnist_dir):

@@ -75,7 +75,7 @@ def make_workdir(path, dataset="fashion_mnist", gain=1.0):
 def fake_examples(monkeypatch):
     calls = []
 
-    def load_examples(dataset, split="test", num_examples=None, data_dir=None, batch_size=512):
+    def load_examples(dataset, split="test", num_examples=None, data_dir=None):
         calls.append(
             {"dataset": dataset, "split": split, "num_examples": num_examples, "data_dir": data_dir}
         )

@@ -66,7 +66,7 @@ def make_epoch_fn(seed: int = 0, batch: int = BATCH):
         this_seed = epoch_seed(seed, epoch)
         classification = (
             tf.data.Dataset.from_tensor_slices((images, labels))
-            .shuffle(N_TRAIN, seed=this_seed)
+            .shuffle(N_TRAIN, seed=this_seed, reshuffle_each_iteration=False)
             .batch(batch, drop_remainder=True)
         )
         return joint_dataset(classification, target, np.arange(N_STIMULI), batch, this_seed)

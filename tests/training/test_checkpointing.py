@@ -59,7 +59,7 @@ def test_epoch_stream_from_a_step_continues_the_full_stream():
     from neuroreg_tf.training.distributed_data import epoch_seed, epoch_stream
 
     def make_epoch(epoch):
-        return tf.data.Dataset.range(10).shuffle(10, seed=epoch_seed(3, epoch)).batch(2)
+        return tf.data.Dataset.range(10).shuffle(10, seed=epoch_seed(3, epoch), reshuffle_each_iteration=False).batch(2)
 
     full = [b.numpy().tolist() for b in epoch_stream(make_epoch, 3, 4)]
     assert len(full) == 12
