@@ -4,43 +4,28 @@ r"""Builds similarity targets from recordings (real or SIMULATED).
     python build_target.py --workdir=runs/target_small --config=configs/build_target.py:small
     python build_target.py --workdir=runs/real --config.recordings=/data/scan1,/data/scan2.h5
 
-Writes to --workdir: config.json (the resolved config), target/ (the primary
-target, e.g. Neural (model); what train.py's config.target.path points at),
-targets/<kind>/ (the controls), target_report.json, figures/*.png and, for
-simulated data with simulation.save_recordings, recordings/scan_<h>/ in the
-FileTree layout. Everything built from simulated data is labelled SIMULATED.
+Writes to --workdir: identity.json and config.json (what made the build), target/ (the primary
+target, e.g. Neural (model); what train.py's config.target.path points at), targets/<kind>/ (the
+controls), target_report.json (written last), figures/*.png and, for simulated data with
+simulation.save_recordings, recordings/scan_<h>/ in the FileTree layout. Everything built from
+simulated data is labelled SIMULATED. The same command again reuses the finished build; another
+build in --workdir is refused unless --config.overwrite=True.
 """
-
-import os
 
 from neuroreg_tf import cli
 
 cli.quiet_tensorflow()
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.neural import build_targets
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/build_target.py", "Target config file (optionally path:arg).", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for everything the build writes.")
-flags.mark_flag_as_required("workdir")
+_CONFIG = cli.define_config("build_target.py", "Target config")
+_WORKDIR = cli.define_workdir()
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.quiet_absl_info()
-    config, workdir = _CONFIG.value, _WORKDIR.value
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, workdir_files.CONFIG), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    report = build_targets.build_from_config(config, workdir)
-    print(f"done in {report['seconds']} s; target at {report['targets'][config.target.kind]}", flush=True)
+    target = build_targets.ensure_built(_CONFIG.value, _WORKDIR.value)
+    print(f"target at {target}", flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -3,15 +3,16 @@ r"""The whole method on built-in data, in minutes on a laptop-class CPU.
     python demo.py --workdir=runs/demo
 
 1. builds a SIMULATED mouse-V1 Neural (model) similarity target over natural-image
-   crops (simulated scans -> predictive models -> Eq 6),
+   crops (simulated scans -> predictive models -> Eq 6; configs/build_target.py:demo),
 2. trains a "None" model (alpha = 0) and a "Neural" model (alpha > 0) on real
    Fashion-MNIST with the same seed, data and schedule,
 3. evaluates both under Gaussian noise (several seeds, mean and SEM),
    prints a table and writes robustness.json and noise_robustness.png.
 
-Runs that already finished are reused, so an interrupted demo continues where
-it stopped. The config is configs/demo.py (``--config=configs/demo.py:runlocal``
-for a one-minute version).
+Each step claims its own folder of --workdir with what made it, so an interrupted demo
+continues where it stopped, a finished one is reused, and a demo of another config in the same
+--workdir (e.g. ``:runlocal``) is refused unless --config.overwrite=True. The config is
+configs/demo.py (``--config=configs/demo.py:runlocal`` for a one-minute version).
 """
 
 import copy
@@ -21,35 +22,28 @@ from neuroreg_tf import cli
 
 cli.quiet_tensorflow()
 
-from absl import app, flags
-from ml_collections import config_flags
-
 from neuroreg_tf import targets, workdir as workdir_files
 from neuroreg_tf.neural import build_targets
 from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.training import trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Demo config file.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Directory for everything the demo writes.")
+_CONFIG = cli.define_config("demo.py", "Demo config")
+_WORKDIR = cli.define_workdir(required=False, default="runs/demo")
 
 
-def train_once(config, workdir):
-    if workdir_files.is_finished_training(workdir):
-        print(f"Reusing the finished run in {workdir}")
-        return
-    trainer.train(config, workdir)
+def check_config(config) -> None:
+    """The training config's checks plus the demo's evaluation section."""
+    trainer.check_config(config)
+    evaluation.check_noise_settings(config.evaluation, "config.evaluation")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.quiet_absl_info()
     config, workdir = _CONFIG.value, _WORKDIR.value
-    target_path = build_targets.ensure_built(
-        cli.load_config("build_target.py", config.target.build),
-        os.path.join(workdir, workdir_files.TARGET_BUILD),
+    build_config = cli.load_config("build_target.py", config.target.build)
+    build_config.overwrite = config.overwrite
+    target_path = config.target.path or build_targets.ensure_built(
+        build_config, os.path.join(workdir, workdir_files.TARGET_BUILD)
     )
-
     target = targets.load_target(target_path, validate=False)
     runs = {}
     for label, alpha in (("None", 0.0), ("Neural (simulated V1)", config.alpha)):
@@ -58,7 +52,7 @@ def main(argv):
         run_config.target.path = target_path
         run_dir = os.path.join(workdir, "none" if alpha == 0 else "neural")
         print(f"\n=== Training {label}: alpha={alpha} -> {run_dir}", flush=True)
-        train_once(run_config, run_dir)
+        trainer.train(run_config, run_dir)
         runs[label] = run_dir
 
     print("\n=== Evaluating under Gaussian noise", flush=True)
@@ -80,8 +74,9 @@ def main(argv):
             "split": "test",
             "target": {"path": target_path, "kind": target.kind, "simulated": target.simulated},
         },
+        overwrite=config.overwrite,
     )
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, check=check_config)

@@ -6,38 +6,31 @@ r"""Evaluates trained classifiers: clean accuracy, Gaussian-noise robustness, ad
 
 Writes robustness.json, noise_robustness.png (and, with --adversarial, per-sample CSV files and
 adversarial plots) to --workdir and prints the tables. See configs/evaluate.py for every option.
+The same evaluation again reuses the finished one; another one in --workdir is refused unless
+--config.overwrite=True.
 """
-
-import os
 
 from neuroreg_tf import cli
 
 cli.quiet_tensorflow()
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.fileio import write_json_atomic
 from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import evaluation
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/evaluate.py", "Evaluation config file."
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for robustness.json, plots and tables.")
+_CONFIG = cli.define_config("evaluate.py", "Evaluation config")
+_WORKDIR = cli.define_workdir()
 _ADVERSARIAL = flags.DEFINE_bool(
     "adversarial",
     False,
     "Also run the adversarial evaluation (same as --config.adversarial.enabled).",
 )
-flags.mark_flag_as_required("workdir")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    cli.quiet_absl_info()
     config = _CONFIG.value
     model_specs = evaluation.parse_model_specs(config.models)
     if config.dataset:
@@ -51,10 +44,7 @@ def main(argv):
     adversarial = None
     if config.adversarial.enabled or _ADVERSARIAL.value:
         adversarial = adversarial_lib.arguments_from_config(config.adversarial)
-    os.makedirs(_WORKDIR.value, exist_ok=True)
-    with open(os.path.join(_WORKDIR.value, workdir_files.EVALUATE_CONFIG), "w") as handle:
-        handle.write(config.to_json_best_effort(indent=2) + "\n")
-    evaluation.evaluate_models(
+    report = evaluation.evaluate_models(
         model_specs,
         x,
         y,
@@ -64,8 +54,11 @@ def main(argv):
         adversarial=adversarial,
         workdir=_WORKDIR.value,
         metadata={"dataset": dataset, "split": config.split},
+        overwrite=config.overwrite,
     )
+    write_json_atomic(workdir_files.path(_WORKDIR.value, workdir_files.EVALUATE_CONFIG), config.to_dict())
+    return report
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, check=evaluation.check_config)

@@ -33,9 +33,14 @@ Variants (``--config=configs/build_target.py:<arg>``):
 
 import ml_collections
 
+from neuroreg_tf.config import check_variant
+
+VARIANTS = ("small", "demo", "runlocal", "paper")
+
 
 def get_config(arg=None):
     """Returns the config; ``arg`` is None, "small", "demo", "runlocal" or "paper"."""
+    check_variant(arg, VARIANTS, "configs/build_target.py")
     config = ml_collections.ConfigDict()
     # Comma-separated FileTree directories / .h5 files. Empty: simulate.
     config.recordings = ""
@@ -68,11 +73,14 @@ def get_config(arg=None):
     config.model.max_epochs = 15
     config.model.patience = 3  # early stopping on the validation correlation
     config.model.seed = 0
+    config.model.jit_compile = False  # XLA for the predictive models' training step
 
     config.vgg = ml_collections.ConfigDict()
     config.vgg.weights = ""  # a Keras VGG19 notop weights file; required for the "vgg" kind
 
     config.figures = True
+    # Replace what --workdir holds (another build, or an unfinished one) instead of refusing.
+    config.overwrite = False
 
     if arg in ("small", "demo"):
         config.simulation.preset = "small"
@@ -89,9 +97,4 @@ def get_config(arg=None):
         config.model.channels = 32
         config.model.max_epochs = 100
         config.model.patience = 5
-    elif arg:
-        raise ValueError(
-            "The config argument must be 'small', 'demo', 'runlocal' or 'paper'. "
-            f"Received: arg={arg!r}"
-        )
     return config

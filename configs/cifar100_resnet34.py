@@ -11,10 +11,13 @@ follows linearly). Several machines: set TF_CONFIG on each and add
 Add ``:runlocal`` for a one-minute local version.
 """
 
-from neuroreg_tf.config import base_train_config, paper_scale, runlocal
+from neuroreg_tf.config import base_train_config, check_variant, paper_scale, runlocal
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):
+    check_variant(arg, VARIANTS, "configs/cifar100_resnet34.py")
     config = base_train_config()
     config.data.dataset = "cifar100"
     config.model.depth = 34

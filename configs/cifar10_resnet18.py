@@ -13,10 +13,13 @@ follows linearly). Several machines: set TF_CONFIG on each and add
 Add ``:runlocal`` to the config path for a one-minute local version.
 """
 
-from neuroreg_tf.config import base_train_config, paper_scale, runlocal
+from neuroreg_tf.config import base_train_config, check_variant, paper_scale, runlocal
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):
+    check_variant(arg, VARIANTS, "configs/cifar10_resnet18.py")
     config = base_train_config()
     config.data.dataset = "cifar10"
     config.model.depth = 18

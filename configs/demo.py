@@ -10,10 +10,13 @@ natural-image crops). Minutes on a 2-core CPU. ``:runlocal`` shrinks it further 
 
 import ml_collections
 
-from neuroreg_tf.config import base_train_config, runlocal
+from neuroreg_tf.config import base_train_config, check_variant, runlocal
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):
+    check_variant(arg, VARIANTS, "configs/demo.py")
     config = base_train_config()
     config.data.dataset = "fashion_mnist"
     config.epochs = 2

@@ -16,11 +16,15 @@ Variants (``--config=configs/evaluate.py:<arg>``):
 import ml_collections
 from ml_collections import config_dict
 
+from neuroreg_tf.config import check_variant
 from neuroreg_tf.robustness import settings
+
+VARIANTS = ("paper", "runlocal")
 
 
 def get_config(arg=None):
     """Returns the evaluation config; ``arg`` is None, "paper" or "runlocal"."""
+    check_variant(arg, VARIANTS, "configs/evaluate.py")
     config = ml_collections.ConfigDict()
     # Models as label=path pairs (a training workdir, its export/ folder or a .keras file).
     config.models = "None=runs/demo/none,Neural=runs/demo/neural"
@@ -30,6 +34,7 @@ def get_config(arg=None):
     config.split = "test"
     config.num_examples = 2000  # first N test examples; 0 = the whole split
     config.batch_size = 256
+    config.overwrite = False  # replace what --workdir holds instead of refusing
 
     config.noise = ml_collections.ConfigDict()
     # Std of additive Gaussian noise in [0, 1] pixel units (noisy images are clipped to [0, 1]).
@@ -53,10 +58,6 @@ def get_config(arg=None):
         config.noise.seeds = (0, 1)
         config.adversarial.num_examples = 20
         attack_preset = "runlocal"
-    elif arg not in (None, ""):
-        raise ValueError(
-            f"Expected config argument 'paper', 'runlocal' or none. Received: arg={arg!r}"
-        )
     for key, value in settings.preset(attack_preset).as_dict().items():
         # An unset optional value (None) still takes a float override from the command line.
         config.adversarial[key] = config_dict.placeholder(float) if value is None else value

@@ -1,21 +1,76 @@
-"""Set-up shared by the command-line scripts (train.py, evaluate.py, ...)."""
+"""What the command-line scripts share: configs by path or name, checks, errors, quiet TensorFlow.
+
+A script looks like this::
+
+    from neuroreg_tf import cli
+
+    cli.quiet_tensorflow()                       # before TensorFlow is imported
+    ...
+    CONFIG = cli.define_config("demo.py")        # --config=FILE[:variant], --config.<key>=value
+    WORKDIR = cli.define_workdir()
+
+    def main(argv): ...
+
+    if __name__ == "__main__":
+        cli.run(main, check=trainer.check_config)
+
+``define_config`` resolves the config file from any working directory (as given, else relative
+to the repository), loads it and checks the variant and every ``--config.<key>`` override before
+ml_collections sees them, so a typo is a one-line error with the accepted values, and ``--help``
+lists the config's fields. ``run`` checks the final config, runs ``main``, and prints the
+project's own errors (``neuroreg_tf.errors``: bad config, bad input, missing data, another run
+in the workdir) as a short message with exit status 2; ``--debug`` shows their traceback. Any
+other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import pathlib
+import sys
+from typing import Callable
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIGS_DIR = REPO_ROOT / "configs"
+EXIT_USER_ERROR = 2
+
+# Lines TensorFlow 2.21 prints while it loads, before its logging is set up, so that
+# TF_CPP_MIN_LOG_LEVEL cannot hide them; nothing a user can act on.
+_IMPORT_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+)
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ INFO lines; warnings and errors stay.
+    """Hides TensorFlow's INFO lines, and imports TensorFlow without its load-time notices.
 
-    Must run before TensorFlow is imported. An explicit TF_CPP_MIN_LOG_LEVEL wins.
+    Warnings and errors stay (an explicit ``TF_CPP_MIN_LOG_LEVEL`` wins). The oneDNN notice and
+    absl's "before InitializeLog" line are printed by TensorFlow's C++ libraries as they load,
+    before its log level applies: standard error is captured while TensorFlow is imported and
+    every other line is passed on.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(noise in line for noise in _IMPORT_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def quiet_absl_info() -> None:
@@ -26,10 +81,168 @@ def quiet_absl_info() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
-def load_config(name: str, arg: str | None = None):
-    """``get_config(arg)`` of ``configs/<name>``, e.g. ``load_config("build_target.py", "demo")``."""
-    path = CONFIGS_DIR / name
-    spec = importlib.util.spec_from_file_location(f"neuroreg_configs_{path.stem}", path)
+def fail(message: str) -> None:
+    """Prints ``<script>: error: <message>`` to standard error and exits with status 2."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "neuroreg_tf"
+    print(f"{script}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+def resolve_config_path(spec: str) -> tuple[str, str | None]:
+    """``"configs/demo.py:runlocal"`` -> (absolute path, "runlocal").
+
+    The file is looked up as given (relative to the working directory), then relative to the
+    repository root, then in ``configs/`` by name.
+    """
+    path, arg = spec, None
+    head, _, tail = spec.rpartition(":")
+    if head and tail and "/" not in tail and os.sep not in tail:
+        path, arg = head, tail
+    for candidate in (pathlib.Path(path), REPO_ROOT / path, CONFIGS_DIR / path):
+        if candidate.is_file():
+            return str(candidate.resolve()), arg
+    from neuroreg_tf.errors import MissingDataError
+
+    known = ", ".join(sorted(p.name for p in CONFIGS_DIR.glob("*.py")))
+    raise MissingDataError(
+        f"No config file {path!r} (looked in {os.getcwd()}, {REPO_ROOT} and {CONFIGS_DIR}). "
+        f"The configs are: {known}. Received: --config={spec}"
+    )
+
+
+def _load(path: str, arg: str | None):
+    spec = importlib.util.spec_from_file_location(f"neuroreg_config_{pathlib.Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg or None)
+
+
+def load_config(name: str, arg: str | None = None):
+    """``get_config(arg)`` of ``configs/<name>``, e.g. ``load_config("build_target.py", "demo")``."""
+    return _load(str(CONFIGS_DIR / name), arg)
+
+
+def config_fields(config, prefix: str = "") -> list[tuple[str, object]]:
+    """Every leaf field of a ConfigDict as (dotted key, value), in definition order."""
+    fields = []
+    for key, value in config.items():
+        if hasattr(value, "items") and not isinstance(value, dict):
+            fields += config_fields(value, f"{prefix}{key}.")
+        else:
+            fields.append((f"{prefix}{key}", value))
+    return fields
+
+
+def _check_override(config, key: str, config_spec: str) -> None:
+    """Raises ``ConfigError`` unless ``key`` (dotted, below ``config``) names an existing field."""
+    from neuroreg_tf.errors import ConfigError
+
+    section, walked = config, []
+    for part in key.split("."):
+        known = list(section.keys()) if hasattr(section, "keys") else []
+        if part not in known:
+            where = "config" + "".join(f".{w}" for w in walked)
+            close = difflib.get_close_matches(part, known, n=1)
+            hint = f" Did you mean --{where}.{close[0]}?" if close else ""
+            raise ConfigError(
+                f"{where} has no field {part!r} ({config_spec}).{hint} Its fields: "
+                f"{', '.join(known)}. Received: --config.{key}"
+            )
+        section = section[part]
+        walked.append(part)
+
+
+def _argv_config_spec(argv: list[str]) -> tuple[int | None, str | None]:
+    for index, argument in enumerate(argv):
+        if argument.startswith("--config="):
+            return index, argument[len("--config="):]
+        if argument == "--config" and index + 1 < len(argv):
+            return index, argv[index + 1]
+    return None, None
+
+
+def define_config(default: str, help_text: str = "Config file"):
+    """Defines ``--config`` (a config file, optionally ``FILE:variant``) after checking sys.argv.
+
+    The config is loaded and the variant and every ``--config.<key>`` override are checked here,
+    at definition (ml_collections applies overrides while it defines the flag), so a mistake is a
+    one-line error instead of a traceback.
+
+    Args:
+        default: the default config, a file name in ``configs/`` (``"demo.py"``).
+        help_text: the flag's help; the default config's fields are appended.
+
+    Returns:
+        The flag holder (``.value`` is the ConfigDict with overrides applied).
+    """
+    from absl import flags
+    from ml_collections import config_flags
+
+    from neuroreg_tf.errors import NeuroregError
+
+    index, spec = _argv_config_spec(sys.argv)
+    spec = spec or str(CONFIGS_DIR / default)
+    try:
+        path, arg = resolve_config_path(spec)
+        config = _load(path, arg)
+        for argument in sys.argv[1:]:
+            if argument.startswith("--config."):
+                _check_override(config, argument[len("--config."):].split("=", 1)[0], spec)
+    except NeuroregError as error:
+        fail(str(error))
+    except ValueError as error:  # a config file's own argument check
+        fail(f"{spec}: {error}")
+    resolved = path + (f":{arg}" if arg else "")
+    if index is not None:
+        if sys.argv[index] == "--config":
+            sys.argv[index + 1] = resolved
+        else:
+            sys.argv[index] = f"--config={resolved}"
+    defaults = _load(str(CONFIGS_DIR / default), None)
+    listed = ", ".join(f"{key}={value!r}" for key, value in config_fields(defaults))
+    full_help = (
+        f"{help_text} (FILE[:variant]; default configs/{default}). Override any field with "
+        f"--config.<field>=value. Fields of configs/{default}: {listed}"
+    )
+    flags.DEFINE_bool("debug", False, "Show the traceback of the project's own errors too.")
+    return config_flags.DEFINE_config_file(
+        "config", str(CONFIGS_DIR / default), full_help, lock_config=True
+    )
+
+
+def define_workdir(required: bool = True, default: str | None = None):
+    """Defines ``--workdir``."""
+    from absl import flags
+
+    holder = flags.DEFINE_string("workdir", default, "Directory for everything the script writes.")
+    if required:
+        flags.mark_flag_as_required("workdir")
+    return holder
+
+
+def run(main: Callable, check: Callable | None = None) -> None:
+    """``absl.app.run(main)``, with the config checked first and the project's errors short.
+
+    Args:
+        main: the script's ``main(argv)``.
+        check: ``check(config)`` raising ``ConfigError`` for a config that cannot work; run
+            before ``main``, so nothing starts on a bad config.
+    """
+    from absl import app, flags
+
+    from neuroreg_tf.errors import NeuroregError
+
+    def checked_main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        quiet_absl_info()
+        try:
+            if check is not None:
+                check(flags.FLAGS.config)
+            return main(argv)
+        except NeuroregError as error:
+            if flags.FLAGS.debug:
+                raise
+            fail(f"{error}\n(run again with --debug to see where it was raised)")
+
+    app.run(checked_main)

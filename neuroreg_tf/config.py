@@ -1,4 +1,4 @@
-"""The training configuration every ``configs/*.py`` file starts from.
+"""The training configuration every ``configs/*.py`` file starts from, and config checks.
 
 Sections: ``data`` (classification set), ``target`` (similarity target and
 stimulus batches), ``model``, ``similarity`` (how S_CNN is formed), ``optim``
@@ -8,8 +8,12 @@ stimulus batches), ``model``, ``similarity`` (how S_CNN is formed), ``optim``
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 from ml_collections import config_dict
+
+from neuroreg_tf.errors import ConfigError
 
 
 def base_train_config() -> ml_collections.ConfigDict:
@@ -19,7 +23,7 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.alpha = 20.0  # Eq 7; the paper's main value (2..32 in its supplement).
     config.epochs = 40
     config.batch_size = 64  # GLOBAL classification images per step, split over replicas; paper: 64.
-    config.deterministic = True  # tf.config.experimental.enable_op_determinism().
+    config.deterministic = True  # neuroreg_tf.determinism.enable(): op determinism, no grappler regrouping.
     config.jit_compile = False
     config.verbose = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
     config.overwrite = False  # Refuse to overwrite a finished run in --workdir.
@@ -94,3 +98,96 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.width = 0.125
     config.target.build = "runlocal"
     return config
+
+
+def check_variant(arg: str | None, variants: tuple[str, ...], config_file: str) -> None:
+    """Refuses a ``--config=<file>:<arg>`` variant the file does not define."""
+    if arg not in (None, "") and arg not in variants:
+        raise ConfigError(
+            f"{config_file} has no variant {arg!r}. Accepted: "
+            + (", ".join(f"{config_file}:{v}" for v in variants) or "none")
+            + f" (or no variant). Received: {config_file}:{arg}"
+        )
+
+
+class ConfigChecker:
+    """Checks config values one key at a time; each failure is a one-line ``ConfigError``.
+
+    Example::
+
+        check = ConfigChecker(config)
+        check.integer("epochs", minimum=1)
+        check.choice("similarity.loss", ("arctanh", "cka"))
+    """
+
+    def __init__(self, config, prefix: str = "config"):
+        self.config = config
+        self.prefix = prefix
+
+    def value(self, key: str):
+        """The value at the dotted ``key``."""
+        value = self.config
+        for part in key.split("."):
+            value = value[part]
+        return value
+
+    def fail(self, key: str, expected: str, value=None) -> None:
+        """Raises the ``ConfigError`` for ``key``."""
+        value = self.value(key) if value is None else value
+        raise ConfigError(f"{self.prefix}.{key} must be {expected}. Received: {value!r}")
+
+    def integer(self, key: str, minimum: int | None = None, allow_none: bool = False) -> None:
+        """An int (not a bool) of at least ``minimum``; None too when ``allow_none``."""
+        value = self.value(key)
+        if value is None and allow_none:
+            return
+        bad = isinstance(value, bool) or not isinstance(value, int)
+        if bad or (minimum is not None and value < minimum):
+            expected = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+            self.fail(key, expected + (" or None" if allow_none else ""), value)
+
+    def number(self, key: str, *, minimum: float | None = None, maximum: float | None = None,
+               exclusive_minimum: bool = False, exclusive_maximum: bool = False) -> None:
+        """A finite number within the bounds."""
+        value = self.value(key)
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if ok and minimum is not None:
+            ok = value > minimum if exclusive_minimum else value >= minimum
+        if ok and maximum is not None:
+            ok = value < maximum if exclusive_maximum else value <= maximum
+        if not ok:
+            low = "" if minimum is None else ("(" if exclusive_minimum else "[") + f"{minimum:g}"
+            high = "" if maximum is None else f"{maximum:g}" + (")" if exclusive_maximum else "]")
+            where = f" in {low or '(-inf'}, {high or 'inf)'}" if (low or high) else ""
+            self.fail(key, f"a finite number{where}", value)
+
+    def choice(self, key: str, options) -> None:
+        """One of ``options``."""
+        value = self.value(key)
+        if value not in tuple(options):
+            self.fail(key, "one of " + ", ".join(repr(o) for o in options), value)
+
+    def numbers(self, key: str, *, minimum: float | None = None, non_empty: bool = True) -> None:
+        """A sequence of finite numbers, each at least ``minimum``."""
+        values = self.value(key)
+        ok = isinstance(values, (list, tuple)) and (len(values) > 0 or not non_empty)
+        ok = ok and all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            and (minimum is None or v >= minimum)
+            for v in values
+        )
+        if not ok:
+            expected = "a non-empty list of finite numbers" if non_empty else "a list of finite numbers"
+            self.fail(key, expected + (f" >= {minimum:g}" if minimum is not None else ""), values)
+
+    def integers(self, key: str, *, minimum: int | None = None, non_empty: bool = True) -> None:
+        """A sequence of ints, each at least ``minimum``."""
+        values = self.value(key)
+        ok = isinstance(values, (list, tuple)) and (len(values) > 0 or not non_empty)
+        ok = ok and all(
+            isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum)
+            for v in values
+        )
+        if not ok:
+            expected = "a non-empty list of integers" if non_empty else "a list of integers"
+            self.fail(key, expected + (f" >= {minimum}" if minimum is not None else ""), values)

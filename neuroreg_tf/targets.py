@@ -16,16 +16,14 @@ memory-mapped on load. Every target is validated on save and on load.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import os
 from typing import Any
 
 import numpy as np
 
 from neuroreg_tf.data.stimuli import check_stimuli
-from neuroreg_tf.errors import InputError
-from neuroreg_tf.fileio import write_json_atomic
+from neuroreg_tf.errors import InputError, MissingDataError
+from neuroreg_tf.fileio import fingerprint, read_json, sha256_file, write_json_atomic
 
 FORMAT_VERSION = 1
 _METADATA = "metadata.json"
@@ -153,6 +151,11 @@ class SimilarityTarget:
         return str(self.metadata.get("kind", "custom"))
 
     @property
+    def fingerprint(self) -> str | None:
+        """The content fingerprint recorded when the target was written (None: not from disk)."""
+        return self.metadata.get("fingerprint")
+
+    @property
     def simulated(self) -> bool:
         return bool(self.metadata.get("simulated", False))
 
@@ -199,25 +202,48 @@ class SimilarityTarget:
             validate_embedding(self.embedding, self.n_stimuli)
 
 
+def _array_files(path: str, form: str) -> list[str]:
+    return [_STIMULI, _EMBEDDING if form == "embedding" else _MATRIX]
+
+
 def _write_metadata(path, target, kind, simulated, metadata) -> str:
-    """Writes metadata.json, last: a directory without it is an incomplete target."""
+    """Writes metadata.json, last: a directory without it is an incomplete target.
+
+    It records a SHA-256 of each array file (``files``) and the target's ``fingerprint`` (of
+    the checksums and the metadata), which training runs record as their input.
+    """
     from neuroreg_tf import __version__
 
-    write_json_atomic(
-        os.path.join(path, _METADATA),
-        {
-            "format_version": FORMAT_VERSION,
-            "kind": kind,
-            "simulated": bool(simulated),
-            "n_stimuli": target.n_stimuli,
-            "stimulus_shape": list(target.stimuli.shape[1:]),
-            "form": target.form,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "neuroreg_tf_version": __version__,
-            **(metadata or {}),
-        },
-    )
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "simulated": bool(simulated),
+        "n_stimuli": target.n_stimuli,
+        "stimulus_shape": list(target.stimuli.shape[1:]),
+        "form": target.form,
+        "neuroreg_tf_version": __version__,
+        **(metadata or {}),
+        "files": {name: sha256_file(os.path.join(path, name)) for name in _array_files(path, target.form)},
+    }
+    payload["fingerprint"] = fingerprint(payload)
+    write_json_atomic(os.path.join(path, _METADATA), payload)
     return path
+
+
+def verify_files(path: str, metadata: dict) -> None:
+    """Checks the array files against the checksums in metadata.json.
+
+    Raises:
+        TargetError: a file differs from what was written (damaged or replaced).
+    """
+    for name, expected in metadata.get("files", {}).items():
+        file = os.path.join(path, name)
+        if not os.path.isfile(file) or sha256_file(file) != expected:
+            raise TargetError(
+                f"{file} is damaged or was replaced: its checksum differs from the one recorded "
+                f"in {os.path.join(path, _METADATA)} when the target was written. Rebuild the "
+                "target (build_target.py) or restore the file."
+            )
 
 
 def save_target(
@@ -316,16 +342,18 @@ def load_target(path: str, *, mmap: bool = True, validate: bool = True) -> Simil
     Args:
         path: the target directory.
         mmap: memory-map the arrays instead of reading them into memory.
-        validate: check stimuli and similarities (see ``SimilarityTarget.validate``).
+        validate: check the files' checksums, the stimuli and the similarities (see
+            ``SimilarityTarget.validate``).
     """
     metadata_path = os.path.join(path, _METADATA)
     if not os.path.isfile(metadata_path):
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"No similarity target at {path!r}: {_METADATA} is missing. Build one with "
             "`python build_target.py --workdir=DIR` or neuroreg_tf.targets.save_target."
         )
-    with open(metadata_path) as f:
-        metadata = json.load(f)
+    metadata = read_json(metadata_path, "the target's metadata")
+    if validate:
+        verify_files(path, metadata)
     mode = "r" if mmap else None
     stimuli = np.load(os.path.join(path, _STIMULI), mmap_mode=mode)
     matrix = embedding = None

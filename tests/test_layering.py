@@ -4,13 +4,15 @@ Layers, lowest first; a module may import its own component and any component of
 never a higher layer or a sibling of its own layer (neural, training and robustness are
 independent steps of the recordings -> target -> training -> saved model -> evaluation chain):
 
-    0  errors, fileio, progress, workdir, config, similarity   (no other neuroreg_tf imports)
-    1  data
-    2  targets
-    3  models                 (the registered NeuralRegularizedModel lives here)
-    4  neural | training | robustness
-    5  study
-    6  cli                    (script helpers, imported by the scripts only)
+    0  errors
+    1  fileio, progress, determinism, similarity
+    2  workdir, config
+    3  data
+    4  targets
+    5  models                 (the registered NeuralRegularizedModel lives here)
+    6  neural | training | robustness
+    7  study
+    8  cli                    (script helpers, imported by the scripts only)
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from conftest import REPO_ROOT
 
 PACKAGE = pathlib.Path(REPO_ROOT) / "neuroreg_tf"
 LAYERS = [
-    {"errors", "fileio", "progress", "workdir", "config", "similarity", "__init__"},
+    {"errors", "__init__"},
+    {"fileio", "progress", "determinism", "similarity"},
+    {"workdir", "config"},
     {"data"},
     {"targets"},
     {"models"},

@@ -93,6 +93,12 @@ def test_non_unit_embedding_and_bad_stimuli_are_rejected(tmp_path, stimuli):
 def test_corruption_on_disk_is_caught_on_load(tmp_path, stimuli):
     targets.save_target(str(tmp_path), stimuli, similarity=np.eye(30), simulated=True)
     np.save(tmp_path / "similarity.npy", _bad_matrix("asymmetric", 30).astype(np.float32))
+    with pytest.raises(targets.TargetError, match="similarity.npy is damaged or was replaced"):
+        targets.load_target(str(tmp_path))
+    # Without the checksums (an older target), validation still finds the asymmetry.
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    del metadata["files"]
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(targets.TargetError, match="symmetric"):
         targets.load_target(str(tmp_path))
     metadata = json.loads((tmp_path / "metadata.json").read_text())

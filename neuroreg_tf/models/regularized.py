@@ -389,7 +389,7 @@ class NeuralRegularizedModel(keras.Model):
         else:
             total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
-        return self._logs(with_similarity=stimuli is not None, with_gamma=True)
+        return self._logs(with_similarity=stimuli is not None)
 
     def test_step(self, data):
         images, labels, stimuli, target = self._unpack(data)
@@ -403,7 +403,7 @@ class NeuralRegularizedModel(keras.Model):
             sim_loss = self.similarity_loss(s_pred, target)
             total = total + self.alpha * sim_loss
         self._update_metrics(total, task_loss, labels, logits, target, s_pred, sim_loss)
-        return self._logs(with_similarity=stimuli is not None, with_gamma=False)
+        return self._logs(with_similarity=stimuli is not None)
 
     def _update_metrics(self, total, task_loss, labels, logits, target, s_pred, sim_loss):
         self.loss_tracker.update_state(total)
@@ -413,19 +413,15 @@ class NeuralRegularizedModel(keras.Model):
             self.similarity_loss_tracker.update_state(sim_loss)
             self.similarity_r_tracker.update_state(similarity.pair_correlation(s_pred, target))
 
-    def _logs(self, with_similarity: bool, with_gamma: bool):
-        """Metric results; the layer weights gamma only in training logs (no val_gamma_*)."""
+    def _logs(self, with_similarity: bool):
+        """Metric results. The layer weights gamma are not step logs (they would crowd every
+        progress line): ``SimilarityMonitor`` adds them to each epoch's logs."""
         similarity_metrics = (self.similarity_loss_tracker, self.similarity_r_tracker)
-        logs = {
+        return {
             m.name: m.result()
             for m in self.metrics
             if with_similarity or m not in similarity_metrics
         }
-        if with_gamma:
-            gamma = self.gamma()
-            for index, name in enumerate(self.tap_layers):
-                logs[f"gamma_{name}"] = gamma[index]
-        return logs
 
     def get_config(self):
         config = super().get_config()

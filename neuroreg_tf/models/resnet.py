@@ -122,6 +122,24 @@ def ResNet34(*, num_classes: int, width: float = 1.0, weight_decay: float = 0.0)
     return ResNet(34, num_classes=num_classes, width=width, weight_decay=weight_decay)
 
 
+def layer_names(depth: int) -> list[str]:
+    """The names of the layers ``ResNet(depth, ...)`` builds, without building it.
+
+    For checking tap names in a config before TensorFlow runs anything.
+    """
+    if depth not in STAGE_BLOCKS:
+        raise ValueError(f"`depth` must be one of {sorted(STAGE_BLOCKS)}. Received: depth={depth}")
+    names = ["images", "input_scaling", "stem_conv", "stem_bn", "stem_relu"]
+    for stage, blocks in enumerate(STAGE_BLOCKS[depth], start=1):
+        for block in range(1, blocks + 1):
+            name = f"stage{stage}_block{block}"
+            if block == 1 and stage > 1:
+                names += [f"{name}_shortcut_subsample", f"{name}_shortcut_conv", f"{name}_shortcut_bn"]
+            names += [f"{name}_conv1", f"{name}_bn1", f"{name}_relu1", f"{name}_conv2", f"{name}_bn2",
+                      f"{name}_add", f"{name}_out"]
+    return names + ["pool", "logits"]
+
+
 def paper_tap_layers(model: keras.Model) -> list[str]:
     """The stem and the end of each stage: ResNet18's layers 1, 5, 9, 13, 17."""
     names = [layer.name for layer in model.layers]

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from neuroreg_tf import similarity, workdir as workdir_files
-from neuroreg_tf.fileio import json_default
+from neuroreg_tf.fileio import fingerprint, json_default, write_json_atomic
 from neuroreg_tf.neural import figures, statistics, target_kinds
 from neuroreg_tf.neural.predictive import PredictiveModelConfig, fit_predictive_model
 from neuroreg_tf.neural.recordings import Recording, read_recording
@@ -336,15 +337,61 @@ def build_from_config(config, out_dir: str, *, progress: Reporter = print_line) 
     )
 
 
+def _input_identity(path: str) -> dict:
+    """What a build records of a recording file or folder: names, sizes and modification times."""
+    entries = []
+    if os.path.isdir(path):
+        for root, directories, files in os.walk(path):
+            directories.sort()
+            for name in sorted(files):
+                info = os.stat(os.path.join(root, name))
+                entries.append([os.path.relpath(os.path.join(root, name), path), info.st_size, info.st_mtime_ns])
+    elif os.path.exists(path):
+        info = os.stat(path)
+        entries.append([os.path.basename(path), info.st_size, info.st_mtime_ns])
+    return {"path": os.path.abspath(path), "files": fingerprint(entries)}
+
+
+def build_identity(config) -> dict:
+    """A target build's identity: its config (without ``overwrite``) and its recordings' files."""
+    relevant = {key: value for key, value in config.to_dict().items() if key != "overwrite"}
+    paths = [p.strip() for p in str(config.get("recordings", "")).split(",") if p.strip()]
+    return {"kind": "target build", "config": relevant, "recordings": [_input_identity(p) for p in paths]}
+
+
+_BUILD_OUTPUTS = (
+    workdir_files.TARGET, workdir_files.TARGETS, workdir_files.FIGURES, workdir_files.RECORDINGS,
+    workdir_files.TARGET_REPORT,
+)
+
+
 def ensure_built(config, out_dir: str, *, progress: Reporter = print_line) -> str:
-    """The primary target of ``build_from_config(config, out_dir)``, built unless already there.
+    """Claims ``out_dir`` for the build ``config`` describes, builds unless already finished.
+
+    A finished build of the same config and recordings is reused; an interrupted one is built
+    again from scratch (its partial outputs removed first; building is deterministic); a
+    build of another config is refused unless ``config.overwrite`` (``workdir.claim``).
 
     Returns:
-        The target's path, ``out_dir/target``.
+        The primary target's path, ``out_dir/target``.
     """
+    log = reporter(progress)
+    status = workdir_files.claim(
+        out_dir, build_identity(config), what="target build",
+        finished_marker=workdir_files.TARGET_REPORT, overwrite=bool(config.get("overwrite", False)),
+    )
     target_path = os.path.join(out_dir, workdir_files.TARGET)
-    if os.path.isfile(os.path.join(out_dir, workdir_files.TARGET_REPORT)):
-        reporter(progress)(f"Reusing the target built in {out_dir}")
-    else:
-        build_from_config(config, out_dir, progress=progress)
+    if status == workdir_files.FINISHED:
+        log(f"{out_dir} already holds this target build (same config and recordings); reusing it.")
+        return target_path
+    if status == workdir_files.RESUME:
+        log(f"{out_dir} holds an unfinished build of this config: building it again from the start.")
+        for name in _BUILD_OUTPUTS:
+            leftover = os.path.join(out_dir, name)
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover)
+            elif os.path.exists(leftover):
+                os.remove(leftover)
+    write_json_atomic(os.path.join(out_dir, workdir_files.CONFIG), config.to_dict())
+    build_from_config(config, out_dir, progress=progress)
     return target_path

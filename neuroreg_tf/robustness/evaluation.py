@@ -6,19 +6,62 @@ the same examples for every model and writes ``robustness.json``, the plots and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import numpy as np
 
 from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.config import ConfigChecker
+from neuroreg_tf.data import known_datasets
+from neuroreg_tf.errors import ConfigError
+from neuroreg_tf.fileio import read_json, sha256_tree
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import noise as noise_lib
 from neuroreg_tf.robustness import report as report_lib
-from neuroreg_tf.robustness.loading import load_classifier
+from neuroreg_tf.robustness.loading import load_classifier, resolve_classifier_path
+from neuroreg_tf.robustness.settings import NORMS
 
 CONFIG_FILENAME = workdir_files.CONFIG
+
+
+def check_noise_settings(config, prefix: str = "config") -> None:
+    """Checks ``noise.sigmas`` (finite, >= 0) and ``noise.seeds`` (integers >= 0) of a config.
+
+    Raises:
+        ConfigError: naming the bad key.
+    """
+    check = ConfigChecker(config, prefix)
+    check.numbers("sigmas", minimum=0)
+    check.integers("seeds", minimum=0)
+
+
+def check_config(config) -> None:
+    """Refuses an evaluation config (``configs/evaluate.py``) that cannot work.
+
+    Raises:
+        ConfigError: naming the first bad key, what it accepts and what it received.
+    """
+    check = ConfigChecker(config)
+    try:
+        parse_model_specs(config.models)
+    except ValueError as error:
+        raise ConfigError(f"config.models: {error}") from None
+    if config.dataset:
+        check.choice("dataset", known_datasets())
+    check.integer("num_examples", minimum=0)
+    check.integer("batch_size", minimum=1)
+    check_noise_settings(config.noise, "config.noise")
+    check.integer("adversarial.num_examples", minimum=1)
+    norms = config.adversarial.norms
+    if not norms or any(norm not in NORMS for norm in norms):
+        check.fail("adversarial.norms", f"a non-empty list of {NORMS}")
+    try:
+        adversarial_lib.arguments_from_config(config.adversarial)
+    except ConfigError as error:
+        raise ConfigError(f"config.adversarial: {error}") from None
 
 
 def parse_model_specs(spec) -> list[tuple[str, str]]:
@@ -150,6 +193,7 @@ def evaluate_models(
     adversarial=None,
     workdir=None,
     metadata=None,
+    overwrite: bool = False,
     progress: Reporter = print_line,
 ):
     """Evaluates several classifiers on the same examples and (optionally) writes the report.
@@ -167,7 +211,11 @@ def evaluate_models(
             ``adversarial.adversarial_evaluation`` (``norms``, ``num_examples``, ``settings``;
             ``adversarial.arguments_from_config`` makes them from a config section).
         workdir: If given, ``robustness.json``, the plots and per-sample CSV files are written there.
+            The workdir is claimed first (``workdir.claim``) with the evaluation's identity (its
+            settings, the examples' and every model artifact's checksums): a finished
+            evaluation of the same is reused, one of anything else refused unless ``overwrite``.
         metadata: Extra top-level entries for the report (dataset, split, ...).
+        overwrite: Replace what ``workdir`` holds instead of refusing.
         progress: Reporter of one-line progress messages (None: silent).
 
     Returns:
@@ -176,6 +224,19 @@ def evaluate_models(
     """
     report_line = reporter(progress)
     loaded = _load_models(models)
+    if workdir is not None:
+        identity = evaluation_identity(loaded, x, y, sigmas, seeds, batch_size, adversarial, metadata)
+        status = workdir_files.claim(
+            workdir, identity, what="evaluation", finished_marker=workdir_files.ROBUSTNESS_JSON,
+            overwrite=overwrite,
+        )
+        if status == workdir_files.FINISHED:
+            report_line(f"{workdir} already holds this evaluation (same models, examples and settings); reusing it.")
+            report = read_json(workdir_files.path(workdir, workdir_files.ROBUSTNESS_JSON), "the evaluation report")
+            report_line("\n" + report_lib.format_noise_table(report["models"]))
+            if adversarial is not None:
+                report_line("\n" + report_lib.format_adversarial_table(report["models"]))
+            return report
     results = []
     adversarial_outputs = {}
     for label, path, model in loaded:
@@ -210,6 +271,41 @@ def evaluate_models(
         report["files"] = write_outputs(report, workdir, adversarial_outputs)
         report_line(f"wrote {', '.join(report['files'])}")
     return report
+
+
+def evaluation_identity(loaded, x, y, sigmas, seeds, batch_size, adversarial, metadata) -> dict:
+    """What an evaluation depends on: the models' artifacts, the examples and every setting."""
+    models = []
+    for label, path, model in loaded:
+        if path is not None:
+            fingerprint = sha256_tree(resolve_classifier_path(path))
+        elif hasattr(model, "get_weights"):
+            weights = hashlib.sha256()
+            for array in model.get_weights():
+                weights.update(np.ascontiguousarray(array).tobytes())
+            fingerprint = weights.hexdigest()
+        else:
+            raise ValueError(
+                "An evaluation written to a workdir needs models given as paths or Keras models "
+                f"(their files or weights are its identity). Received: {type(model).__name__} "
+                f"labelled {label!r}"
+            )
+        models.append({"label": label, "artifact": fingerprint})
+    settings = None
+    if adversarial is not None:
+        settings = {key: value for key, value in dict(adversarial).items() if key != "settings"}
+        settings["settings"] = adversarial["settings"].as_dict() if adversarial.get("settings") else None
+    examples = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes())
+    return {
+        "kind": "evaluation",
+        "models": models,
+        "examples": examples.hexdigest(),
+        "sigmas": [float(s) for s in sigmas],
+        "seeds": [int(s) for s in seeds],
+        "batch_size": int(batch_size),
+        "adversarial": settings,
+        "metadata": metadata or {},
+    }
 
 
 def write_outputs(report: dict, workdir: str, adversarial_outputs: dict | None = None) -> list[str]:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 import neuroreg_tf.models  # noqa: F401  (registers NeuralRegularizedModel for load_model)
 from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.errors import InputError, MissingDataError
 
 EXPORT_DIRNAME = workdir_files.EXPORT
 CLASSIFIER_FILENAME = workdir_files.CLASSIFIER
@@ -107,13 +108,19 @@ def resolve_classifier_path(path) -> str:
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No classifier at {path!r}: the path does not exist. {_EXPECTED}")
+        raise MissingDataError(f"No classifier at {path!r}: the path does not exist. {_EXPECTED}")
     if os.path.isfile(path):
         if path.endswith(".keras"):
             return path
-        raise ValueError(f"Unknown classifier file {path!r}. {_EXPECTED} Received: path={path!r}")
+        raise InputError(f"Unknown classifier file {path!r}. {_EXPECTED} Received: path={path!r}")
     if _is_saved_model_dir(path):
         return path
+    if os.path.isfile(os.path.join(path, workdir_files.IDENTITY)) and not workdir_files.is_finished_training(path):
+        raise InputError(
+            f"{path} is an unfinished training run (no {workdir_files.SUMMARY}): its files may be "
+            "those of an earlier run. Finish it (run the same train.py command again) and evaluate "
+            f"it then. Received: path={path!r}"
+        )
     candidates = [
         os.path.join(path, EXPORT_DIRNAME),
         os.path.join(path, CLASSIFIER_FILENAME),
@@ -124,7 +131,7 @@ def resolve_classifier_path(path) -> str:
     for candidate in candidates[1:]:
         if os.path.isfile(candidate):
             return candidate
-    raise ValueError(
+    raise InputError(
         f"The directory {path!r} holds no classifier. {_EXPECTED} Received: path={path!r}"
     )
 

@@ -16,13 +16,13 @@ The report is a dict (the JSON document)::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import numpy as np
 
 from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.fileio import write_json_atomic
 from neuroreg_tf.robustness import scoring
 
 JSON_FILENAME = workdir_files.ROBUSTNESS_JSON
@@ -75,11 +75,9 @@ def build_report(model_results: list[dict], **metadata) -> dict:
 
 
 def write_json(report: dict, path: str) -> str:
-    """Writes ``report`` as JSON (infinite distances as the string "inf") and returns the path."""
+    """Writes ``report`` as JSON, atomically (infinite distances as the string "inf")."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(_jsonable(report), handle, indent=2)
-        handle.write("\n")
+    write_json_atomic(path, _jsonable(report))
     return path
 
 

@@ -5,6 +5,8 @@ A checkpoint directory holds::
     backup/
       latest.json          {"name": "step-000120", "global_step": 120, ...}
       step-000120/         model.weights.h5 (model + optimizer state), state.json
+                           (global step, SHA-256 of the weights file, the run's fingerprint)
+      step-000080/         the previous checkpoint, kept as a fallback
 
 A checkpoint is written to ``backup/.tmp-<random>/`` and renamed into place
 only once complete; ``latest.json`` is then replaced atomically (write to a
@@ -30,7 +32,9 @@ import tempfile
 import keras
 import numpy as np
 
-from neuroreg_tf.fileio import write_json_atomic
+from neuroreg_tf.errors import CheckpointError
+from neuroreg_tf.fileio import sha256_file, write_json_atomic
+from neuroreg_tf.progress import Reporter, print_line, reporter
 
 LATEST = "latest.json"
 WEIGHTS = "model.weights.h5"
@@ -50,35 +54,82 @@ def _ensure_optimizer_built(model: keras.Model) -> None:
 
 
 class AtomicCheckpointer:
-    """Saves and restores model + optimizer state with a training position, atomically.
+    """Saves and restores model + optimizer state with a training position, atomically, verified.
+
+    Each checkpoint records the SHA-256 of its weights file and the fingerprint of the run it
+    belongs to. ``restore`` takes the newest checkpoint that verifies; when a newer one is
+    damaged (a flipped byte, a truncated file) it says so and falls back to the previous one,
+    which is kept for that (``keep``). ``latest.json`` only points at the newest checkpoint; a
+    damaged or missing one is ignored and the checkpoints themselves are scanned.
 
     Args:
         directory: where checkpoints live (created on first save).
-        keep: how many complete checkpoints to keep (at least 1).
+        keep: how many complete checkpoints to keep (at least 1; 2 keeps a fallback).
         write: False on workers other than the chief: ``save`` then writes
             nothing (every worker can still ``restore`` from a shared directory).
+        identity: the fingerprint of the run; a checkpoint of another run is never restored.
+        progress: reporter of warnings and the resume announcement (None: silent).
     """
 
-    def __init__(self, directory: str, keep: int = 2, write: bool = True):
+    def __init__(self, directory: str, keep: int = 2, write: bool = True,
+                 identity: str | None = None, progress: Reporter = print_line):
         if keep < 1:
             raise ValueError(f"At least one checkpoint must be kept. Received: keep={keep}")
         self.directory = directory
         self.keep = int(keep)
         self.write = bool(write)
+        self.identity = identity
+        self.report = reporter(progress)
+
+    def _names(self) -> list[str]:
+        """Checkpoint directory names, newest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        names = [n for n in os.listdir(self.directory) if _CHECKPOINT_NAME.match(n)]
+        return sorted(names, key=lambda n: int(n.split("-")[1]), reverse=True)
+
+    def _problem(self, name: str) -> tuple[dict | None, str | None]:
+        """(state, None) for a checkpoint that verifies, else (None, what is wrong with it)."""
+        folder = os.path.join(self.directory, name)
+        try:
+            with open(os.path.join(folder, STATE)) as f:
+                state = json.load(f)
+        except (OSError, json.JSONDecodeError) as error:
+            return None, f"its {STATE} cannot be read ({type(error).__name__})"
+        weights = os.path.join(folder, WEIGHTS)
+        if not os.path.isfile(weights):
+            return None, f"{WEIGHTS} is missing"
+        expected = state.get("sha256")
+        if expected is not None and sha256_file(weights) != expected:
+            return None, f"{WEIGHTS} does not match its checksum (damaged)"
+        if self.identity is not None and state.get("identity") not in (None, self.identity):
+            return None, "it belongs to a run of another config or target"
+        return state, None
 
     def latest(self) -> dict | None:
-        """The state of the latest complete checkpoint, or None."""
-        path = os.path.join(self.directory, LATEST)
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            state = json.load(f)
-        if not os.path.isfile(os.path.join(self.directory, state["name"], WEIGHTS)):
-            raise FileNotFoundError(
-                f"{path} names checkpoint {state['name']!r}, which is missing from "
-                f"{self.directory}; the directory was modified by hand. Delete it to start over."
+        """The state of the newest checkpoint that verifies, or None if there is none at all.
+
+        Raises:
+            CheckpointError: checkpoints exist but none verifies.
+        """
+        problems = []
+        for name in self._names():
+            state, problem = self._problem(name)
+            if state is not None:
+                for bad_name, bad_problem in problems:
+                    self.report(
+                        f"WARNING: checkpoint {os.path.join(self.directory, bad_name)} is unusable "
+                        f"({bad_problem}); falling back to {name}."
+                    )
+                return state
+            problems.append((name, problem))
+        if problems:
+            listed = "; ".join(f"{n}: {p}" for n, p in problems)
+            raise CheckpointError(
+                f"No usable checkpoint in {self.directory} ({listed}). Start over: run the same "
+                "command with --config.overwrite=True, or delete that directory."
             )
-        return state
+        return None
 
     def save(self, model: keras.Model, global_step: int, **state) -> str | None:
         """Writes a checkpoint of ``model`` at ``global_step`` and makes it the latest.
@@ -91,10 +142,16 @@ class AtomicCheckpointer:
         os.makedirs(self.directory, exist_ok=True)
         name = f"step-{int(global_step):06d}"
         final = os.path.join(self.directory, name)
-        state = {"name": name, "global_step": int(global_step), **state}
         temporary = tempfile.mkdtemp(prefix=".tmp-", dir=self.directory)
         try:
             model.save_weights(os.path.join(temporary, WEIGHTS))
+            state = {
+                "name": name,
+                "global_step": int(global_step),
+                "sha256": sha256_file(os.path.join(temporary, WEIGHTS)),
+                "identity": self.identity,
+                **state,
+            }
             write_json_atomic(os.path.join(temporary, STATE), state)
             if os.path.isdir(final):
                 shutil.rmtree(final)
@@ -107,11 +164,14 @@ class AtomicCheckpointer:
         return final
 
     def restore(self, model: keras.Model) -> dict | None:
-        """Loads the latest checkpoint into ``model`` (and its optimizer).
+        """Loads the newest checkpoint that verifies into ``model`` (and its optimizer).
 
         Returns:
             The saved state (``global_step`` and what was passed to ``save``), or
             None when there is no checkpoint yet.
+
+        Raises:
+            CheckpointError: checkpoints exist but none verifies.
         """
         state = self.latest()
         if state is None:
@@ -121,8 +181,8 @@ class AtomicCheckpointer:
         return state
 
     def _clean(self, keep_name: str) -> None:
-        names = sorted(n for n in os.listdir(self.directory) if _CHECKPOINT_NAME.match(n))
-        stale = [n for n in names if n != keep_name][: max(0, len(names) - self.keep)]
+        names = self._names()
+        stale = [n for n in names if n != keep_name][max(0, self.keep - 1):]
         for name in stale:
             shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         for name in os.listdir(self.directory):
@@ -152,16 +212,19 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
         directory: the checkpoint directory.
         steps_per_epoch: batches per epoch (to record the epoch of a step).
         save_every_steps: also save every this many steps (0: only at epoch ends).
+        identity: the run's fingerprint (see ``AtomicCheckpointer``).
+        progress: reporter of warnings (None: silent).
     """
 
-    def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0):
+    def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0,
+                 identity: str | None = None, progress: Reporter = print_line):
         super().__init__()
         if save_every_steps < 0:
             raise ValueError(
                 f"save_every_steps must be 0 (epoch ends only) or positive. Received: "
                 f"save_every_steps={save_every_steps}"
             )
-        self.checkpointer = AtomicCheckpointer(directory)
+        self.checkpointer = AtomicCheckpointer(directory, identity=identity, progress=progress)
         self.steps_per_epoch = int(steps_per_epoch)
         self.save_every_steps = int(save_every_steps)
 
@@ -182,3 +245,14 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._save()
+
+
+def announce_resume(start_step: int, epochs: int, steps_per_epoch: int, backup_dir: str,
+                    progress: Reporter = print_line) -> None:
+    """Says where a restored run continues: "Resuming from epoch E/N, step S/M ..."."""
+    if start_step:
+        epoch, step = divmod(start_step, steps_per_epoch)
+        reporter(progress)(
+            f"Resuming from epoch {epoch + 1}/{epochs}, step {step}/{steps_per_epoch} "
+            f"(global step {start_step}, checkpoint in {backup_dir})"
+        )

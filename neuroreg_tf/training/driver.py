@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 import keras
 import tensorflow as tf
 
-from neuroreg_tf.training.checkpointing import ExactBackupAndRestore
+from neuroreg_tf.progress import Reporter, print_line
+from neuroreg_tf.training.checkpointing import ExactBackupAndRestore, announce_resume
 from neuroreg_tf.training.distributed_data import distribute_global_batches, epoch_stream
 from neuroreg_tf.training.multi_worker import train_loop
 
@@ -40,6 +41,8 @@ def train_model(
     validation_data=None,
     save_every_steps: int = 0,
     verbose: int = 1,
+    identity: str | None = None,
+    progress: Reporter = print_line,
 ) -> keras.callbacks.History:
     """Trains ``model`` (built and compiled under ``strategy.scope()``) for ``epochs``.
 
@@ -57,6 +60,8 @@ def train_model(
         save_every_steps: also checkpoint every this many steps (0: at epoch ends
             only); either driver resumes from such a mid-epoch checkpoint exactly.
         verbose: Keras verbosity.
+      identity: the run's fingerprint, recorded in and checked against checkpoints.
+      progress: reporter of the resume announcement and checkpoint warnings (None: silent).
 
     Returns:
         The History of this process's training (empty if it was already done).
@@ -65,11 +70,14 @@ def train_model(
         return train_loop(
             model, strategy, make_epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
             callbacks=callbacks, checkpoint_dir=backup_dir, save_every_steps=save_every_steps,
-            validation_data=validation_data, verbose=verbose,
+            validation_data=validation_data, verbose=verbose, identity=identity, progress=progress,
         )
-    backup = ExactBackupAndRestore(backup_dir, steps_per_epoch, save_every_steps)
+    backup = ExactBackupAndRestore(
+        backup_dir, steps_per_epoch, save_every_steps, identity=identity, progress=progress
+    )
     with strategy.scope():
         start_step = backup.restore(model)
+    announce_resume(start_step, epochs, steps_per_epoch, backup_dir, progress)
     history = keras.callbacks.History()
     history.history = {}
     total_steps = epochs * steps_per_epoch

@@ -40,7 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from neuroreg_tf.training.checkpointing import AtomicCheckpointer
+from neuroreg_tf.progress import Reporter, print_line
+from neuroreg_tf.training.checkpointing import AtomicCheckpointer, announce_resume
 from neuroreg_tf.training.distributed_data import distribute_global_batches, epoch_stream
 
 WRITING_CALLBACKS = (
@@ -162,6 +163,8 @@ def train_loop(
     save_every_steps: int = 0,
     validation_data: tf.data.Dataset | None = None,
     verbose: int = 1,
+    identity: str | None = None,
+    progress: Reporter = print_line,
 ) -> keras.callbacks.History:
     """Trains ``model`` (built and compiled under ``strategy.scope()``) like ``fit``.
 
@@ -176,6 +179,8 @@ def train_loop(
         save_every_steps: also checkpoint every this many steps (0: epoch ends only).
         validation_data: (images, labels) batches evaluated at each epoch end.
         verbose: 1 prints one line per epoch (chief only).
+      identity: the run's fingerprint, recorded in and checked against checkpoints.
+      progress: reporter of the resume announcement (chief only; None: silent).
 
     Returns:
         A History with this process's epoch logs.
@@ -184,10 +189,14 @@ def train_loop(
     checkpointer = None
     start_step = 0
     if checkpoint_dir:
-        checkpointer = AtomicCheckpointer(checkpoint_dir, write=chief)
+        checkpointer = AtomicCheckpointer(
+            checkpoint_dir, write=chief, identity=identity, progress=progress if chief else None
+        )
         with strategy.scope():
             state = checkpointer.restore(model)
         start_step = 0 if state is None else int(state["global_step"])
+        if chief:
+            announce_resume(start_step, epochs, steps_per_epoch, checkpoint_dir, progress)
     _check_workers_agree(strategy, start_step)
     total_steps = epochs * steps_per_epoch
     history = keras.callbacks.History()

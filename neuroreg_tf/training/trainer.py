@@ -44,17 +44,111 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from neuroreg_tf import data, targets, workdir as workdir_files
+from neuroreg_tf import data, determinism, targets, workdir as workdir_files
+from neuroreg_tf.config import ConfigChecker
 from neuroreg_tf.errors import ConfigError
-from neuroreg_tf.fileio import write_json_atomic
+from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet
+from neuroreg_tf.models.regularized import CENTERINGS, SIMILARITY_LOSSES, STIMULUS_BN_MODES
+from neuroreg_tf.models.resnet import STAGE_BLOCKS, layer_names
+from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.training.callbacks import SimilarityMonitor
 from neuroreg_tf.training.distributed_data import epoch_seed
 from neuroreg_tf.training.driver import train_model
 from neuroreg_tf.training.joint_data import joint_dataset, split_stimuli
 from neuroreg_tf.training.multi_worker import is_chief
 from neuroreg_tf.training.schedules import CyclicStepDecay
-from neuroreg_tf.training.strategies import check_jit_compile, configure_batch_norm, make_strategy
+from neuroreg_tf.training.strategies import (
+    BATCH_NORM_MODES,
+    STRATEGIES,
+    check_jit_compile,
+    configure_batch_norm,
+    make_strategy,
+)
+
+# Config keys that do not change what a run computes: left out of its identity.
+IDENTITY_EXCLUDED = (
+    "verbose", "overwrite", "checkpoint_every_steps", "data.data_dir", "target.path", "target.build",
+)
+LR_SCALINGS = ("none", "linear")
+SCHEDULES = ("paper", "constant")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuses a training config that cannot work, before any work starts.
+
+    Raises:
+        ConfigError: naming the first bad key, what it accepts and what it received.
+    """
+    check = ConfigChecker(config)
+    check.integer("seed", minimum=0)
+    check.number("alpha", minimum=0)
+    check.integer("epochs", minimum=1)
+    check.integer("batch_size", minimum=1)
+    check.choice("strategy", STRATEGIES)
+    check.choice("batch_norm", BATCH_NORM_MODES)
+    check.integer("checkpoint_every_steps", minimum=0)
+    check.choice("data.dataset", data.known_datasets())
+    check.integer("data.train_limit", minimum=1, allow_none=True)
+    check.integer("data.eval_limit", minimum=1, allow_none=True)
+    check.integer("target.batch_size", minimum=0)
+    if config.target.batch_size == 1:
+        check.fail("target.batch_size", "0 (the classification batch size) or at least 2 (a pair)")
+    check.number("target.holdout_fraction", minimum=0, maximum=1, exclusive_maximum=True)
+    check.choice("model.depth", sorted(STAGE_BLOCKS))
+    check.number("model.width", minimum=0, exclusive_minimum=True)
+    check.number("model.weight_decay", minimum=0)
+    check.choice("similarity.centering", CENTERINGS)
+    check.number("similarity.ema_momentum", minimum=0, maximum=1, exclusive_maximum=True)
+    check.choice("similarity.loss", SIMILARITY_LOSSES)
+    check.number("similarity.arctanh_eps", minimum=0, maximum=0.5, exclusive_minimum=True)
+    check.choice("similarity.stimulus_bn", STIMULUS_BN_MODES)
+    check.number("optim.learning_rate", minimum=0, exclusive_minimum=True)
+    check.choice("optim.lr_scaling", LR_SCALINGS)
+    check.integer("optim.reference_batch_size", minimum=1)
+    check.number("optim.momentum", minimum=0, maximum=1, exclusive_maximum=True)
+    check.choice("optim.schedule", SCHEDULES)
+    check.integer("optim.step_epochs", minimum=1)
+    check.number("optim.decay", minimum=0, maximum=1, exclusive_minimum=True)
+    check.integer("optim.cycle_epochs", minimum=1)
+    if not isinstance(config.similarity.tap_layers, str) or not config.similarity.tap_layers.strip():
+        check.fail("similarity.tap_layers", "'paper' or comma-separated layer names")
+    taps = config.similarity.tap_layers
+    if taps != "paper":
+        known = layer_names(config.model.depth)
+        unknown = [n.strip() for n in taps.split(",") if n.strip() and n.strip() not in known]
+        if unknown:
+            tappable = [n for n in known if n == "stem_relu" or n.endswith("_out")]
+            raise ConfigError(
+                f"config.similarity.tap_layers names unknown layers {unknown} of ResNet"
+                f"{config.model.depth}. Tappable: 'paper' (the stem and each stage's end) or "
+                f"names such as {', '.join(tappable)}. Received: {taps!r}"
+            )
+
+
+def target_identity(target: targets.SimilarityTarget, path: str) -> dict:
+    """What a run records of its target: the content fingerprint written with the target."""
+    return {"fingerprint": target.fingerprint or sha256_tree(path), "kind": target.kind}
+
+
+def run_identity(config: ml_collections.ConfigDict, target: dict) -> dict:
+    """A training run's identity: its config (without ``IDENTITY_EXCLUDED``) and its target's."""
+    relevant = config.to_dict()
+    for key in IDENTITY_EXCLUDED:
+        *parents, leaf = key.split(".")
+        section = relevant
+        for parent in parents:
+            section = section.get(parent, {})
+        section.pop(leaf, None)
+    return {"kind": "training run", "config": relevant, "target": target}
+
+
+def claim(config: ml_collections.ConfigDict, workdir: str, target: dict) -> str:
+    """Takes ``workdir`` for the run ``config`` describes (``workdir.claim``): NEW, RESUME or FINISHED."""
+    return workdir_files.claim(
+        workdir, run_identity(config, target), what="training run",
+        finished_marker=workdir_files.SUMMARY, overwrite=config.overwrite,
+    )
 
 
 def scaled_learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -112,14 +206,6 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_sh
     )
 
 
-def _check_workdir(config, workdir: str) -> None:
-    if workdir_files.is_finished_training(workdir) and not config.overwrite:
-        raise FileExistsError(
-            f"{workdir} already holds a finished run ({workdir_files.SUMMARY} exists). Choose "
-            "another --workdir, delete it, or pass --config.overwrite=True."
-        )
-
-
 def _save_keras_atomic(model: keras.Model, path: str) -> None:
     temporary = f"{path}.tmp.keras"
     model.save(temporary)
@@ -157,8 +243,14 @@ def train(
     workdir: str,
     callbacks=(),
     strategy: tf.distribute.Strategy | None = None,
+    target_id: dict | None = None,
+    progress: Reporter = print_line,
 ) -> dict:
     """Trains one model as ``config`` says and writes everything to ``workdir``.
+
+    The workdir is claimed first (``claim``): a finished run of the same config and target is
+    reused (its summary returned), an interrupted one resumes from its verified checkpoint, and
+    a workdir of another config or target is refused unless ``config.overwrite``.
 
     Args:
         config: a training config (see ``neuroreg_tf.config.base_train_config``) whose
@@ -167,10 +259,16 @@ def train(
         callbacks: extra Keras callbacks, run after ours.
         strategy: the strategy of ``config.strategy`` if the caller made it already (it must
             exist before any other TensorFlow op under ``multi_worker``); made here otherwise.
+        target_id: the target's identity as the caller claimed the workdir with it (``train.py``
+            claims before it builds a default target); default: ``target_identity`` of the
+            loaded target.
+        progress: reporter of one-line messages (None: silent).
 
     Returns:
         The summary written to ``summary.json`` (final metrics and paths).
     """
+    report = reporter(progress)
+    check_config(config)
     if not config.target.path:
         raise ConfigError(
             "config.target.path is empty: training needs a similarity target directory. Build "
@@ -181,13 +279,18 @@ def train(
     strategy = strategy or make_strategy(config)
     check_jit_compile(strategy, config.jit_compile)
     chief = is_chief(strategy)
-    os.makedirs(workdir, exist_ok=True)
-    _check_workdir(config, workdir)
+    target = targets.load_target(config.target.path)
+    target_id = target_id or target_identity(target, config.target.path)
+    identity = run_identity(config, target_id)
     if chief:
+        status = claim(config, workdir, target_id)
+        if status == workdir_files.FINISHED:
+            report(f"{workdir} already holds this finished run (same config and target); reusing it.")
+            return read_json(workdir_files.path(workdir, workdir_files.SUMMARY), "the run's summary")
         write_json_atomic(workdir_files.path(workdir, workdir_files.CONFIG), config.to_dict())
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+        determinism.enable()
 
     info = data.dataset_info(config.data.dataset)
     test_images = data.load_classification(
@@ -200,11 +303,11 @@ def train(
     n_train = min(info.splits["train"], config.data.train_limit or info.splits["train"])
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(
-            f"config.batch_size={config.batch_size} is larger than the {n_train} training images."
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} is larger than the {n_train} training images "
+            "(config.data.train_limit); lower the batch size or use more images."
         )
 
-    target = targets.load_target(config.target.path)
     train_indices, holdout_indices = split_stimuli(
         target.n_stimuli, config.target.holdout_fraction, config.seed
     )
@@ -253,6 +356,8 @@ def train(
         validation_data=test_images,
         save_every_steps=config.checkpoint_every_steps,
         verbose=config.verbose,
+        identity=workdir_files.fingerprint_of(identity),
+        progress=progress if chief else None,
     )
     losses = fit_history.history.get("loss", [])
     last_logs = {key: float(values[-1]) for key, values in fit_history.history.items()}
@@ -282,6 +387,7 @@ def train(
         "dataset": config.data.dataset,
         "alpha": config.alpha,
         "target": {"path": config.target.path, "kind": target.kind, "simulated": target.simulated},
+        "identity": workdir_files.fingerprint_of(identity),
         "epochs": len(history),
         "train_seconds_this_process": round(time.time() - started, 1),
         "final": final,

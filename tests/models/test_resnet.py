@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from neuroreg_tf.models import ResNet, ResNet18, ResNet34, feature_model, features, paper_tap_layers
+from neuroreg_tf.models import ResNet, ResNet18, ResNet34, feature_model, features, paper_tap_layers, resnet
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,11 @@ def test_gradients_flow_through_deep_taps_on_stimulus_sized_input(resnet18):
     gradients = tape.gradient(loss, resnet18.trainable_variables)
     stem = gradients[[v.path for v in resnet18.trainable_variables].index("stem_conv/kernel")]
     assert np.all(np.isfinite(stem.numpy())) and np.abs(stem.numpy()).sum() > 0
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_layer_names_are_those_the_model_builds(depth):
+    model = ResNet(depth, num_classes=3, width=1 / 16)
+    names = resnet.layer_names(depth)
+    assert len(names) == len(set(names)) == len(model.layers)
+    assert set(names) == {layer.name for layer in model.layers}

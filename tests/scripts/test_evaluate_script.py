@@ -201,5 +201,5 @@ def test_config_adversarial_section_is_the_attack_settings_of_its_variant(varian
         config.adversarial.step_size = 0.1
     with pytest.raises(ConfigError, match="Unknown attack settings \\['step_size'\\]"):
         adversarial.arguments_from_config(config.adversarial)
-    with pytest.raises(ValueError, match="Received: arg='gpu'"):
+    with pytest.raises(ValueError, match="no variant 'gpu'.*Received: configs/evaluate.py:gpu"):
         module.get_config("gpu")

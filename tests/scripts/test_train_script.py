@@ -15,6 +15,7 @@ from conftest import REPO_ROOT as REPO
 from conftest import needs_fashion_mnist
 from neuroreg_tf import data
 from neuroreg_tf.config import base_train_config, runlocal
+from neuroreg_tf.errors import WorkdirError
 from neuroreg_tf.training import trainer
 
 TINY = {
@@ -38,12 +39,17 @@ def tiny_config(target_path, **overrides):
     return config
 
 
+def run_train(workdir, *flags):
+    """train.py on configs/demo.py:runlocal with the TINY settings (a subprocess)."""
+    command = [sys.executable, "train.py", "--config=configs/demo.py:runlocal", f"--workdir={workdir}"]
+    command += [f"--config.{key}={value}" for key, value in TINY.items()] + list(flags)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
-    command = [sys.executable, "train.py", "--config=configs/demo.py:runlocal", f"--workdir={workdir}"]
-    command += [f"--config.{key}={value}" for key, value in TINY.items()]
-    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    completed = run_train(workdir)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return workdir, completed.stdout
 
@@ -83,12 +89,31 @@ def test_saved_model_and_keras_files_reload_to_identical_predictions(finished_ru
 
 
 @needs_fashion_mnist
-def test_a_finished_run_is_never_overwritten_silently(finished_run, runlocal_target):
+def test_a_finished_run_is_reused_only_for_its_own_config(finished_run, runlocal_target):
     workdir, _ = finished_run
     before = os.path.getmtime(os.path.join(workdir, "model.keras"))
-    with pytest.raises(FileExistsError, match="overwrite"):
-        trainer.train(tiny_config(runlocal_target), workdir)
+    again = run_train(workdir)
+    assert again.returncode == 0 and "already holds this finished run" in again.stdout
+    other = run_train(workdir, "--config.alpha=0")
+    assert other.returncode == 2
+    assert "config.alpha: 20.0 there, 0.0 here" in other.stderr
+    assert "--config.overwrite=True" in other.stderr and "Traceback" not in other.stderr
     assert os.path.getmtime(os.path.join(workdir, "model.keras")) == before
+    with pytest.raises(WorkdirError, match="another config"):
+        trainer.train(tiny_config(runlocal_target), workdir)  # another target, in-process
+
+
+@needs_fashion_mnist
+def test_overwrite_starts_from_an_empty_workdir(tmp_path):
+    workdir = str(tmp_path / "run")
+    assert run_train(workdir, "--config.epochs=2").returncode == 0
+    replaced = run_train(workdir, "--config.overwrite=True")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    with open(os.path.join(workdir, "history.csv")) as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0]  # not 0, 1, 0
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["epochs"] == 1
+    assert not [name for name in os.listdir(tmp_path) if name != "run"], "the old workdir is gone"
 
 
 class _Interrupt(Exception):
@@ -122,7 +147,7 @@ def test_an_interrupted_run_resumes_from_its_backup(tmp_path, runlocal_target):
 def test_unknown_tap_layer_is_reported_before_training(tmp_path, runlocal_target):
     config = tiny_config(runlocal_target)
     config.similarity.tap_layers = "stem_relu,stage9_block1_out"
-    with pytest.raises(ValueError, match="Unknown layer name"):
+    with pytest.raises(ValueError, match="unknown layers \[.stage9_block1_out.\]"):
         trainer.train(config, str(tmp_path))
 
 

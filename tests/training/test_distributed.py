@@ -279,7 +279,7 @@ def test_train_script_on_two_workers_writes_only_the_chiefs_artifacts(runs):
         _check(process)
     workdir = root / "train_py"
     assert sorted(os.listdir(workdir)) == [
-        "classifier.keras", "config.json", "export", "history.csv", "history.json",
+        "classifier.keras", "config.json", "export", "history.csv", "history.json", "identity.json",
         "model.keras", "summary.json", "target_build", "tensorboard",
     ], "a finished run keeps no backup and no worker writes anything else"
     summary = json.loads((workdir / "summary.json").read_text())

@@ -27,6 +27,7 @@ class PredictiveModelConfig:
         max_epochs: upper bound on epochs.
         patience: epochs without a better validation correlation before stopping.
         seed: initialisation and shuffling seed.
+        jit_compile: compile the training step with XLA.
     """
 
     channels: int = 12
@@ -43,6 +44,7 @@ class PredictiveModelConfig:
     max_epochs: int = 20
     patience: int = 3
     seed: int = 0
+    jit_compile: bool = False
 
     def validate(self) -> None:
         if self.readout not in READOUTS:

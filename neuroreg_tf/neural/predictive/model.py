@@ -25,6 +25,7 @@ class PredictiveModel(keras.Model):
             self.readout = GaussianReadout(n_neurons, seed=config.seed, name="readout")
         self.shifter = make_shifter(seed=config.seed + 10) if config.use_shifter else None
         self.modulator = make_modulator(n_neurons, seed=config.seed + 11) if config.use_modulator else None
+        self.loss_tracker = keras.metrics.Mean(name="loss")
 
     def call(self, inputs, training=False):
         images, behavior, pupil_center = inputs
@@ -36,7 +37,24 @@ class PredictiveModel(keras.Model):
         return keras.activations.elu(drive) + 1.0
 
     def regularization(self) -> tf.Tensor:
+        """Laplace smoothness of the first core layer plus the readout's sparsity penalty."""
         return self.config.laplace_weight * laplace_penalty(self.core.convs[0].kernel) + self.readout.penalty()
+
+    def train_step(self, data):
+        """One Adam step on the Poisson loss plus ``regularization``; logs the Poisson loss."""
+        inputs, responses = data
+        with tf.GradientTape() as tape:
+            rates = self(inputs, training=True)
+            loss = poisson_loss(responses, rates)
+            objective = loss + self.regularization()
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(objective, variables), variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
 
 
 def poisson_loss(responses, rates, eps=1e-8):

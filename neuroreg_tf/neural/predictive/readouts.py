@@ -6,8 +6,33 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+
+@tf.custom_gradient
+def gather_rows(params: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """``tf.gather(params, indices, batch_dims=1)`` whose gradient sums in a fixed order.
+
+    ``params`` is (batch, n, ...), ``indices`` (batch, k). TensorFlow's own gradient of a gather
+    is an unsorted segment sum, whose multi-threaded CPU kernel adds rows in an order that varies
+    from run to run (the predictive models then differ in the last bits after one epoch, and
+    more after many). Here the gradient sorts the indices and uses the sorted ``segment_sum``.
+    """
+    output = tf.gather(params, indices, batch_dims=1)
+
+    def gradient(upstream):
+        shape = tf.shape(params)
+        batch, rows = shape[0], shape[1]
+        flat = tf.reshape(upstream, [tf.size(indices), -1])
+        ids = tf.reshape(tf.cast(indices, tf.int32) + tf.range(batch)[:, None] * rows, [-1])
+        order = tf.argsort(ids, stable=True)
+        summed = tf.math.segment_sum(tf.gather(flat, order), tf.gather(ids, order))
+        summed = tf.pad(summed, [[0, batch * rows - tf.shape(summed)[0]], [0, 0]])
+        return tf.reshape(summed, shape), None
+
+    return output, gradient
+
+
 def _interpolate_axis(features, positions, axis):
-    """Linear interpolation of ``features`` at fractional ``positions`` along ``axis``.
+    """Linear interpolation of ``features`` at fractional ``positions`` along ``axis`` (1 or 2).
 
     positions: (batch, size) coordinates; edges are extended (nearest).
     """
@@ -16,12 +41,13 @@ def _interpolate_axis(features, positions, axis):
     fraction = positions - lower
     index0 = tf.cast(tf.clip_by_value(lower, 0, size - 1), tf.int32)
     index1 = tf.cast(tf.clip_by_value(lower + 1, 0, size - 1), tf.int32)
-    first = tf.gather(features, index0, axis=axis, batch_dims=1)
-    second = tf.gather(features, index1, axis=axis, batch_dims=1)
-    shape = [-1, 1, 1, 1]
-    shape[axis] = size
-    fraction = tf.reshape(fraction, shape)
-    return first * (1.0 - fraction) + second * fraction
+    if axis == 2:
+        features = tf.transpose(features, [0, 2, 1, 3])
+    first = gather_rows(features, index0)
+    second = gather_rows(features, index1)
+    fraction = tf.reshape(fraction, [-1, size, 1, 1])
+    result = first * (1.0 - fraction) + second * fraction
+    return tf.transpose(result, [0, 2, 1, 3]) if axis == 2 else result
 
 
 def translate(features: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
@@ -126,7 +152,7 @@ class GaussianReadout(_Readout):
 
         def gather(r, c):
             index = tf.cast(r, tf.int32) * width + tf.cast(c, tf.int32)
-            return tf.gather(flat, index, batch_dims=1)
+            return gather_rows(flat, index)
 
         sampled = (
             gather(row0, col0) * (1 - row_frac) * (1 - col_frac)

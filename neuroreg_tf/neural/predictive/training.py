@@ -10,11 +10,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from neuroreg_tf import determinism
 from neuroreg_tf.neural import statistics
 from neuroreg_tf.neural.predictive.config import PredictiveModelConfig
 from neuroreg_tf.neural.predictive.evaluation import evaluate_predictor
-from neuroreg_tf.neural.predictive.model import PredictiveModel, poisson_loss
+from neuroreg_tf.neural.predictive.model import PredictiveModel
 from neuroreg_tf.neural.recordings import Recording
+
 
 @dataclasses.dataclass
 class FittedPredictor:
@@ -76,22 +78,71 @@ def _standardiser(values):
     return mean, np.where(std > 0, std, 1.0).astype(np.float32)
 
 
+class ValidationCorrelation(keras.callbacks.Callback):
+    """Adds ``val_correlation`` to each epoch's logs: the mean per-neuron correlation between the
+    model's predictions and the responses of the validation trials (what early stopping watches).
+
+    Args:
+        inputs: the validation trials' (images, behavior, pupil_center), standardised.
+        responses: their responses, (n_trials, n_neurons), in any per-neuron scale.
+        batch_size: trials per forward pass.
+    """
+
+    def __init__(self, inputs, responses, batch_size: int = 512):
+        super().__init__()
+        self.inputs = inputs
+        self.responses = responses
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        predicted = self.model.predict(self.inputs, batch_size=self.batch_size, verbose=0)
+        logs = logs if logs is not None else {}
+        logs["val_correlation"] = float(
+            np.mean(statistics.prediction_correlation(self.responses, predicted))
+        )
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One progress line per epoch: loss, validation r, a star when it improved, seconds."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+        self.best = -np.inf
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        correlation = logs["val_correlation"]
+        improved = correlation > self.best
+        self.best = max(self.best, correlation)
+        self.log(
+            f"  epoch {epoch + 1:3d}  poisson loss {logs['loss']:.4f}  validation r {correlation:.3f}"
+            f"{'  *' if improved else ''}  ({time.time() - self.started:.1f}s)"
+        )
+
+
 def fit_predictive_model(
     recording: Recording,
     config: PredictiveModelConfig | None = None,
     *,
     log: Callable[[str], Any] | None = print,
 ) -> FittedPredictor:
-    """Trains a predictive model on one scan's 'train' trials.
+    """Trains a predictive model on one scan's 'train' trials with Keras ``fit``.
 
-    Early stopping watches the mean per-neuron correlation on the 'validation'
-    trials; the best weights are restored. Afterwards v_a (test correlation)
-    and FEVE are computed on the 'test' trials (the oracle repeats).
+    The trials stream through ``tf.data`` (reshuffled each epoch from ``config.seed``); the
+    objective is the Poisson loss plus the model's penalties (``PredictiveModel.compute_loss``);
+    ``ValidationCorrelation`` logs the mean per-neuron correlation on the 'validation' trials
+    and Keras' ``EarlyStopping`` stops after ``config.patience`` epochs without a better one,
+    restoring the best weights. Afterwards v_a (test correlation) and FEVE are computed on the
+    'test' trials (the oracle repeats). ``determinism.enable()`` is on, so the same recording
+    and config give the same weights, bit for bit, in any process on the same machine.
 
     Args:
         recording: the scan; needs 'train' and 'validation' trials.
         config: hyper-parameters (defaults if None).
-        log: progress sink, e.g. ``print`` or ``absl.logging.info``; None: silent.
+        log: progress sink, e.g. ``print``; None: silent.
 
     Returns:
         A ``FittedPredictor``.
@@ -106,6 +157,7 @@ def fit_predictive_model(
             f"Training needs at least batch_size={config.batch_size} 'train' trials and 2 "
             f"'validation' trials. Received: {train.size} train, {validation.size} validation"
         )
+    determinism.enable()
     keras.utils.set_random_seed(config.seed)
     response_scale = recording.responses[train].std(axis=0).astype(np.float32)
     response_scale = np.where(response_scale > 0, response_scale, 1.0).astype(np.float32)
@@ -124,52 +176,38 @@ def fit_predictive_model(
     images, behavior, pupil = fitted._inputs(recording.images, recording.behavior, recording.pupil_center)
     scaled = (recording.responses / response_scale).astype(np.float32)
     model = fitted.model
-    model((images[:2], behavior[:2], pupil[:2]))
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(x_images, x_behavior, x_pupil, y):
-        with tf.GradientTape() as tape:
-            rates = model((x_images, x_behavior, x_pupil), training=True)
-            loss = poisson_loss(y, rates)
-            total = loss + model.regularization()
-        gradients = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
-
-    def validation_correlation():
-        predicted = fitted.predict(images[validation], recording.behavior[validation], recording.pupil_center[validation])
-        return float(np.mean(statistics.prediction_correlation(recording.responses[validation], predicted)))
-
-    rng = np.random.default_rng(config.seed)
-    best, best_weights, stale = -np.inf, None, 0
-    for epoch in range(1, config.max_epochs + 1):
-        start = time.time()
-        order = rng.permutation(train)
-        losses = []
-        for s in range(0, order.size - config.batch_size + 1, config.batch_size):
-            batch = np.sort(order[s : s + config.batch_size])
-            losses.append(float(train_step(images[batch], behavior[batch], pupil[batch], scaled[batch])))
-        correlation = validation_correlation()
-        fitted.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "validation_correlation": correlation})
-        improved = correlation > best
-        if improved:
-            best, best_weights, stale = correlation, [w.numpy() for w in model.weights], 0
-        else:
-            stale += 1
-        log(
-            f"  epoch {epoch:3d}  poisson loss {np.mean(losses):.4f}  validation r {correlation:.3f}"
-            f"{'  *' if improved else ''}  ({time.time() - start:.1f}s)"
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+    trials = (
+        tf.data.Dataset.from_tensor_slices(((images[train], behavior[train], pupil[train]), scaled[train]))
+        .shuffle(train.size, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation_inputs = (images[validation], behavior[validation], pupil[validation])
+    history = model.fit(
+        trials,
+        epochs=config.max_epochs,
+        verbose=0,
+        callbacks=[
+            ValidationCorrelation(validation_inputs, recording.responses[validation]),
+            _EpochLog(log),
+            keras.callbacks.EarlyStopping(
+                monitor="val_correlation", mode="max", patience=config.patience,
+                restore_best_weights=True,
+            ),
+        ],
+    )
+    fitted.history = [
+        {"epoch": epoch + 1, "loss": float(loss), "validation_correlation": float(correlation)}
+        for epoch, (loss, correlation) in enumerate(
+            zip(history.history["loss"], history.history["val_correlation"])
         )
-        if stale >= config.patience:
-            log(f"  early stopping: no better validation correlation for {config.patience} epochs")
-            break
-    for weight, value in zip(model.weights, best_weights):
-        weight.assign(value)
+    ]
+    if len(fitted.history) < config.max_epochs:
+        log(f"  early stopping: no better validation correlation for {config.patience} epochs")
     evaluate_predictor(fitted, recording)
     log(
         f"  test correlation v_a: mean {np.mean(fitted.test_correlation):.3f}; FEVE: median "
         f"{np.nanmedian(fitted.feve):.3f}"
     )
     return fitted
-
