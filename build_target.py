@@ -2,7 +2,8 @@ r"""Builds similarity targets from recordings (real or SIMULATED).
 
     python build_target.py --workdir=runs/target                     # configs/build_target.py
     python build_target.py --workdir=runs/target_small --config=configs/build_target.py:small
-    python build_target.py --workdir=runs/real --config.recordings=/data/scan1,/data/scan2.h5
+    python build_target.py --workdir=runs/real --config=configs/build_target.py:recordings \
+        --config.recordings=/data/static1.zip,/data/scan2.h5 [--config.stimuli=/data/images/]
 
 Writes to --workdir: config.json (the resolved config), target/ (the primary
 target, e.g. Neural (model); what train.py's config.target.path points at),
@@ -12,6 +13,7 @@ FileTree layout. Everything built from simulated data is labelled SIMULATED.
 """
 
 import os
+import sys
 
 from neuroreg_tf import cli
 
@@ -21,6 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.errors import NeuroregError
 from neuroreg_tf.neural import build_targets
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -38,7 +41,11 @@ def main(argv):
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, workdir_files.CONFIG), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
-    report = build_targets.build_from_config(config, workdir)
+    try:
+        report = build_targets.build_from_config(config, workdir)
+    except NeuroregError as error:  # bad config or data: the message says what to fix
+        print(f"build_target.py: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
     print(f"done in {report['seconds']} s; target at {report['targets'][config.target.kind]}", flush=True)
 
 

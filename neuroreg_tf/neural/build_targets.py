@@ -52,8 +52,9 @@ from neuroreg_tf.neural.stimulus_sets import StimulusSet, open_stimulus_set, pre
 from neuroreg_tf.progress import Reporter, print_line, reporter
 
 NEEDS_MODEL = ("neural_model", "shuffle", "random")
-# Kinds that exist on a stimulus set no scan saw (``stimuli``): the model target and its controls.
-STREAMABLE_KINDS = ("neural_model", "shuffle", "random", "oracle", "vgg")
+# Kinds that exist with a stimulus set of its own (``stimuli``): the model target and its controls
+# on that set, and the recorded-image targets (neural_data, oracle) on the images the scans saw.
+STREAMABLE_KINDS = ("neural_model", "shuffle", "random", "vgg", "neural_data", "oracle")
 MIN_SHARED = 3
 PREPARED_STIMULI = ".stimuli_prepared.npy"
 STIMULUS_NAMES = "stimulus_names.txt"
@@ -173,7 +174,7 @@ def build_targets(
     if stimuli is not None and (primary_kind != "neural_model" or set(kinds) - set(STREAMABLE_KINDS)):
         raise ConfigError(
             f"On a stimulus set of its own (stimuli=...) the primary kind must be 'neural_model' and the others "
-            f"among {STREAMABLE_KINDS}: the other kinds need recorded responses to every stimulus. "
+            f"among {STREAMABLE_KINDS}. "
             f"Received: kinds={kinds}"
         )
     if not recordings:
@@ -185,7 +186,6 @@ def build_targets(
     label = f" [{SIMULATED_LABEL}]" if simulated else ""
     log(f"Building targets {kinds} from {len(recordings)} scan(s){label}")
 
-    check_ids_agree_across_scans(recordings)
     shapes = {r.image_shape for r in recordings}
     if len(shapes) != 1:
         raise InputError(
@@ -193,6 +193,7 @@ def build_targets(
             "one ImageOptions.size (build_target.py: --config.images.size=36,64). Received: sizes "
             + ", ".join(f"{r.source}: {r.image_shape[0]}x{r.image_shape[1]}" for r in recordings)
         )
+    check_ids_agree_across_scans(recordings)
     if stimuli is not None and stimuli.shape != recordings[0].image_shape:
         raise InputError(
             f"The stimulus set {stimuli.path} is prepared to {stimuli.shape[0]}x{stimuli.shape[1]} but the scans' "
@@ -589,7 +590,7 @@ def check_build_config(config) -> None:
         raise _config_error("vgg.weights", "no such file.", config.vgg.weights)
     if config.stimuli:
         if config.target.kind != "neural_model":
-            raise _config_error("target.kind", "must be 'neural_model' with config.stimuli: the other kinds need recorded responses to every stimulus.", config.target.kind)
+            raise _config_error("target.kind", "must be 'neural_model' with config.stimuli: only a predictive model responds to images no scan saw.", config.target.kind)
         bad = [k for k in extra if k not in STREAMABLE_KINDS]
         if bad:
             raise _config_error("target.extra_kinds", f"with config.stimuli only {STREAMABLE_KINDS} exist; drop {bad}.", config.target.extra_kinds)
