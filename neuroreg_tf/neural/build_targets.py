@@ -476,6 +476,12 @@ def _streamed_kind(kind, path, scans, stimuli_fn, n_stimuli, shape, model_target
     )
 
 
+def _short_source(source: str) -> str:
+    """``/data/static1.zip:static1`` -> ``static1``; ``/data/scan.h5`` -> ``scan.h5``."""
+    source = str(source).split(".zip:")[0].rstrip("/")
+    return os.path.basename(source[:-4] if source.endswith(".zip") else source)
+
+
 def _figures(out_dir, scans, per_scan, extras, report, oracle_ids, unavailable, simulated, fit_models):
     figure_dir = os.path.join(out_dir, workdir_files.FIGURES)
     os.makedirs(figure_dir, exist_ok=True)
@@ -502,7 +508,7 @@ def _figures(out_dir, scans, per_scan, extras, report, oracle_ids, unavailable, 
             n_repeats = scan.repeated.shape[1]
             panels.append(
                 figures.ScatterPanel(
-                    title=f"scan {h + 1}: {os.path.basename(str(metrics['source']).rstrip('/'))} ({metrics['n_oracle']} oracle images)",
+                    title=f"scan {h + 1}: {_short_source(metrics['source'])}\n({metrics['n_oracle']} oracle images)",
                     oracle_pairs=np.repeat(extra["oracle_upper"], n_repeats**2),
                     data_pairs=extra["trial_pairs"].reshape(-1),
                     model_pairs=(extra["oracle_upper"], similarity.upper_triangle(extra["model_oracle"])),
