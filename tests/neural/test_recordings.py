@@ -444,6 +444,11 @@ def test_object_arrays_and_short_meta_are_named(tmp_path):
     np.save(os.path.join(path, "meta/trials/tiers.npy"), np.array(["train"] * 24, dtype=object), allow_pickle=True)
     with pytest.raises(RecordingError, match=r"scan/meta/trials/tiers\.npy cannot be read as a plain NumPy array"):
         recordings.read_recording(path, KEEP_SIZE)
+    np.save(os.path.join(path, "meta/trials/tiers.npy"), make_recording().tiers)
+    np.save(os.path.join(path, "meta/trials/frame_trial_ts.npy"), np.array([object()] * 24, dtype=object), allow_pickle=True)
+    loaded = recordings.read_recording(path, KEEP_SIZE)  # a further unreadable meta array is skipped, and said so
+    assert "frame_trial_ts" not in loaded.trial_meta
+    assert "meta/trials/frame_trial_ts.npy" in loaded.metadata["unreadable_meta_skipped"][0]
     np.save(os.path.join(path, "meta/trials/tiers.npy"), np.array(["train"] * 10))
     with pytest.raises(RecordingError, match=r"tiers\.npy has 10 entries but the trial files go up to 23"):
         recordings.read_recording(path, KEEP_SIZE)

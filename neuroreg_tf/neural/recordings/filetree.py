@@ -271,16 +271,25 @@ def _read(source: Source, options: ReadOptions) -> Recording:
     positions = np.asarray(trials)
     n_stored = int(positions.max()) + 1
 
+    essential = ("tiers", "unit_ids", *IMAGE_ID_NAMES)
+
     def meta_arrays(group, length, index):
         arrays = {}
         for name in source.listdir(f"meta/{group}"):
             stem, extension = os.path.splitext(name)
             if extension != ".npy":
                 continue
-            value = source.load(f"meta/{group}/{name}")
+            try:
+                value = source.load(f"meta/{group}/{name}")
+            except RecordingError as error:
+                if stem in essential:
+                    raise
+                # A further meta array we cannot read (e.g. an object array) is left out, not fatal.
+                metadata.setdefault("unreadable_meta_skipped", []).append(f"meta/{group}/{name}: {str(error).split(' (')[0]}")
+                continue
             if value.ndim and value.shape[0] == length:
                 arrays[stem] = value[index]
-            elif stem in ("tiers", *IMAGE_ID_NAMES):
+            elif stem in essential:
                 raise RecordingError(
                     f"{source.where(f'meta/{group}/{name}')} has {value.shape[0] if value.ndim else 0} entries but "
                     f"the trial files go up to {n_stored - 1}; it needs one entry per trial. Received: "
