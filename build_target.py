@@ -2,7 +2,8 @@ r"""Builds similarity targets from recordings (real or SIMULATED).
 
     python build_target.py --workdir=runs/target                     # configs/build_target.py
     python build_target.py --workdir=runs/target_small --config=configs/build_target.py:small
-    python build_target.py --workdir=runs/real --config.recordings=/data/scan1,/data/scan2.h5
+    python build_target.py --workdir=runs/real --config=configs/build_target.py:recordings \
+        --config.recordings=/data/static1.zip,/data/scan2.h5 [--config.stimuli=/data/images/]
 
 Writes to --workdir: identity.json and config.json (what made the build), target/ (the primary
 target, e.g. Neural (model); what train.py's config.target.path points at), targets/<kind>/ (the
@@ -28,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, check=build_targets.check_build_config)

@@ -13,11 +13,18 @@ controls, target_report.json and Fig. 1-like figures:
 (Measured: 12 min at load ~3, 25 min with 3-4 other jobs sharing the 2 cores;
 the default build's predictive models train up to 15 epochs.)
 
-Real recordings (neuralpredictors FileTree directories or StaticImageSet .h5
-files; all scans must show the same images and oracle images):
+Real recordings (neuralpredictors / SENSORIUM FileTree folders, their .zip files as
+released, or StaticImageSet .h5 files; scans may have seen different images), with the
+Neural (model) target on every image the scans saw, or on any stimulus set
+(--config.stimuli: a folder of images or a .npy, streamed; no scan need have seen them):
 
-  python build_target.py --workdir=runs/target_real \
-      --config.recordings=/data/scan1,/data/scan2.h5
+  python build_target.py --workdir=runs/target_real --config=configs/build_target.py:recordings \
+      --config.recordings=/data/static1.zip,/data/static2.zip,/data/scan3.h5 \
+      [--config.stimuli=/data/new_images/]
+
+Colour images are reduced to grayscale (config.images.color) and resized to the
+paper's 36 x 64 (config.images.size); dead neurons are dropped with a warning,
+NaN trials and unknown tiers refused unless config.read says otherwise.
 
 The VGG control needs ImageNet VGG19 weights, which cannot be downloaded here:
   --config.target.extra_kinds=neural_data,vgg --config.vgg.weights=/path/vgg19_..._notop.h5
@@ -29,21 +36,41 @@ Variants (``--config=configs/build_target.py:<arg>``):
             when no target is given.
   runlocal  a tiny SIMULATED Neural (data) target in seconds (tests, ``:runlocal`` training).
   paper     8 SIMULATED scans (the paper averages 8) of 1000 neurons; GPU scale.
+  recordings  for real recordings: every control that exists for them (no ground_truth).
 """
 
 import ml_collections
 
 from neuroreg_tf.config import check_variant
 
-VARIANTS = ("small", "demo", "runlocal", "paper")
+VARIANTS = ("small", "demo", "runlocal", "paper", "recordings")
 
 
 def get_config(arg=None):
-    """Returns the config; ``arg`` is None, "small", "demo", "runlocal" or "paper"."""
+    """Returns the config; ``arg`` is None, "small", "demo", "runlocal", "paper" or "recordings"."""
     check_variant(arg, VARIANTS, "configs/build_target.py")
     config = ml_collections.ConfigDict()
     # Comma-separated FileTree directories / .h5 files. Empty: simulate.
     config.recordings = ""
+    # The Neural (model) target's stimuli: a folder of images or a .npy/.npz, prepared like the
+    # recordings' images and streamed (any number). Empty: every image the scans saw.
+    config.stimuli = ""
+
+    # How stored images become the stimuli (neuroreg_tf.neural.recordings.images).
+    config.images = ml_collections.ConfigDict()
+    config.images.color = "mean"  # mean | luminance | channel:K | weights:a,b,...
+    config.images.size = "36,64"  # height,width (the paper's); "" keeps the stored size
+
+    # What reading does with unusable data (neuroreg_tf.neural.recordings.treatments).
+    config.read = ml_collections.ConfigDict()
+    config.read.dead_neurons = "drop"  # drop (with a warning) | error
+    config.read.nonfinite = "error"  # error | drop trials with NaN/inf responses or behaviour
+    config.read.unknown_tiers = "error"  # error | drop trials of tiers other than train/validation/test/final_test
+
+    # The streamed target on config.stimuli.
+    config.streaming = ml_collections.ConfigDict()
+    config.streaming.chunk = 4096  # stimuli per chunk
+    config.streaming.projection_dims = 0  # 0: exact; k: random projection to k dimensions
 
     config.simulation = ml_collections.ConfigDict()
     config.simulation.preset = "default"  # simulation.PRESETS: paper | default | small
@@ -97,4 +124,6 @@ def get_config(arg=None):
         config.model.channels = 32
         config.model.max_epochs = 100
         config.model.patience = 5
+    elif arg == "recordings":
+        config.target.extra_kinds = "neural_data,oracle,shuffle,random"
     return config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 
@@ -72,25 +74,62 @@ def plot_fluctuations(path, delta_scan, delta_repeat, *, simulated: bool):
     return path
 
 
-def plot_scatter(path, oracle_pairs, data_pairs, model_pairs, *, r_data: float, r_model: float, simulated: bool, max_points: int = 20000, seed: int = 0):
-    """Fig. 1D: S_data and S_model against S_oracle over image pairs.
+@dataclasses.dataclass
+class ScatterPanel:
+    """One scan's Fig. 1D panel.
 
-    Args:
+    Attributes:
+        title: what the panel shows (scan number and source).
         oracle_pairs: S_oracle for each plotted point of ``data_pairs``.
         data_pairs: single-trial S_data values (one per repeat combination).
         model_pairs: (oracle values, model values) for the i < j pairs.
+        r_data: r(S_data, S_oracle) of this scan, as in the report's ``scans``.
+        r_model: r(S_model, S_oracle) of this scan.
+    """
+
+    title: str
+    oracle_pairs: np.ndarray
+    data_pairs: np.ndarray
+    model_pairs: tuple
+    r_data: float
+    r_model: float
+
+
+def scatter_labels(panel: ScatterPanel) -> tuple[str, str]:
+    """The legend entries of a panel: its own r values, data first."""
+    return f"S_data, r = {panel.r_data:.2f}", f"S_model, r = {panel.r_model:.2f}"
+
+
+def plot_scatter(path, panels, *, r_data: float, r_model: float, simulated: bool, max_points: int = 20000, seed: int = 0):
+    """Fig. 1D: S_data and S_model against S_oracle over image pairs, one labelled panel per scan.
+
+    Each panel's legend gives that scan's numbers (the report's ``scans[h]``); the title gives
+    the averages over scans the report states (``r_data_vs_oracle``, ``r_model_vs_oracle``).
+
+    Returns:
+        (path, labels): ``labels`` holds the title and each panel's title and legend entries.
     """
     plt = _pyplot()
     rng = np.random.default_rng(seed)
-    take = rng.permutation(np.size(data_pairs))[:max_points]
-    figure, axis = plt.subplots(figsize=(4.2, 4.0))
-    axis.scatter(np.ravel(oracle_pairs)[take], np.ravel(data_pairs)[take], s=1, alpha=0.15, label=f"S_data, r = {r_data:.2f}")
-    axis.scatter(model_pairs[0], model_pairs[1], s=2, alpha=0.5, label=f"S_model, r = {r_model:.2f}")
-    axis.set_xlabel("S_oracle")
-    axis.set_ylabel("S_data / S_model")
-    axis.legend(fontsize=7, markerscale=5)
-    axis.set_title(_title("S vs S_oracle (paper: 0.39 vs 0.73)", simulated), fontsize=8)
+    n_cols = min(len(panels), 4)
+    n_rows = int(np.ceil(len(panels) / n_cols))
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(4.0 * n_cols, 3.9 * n_rows), squeeze=False)
+    labels = {"title": _title(f"mean over {len(panels)} scan(s): r(S_data, S_oracle) = {r_data:.2f}, "
+                              f"r(S_model, S_oracle) = {r_model:.2f} (paper: 0.39, 0.73)", simulated), "panels": []}
+    for axis, panel in zip(axes.reshape(-1), panels):
+        take = rng.permutation(np.size(panel.data_pairs))[:max_points]
+        data_label, model_label = scatter_labels(panel)
+        axis.scatter(np.ravel(panel.oracle_pairs)[take], np.ravel(panel.data_pairs)[take], s=1, alpha=0.15, label=data_label)
+        axis.scatter(panel.model_pairs[0], panel.model_pairs[1], s=2, alpha=0.5, label=model_label)
+        axis.set_xlabel("S_oracle")
+        axis.set_ylabel("S_data / S_model")
+        axis.legend(fontsize=7, markerscale=5)
+        axis.set_title(panel.title, fontsize=7)
+        labels["panels"].append({"title": panel.title, "legend": [data_label, model_label]})
+    for axis in axes.reshape(-1)[len(panels):]:
+        axis.axis("off")
+    figure.suptitle(labels["title"], fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-    return path
+    return path, labels

@@ -336,6 +336,7 @@ def simulate_experiment(
     validation_fraction: float = 0.1,
     shift_per_pupil_unit: float = 0.3,
     complex_fraction: float = 0.5,
+    animal_id: int = 1,
     seed: int = 0,
 ) -> SimulatedExperiment:
     """Simulates several scans of one SIMULATED V1 population.
@@ -357,6 +358,7 @@ def simulate_experiment(
         shift_per_pupil_unit: image shift in pixels per camera pixel of pupil
             displacement.
         complex_fraction: fraction of complex cells.
+        animal_id: the (SIMULATED) animal id written to ``meta/neurons/animal_ids``.
         seed: random seed; the same seed gives the same experiment.
 
     Returns:
@@ -438,6 +440,14 @@ def simulate_experiment(
                 behavior_names=DEFAULT_BEHAVIOR_NAMES,
                 simulated=True,
                 metadata={"label": SIMULATED_LABEL, "scan": scan, "seed": seed},
+                neuron_meta={
+                    "area": np.full(neurons.size, "V1"),
+                    "layer": np.full(neurons.size, "L2/3"),
+                    "animal_ids": np.full(neurons.size, animal_id),
+                    "sessions": np.full(neurons.size, 1),
+                    "scan_idx": np.full(neurons.size, scan + 1),
+                },
+                trial_meta={"frame_image_class": np.full(n_trials, "SIMULATED_natural_crop")},
             )
         )
         scan_neurons.append(neurons)
@@ -482,10 +492,11 @@ def write_experiment(path: str, experiment: SimulatedExperiment) -> list[str]:
     os.makedirs(os.path.join(path, "ground_truth"), exist_ok=True)
     scan_paths = []
     for h, (recording, rates) in enumerate(zip(experiment.recordings, experiment.trial_rates)):
-        scan_path = write_filetree(os.path.join(path, f"scan_{h + 1}"), recording)
-        os.makedirs(os.path.join(scan_path, "meta", "ground_truth"), exist_ok=True)
-        np.save(os.path.join(scan_path, "meta", "ground_truth", "trial_rates.npy"), rates)
-        scan_paths.append(scan_path)
+        scan_paths.append(
+            write_filetree(
+                os.path.join(path, f"scan_{h + 1}"), recording, extra_files={"meta/ground_truth/trial_rates.npy": rates}
+            )
+        )
     neurons = experiment.recorded_neurons
     np.save(os.path.join(path, "ground_truth", "stimuli.npy"), experiment.stimuli)
     np.save(os.path.join(path, "ground_truth", "neuron_ids.npy"), neurons)

@@ -178,3 +178,40 @@ def stream_averaged_embedding_target(
     provenance = dict(metadata or {})
     provenance.update(n_scans_averaged=len(prepared), projection_dims=projection_dims)
     return targets.finish_target(path, kind=kind, simulated=simulated, metadata=provenance)
+
+
+def stream_rows_target(
+    path: str,
+    *,
+    n_stimuli: int,
+    stimulus_shape: tuple[int, int],
+    stimuli_fn: ChunkFn,
+    rows_fn: ChunkFn,
+    dims: int,
+    kind: str,
+    simulated: bool,
+    metadata: dict | None = None,
+    chunk: int = 4096,
+) -> str:
+    """Writes a target whose unit embedding rows come ready from ``rows_fn`` (e.g. permuted rows).
+
+    Args:
+        path: target directory.
+        n_stimuli: N.
+        stimulus_shape: (height, width).
+        stimuli_fn: (start, stop) -> images in [0, 1], (stop - start, h, w, 1).
+        rows_fn: (start, stop) -> (stop - start, dims) unit rows.
+        dims: embedding dimension.
+        kind, simulated, metadata: as for ``targets.save_target``.
+        chunk: stimuli per chunk.
+
+    Returns:
+        ``path``.
+    """
+    os.makedirs(path, exist_ok=True)
+    for name in ("metadata.json", "similarity.npy", "embedding.npy"):
+        if os.path.exists(os.path.join(path, name)):
+            os.remove(os.path.join(path, name))
+    _write_npy_chunks(os.path.join(path, "stimuli.npy"), (n_stimuli, *stimulus_shape, 1), stimuli_fn, chunk)
+    _write_npy_chunks(os.path.join(path, "embedding.npy"), (n_stimuli, dims), rows_fn, chunk)
+    return targets.finish_target(path, kind=kind, simulated=simulated, metadata=dict(metadata or {}))

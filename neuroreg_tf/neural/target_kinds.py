@@ -90,27 +90,33 @@ def analyse_scan(recording: Recording, oracle_ids=None) -> ScanAnalysis:
 
 
 def shared_oracle_ids(recordings) -> np.ndarray:
-    """Oracle image ids repeated in every scan."""
+    """Oracle image ids repeated in every scan (possibly none: scans may have seen different images)."""
     shared = recordings[0].oracle_image_ids()
     for recording in recordings[1:]:
         shared = np.intersect1d(shared, recording.oracle_image_ids())
-    if shared.size < 3:
-        raise ValueError(
-            "The scans must share at least 3 repeated (oracle) images to compare "
-            f"similarities across scans. Received: {shared.size} shared oracle image ids"
-        )
     return shared
 
 
 def shared_stimuli(recordings) -> tuple[np.ndarray, np.ndarray]:
-    """(image_ids, images) shown in every scan, sorted by id."""
+    """(image_ids, images) shown in every scan, sorted by id (possibly none)."""
     ids, images, _ = recordings[0].unique_images()
     for recording in recordings[1:]:
         keep = np.isin(ids, recording.image_ids)
         ids, images = ids[keep], images[keep]
-    if ids.size < 3:
-        raise ValueError(f"The scans share fewer than 3 images. Received: {ids.size} shared image ids")
     return ids, images
+
+
+def union_stimuli(recordings) -> tuple[np.ndarray, np.ndarray]:
+    """(image_ids, images) shown in any scan, sorted by id (ids must name one image across scans,
+    ``recordings.check_ids_agree_across_scans``)."""
+    ids, images = [], []
+    for recording in recordings:
+        scan_ids, scan_images, _ = recording.unique_images()
+        ids.append(scan_ids)
+        images.append(scan_images)
+    ids, images = np.concatenate(ids), np.concatenate(images)
+    unique, first = np.unique(ids, return_index=True)
+    return unique, images[first]
 
 
 def _first_trials(recording: Recording, image_ids) -> np.ndarray:

@@ -1,14 +1,19 @@
-"""Recording validation and the FileTree / HDF5 round trips."""
+"""Recordings: validation, both layouts both ways (folder, zip, HDF5), id variants, colour, resizing."""
 
 import dataclasses
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
 
+from neuroreg_tf.errors import MissingDataError
 from neuroreg_tf.neural import recordings
-from neuroreg_tf.neural.recordings import Recording, RecordingError
+from neuroreg_tf.neural.recordings import ImageOptions, ReadOptions, Recording, RecordingError, RecordingWarning
+
+KEEP_SIZE = ReadOptions(images=ImageOptions(size=None))
+LAYOUTS = ("scan", "scan.zip", "scan.h5")
 
 
 def make_recording(n_single=12, n_oracle=3, n_repeats=4, n_neurons=5, seed=0, **overrides):
@@ -18,7 +23,7 @@ def make_recording(n_single=12, n_oracle=3, n_repeats=4, n_neurons=5, seed=0, **
     tiers = np.where(image_ids < n_oracle, "test", "train").astype("U10")
     tiers[n_single - 2 : n_single] = "validation"
     fields = dict(
-        images=rng.uniform(size=(n_trials, 6, 8, 1)).astype(np.float32),
+        images=rng.uniform(size=(n_oracle + n_single, 6, 8, 1)).astype(np.float32)[image_ids],
         responses=rng.poisson(3.0, size=(n_trials, n_neurons)).astype(np.float32) + rng.uniform(size=(n_trials, n_neurons)),
         behavior=rng.normal(size=(n_trials, 3)),
         pupil_center=rng.normal(size=(n_trials, 2)),
@@ -42,6 +47,7 @@ def assert_same(a: Recording, b: Recording):
     np.testing.assert_array_equal(a.neuron_ids, b.neuron_ids)
     assert a.behavior_names == b.behavior_names
     assert a.simulated == b.simulated
+    assert a.image_id_name == b.image_id_name
 
 
 def test_repeated_responses_group_trials_by_image():
@@ -61,43 +67,234 @@ def test_unique_images_one_per_id():
     np.testing.assert_array_equal(recording.image_ids[first], ids)
 
 
-def test_filetree_round_trip(tmp_path):
-    recording = make_recording()
-    path = recordings.write_filetree(str(tmp_path / "scan"), recording)
-    assert os.path.isfile(os.path.join(path, "data", "images", "0.npy"))
-    assert np.load(os.path.join(path, "data", "images", "0.npy")).shape == (1, 6, 8)
-    assert np.load(os.path.join(path, "meta", "trials", "frame_image_id.npy")).shape == (recording.n_trials,)
-    with open(os.path.join(path, "config.json")) as f:
-        assert json.load(f)["simulated"] is True
-    loaded = recordings.read_recording(path)
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_round_trip_keeps_everything(tmp_path, name):
+    base = make_recording()
+    recording = dataclasses.replace(
+        base,
+        behavior=np.random.default_rng(1).normal(size=(base.n_trials, 5)),
+        behavior_names=("a", "b", "c", "d", "e"),
+        neuron_meta={"area": np.array(["V1", "LM", "V1", "V1", "AL"]), "cell_motor_coordinates": np.arange(15).reshape(5, 3)},
+        trial_meta={"frame_image_class": np.full(base.n_trials, "imagenet"), "trial_idx": np.arange(base.n_trials)[::-1]},
+    )
+    path = recordings.write_recording(str(tmp_path / name), recording)
+    loaded = recordings.read_recording(path, KEEP_SIZE)
     assert_same(recording, loaded)
     assert loaded.metadata["label"] == "SIMULATED test"
+    np.testing.assert_array_equal(loaded.neuron_meta["area"], recording.neuron_meta["area"])
+    np.testing.assert_array_equal(loaded.neuron_meta["cell_motor_coordinates"], np.arange(15).reshape(5, 3))
+    np.testing.assert_array_equal(loaded.trial_meta["trial_idx"], np.arange(base.n_trials)[::-1])
+    np.testing.assert_array_equal(loaded.trial_meta["frame_image_class"], recording.trial_meta["frame_image_class"])
+    assert loaded.neuron_meta["layer"].tolist() == ["unknown"] * 5  # written by default for SENSORIUM
 
 
-def test_hdf5_round_trip(tmp_path):
+@pytest.mark.parametrize("name", LAYOUTS)
+@pytest.mark.parametrize("id_name", recordings.IMAGE_ID_NAMES)
+def test_every_image_id_name_round_trips(tmp_path, name, id_name):
+    recording = dataclasses.replace(make_recording(), image_id_name=id_name)
+    path = recordings.write_recording(str(tmp_path / name), recording)
+    class_name = recordings.image_class_name(id_name)
+    if name.endswith(".h5"):
+        import h5py
+
+        with h5py.File(path) as f:
+            assert f"item_info/{id_name}" in f and f"item_info/{class_name}" in f
+    elif name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            assert f"scan/meta/trials/{id_name}.npy" in archive.namelist()
+    else:
+        assert os.path.isfile(os.path.join(path, "meta", "trials", f"{id_name}.npy"))
+        assert os.path.isfile(os.path.join(path, "meta", "trials", f"{class_name}.npy"))
+    loaded = recordings.read_recording(path, KEEP_SIZE)
+    assert loaded.image_id_name == id_name
+    np.testing.assert_array_equal(loaded.image_ids, recording.image_ids)
+
+
+def write_release_like(root, *, n_neurons=6, size=(144, 256), channels=2, seed=0, zipped=True, id_name="colorframeprojector_image_id"):
+    """A FileTree written by hand the way the releases are (not by the project's writer)."""
+    rng = np.random.default_rng(seed)
+    ids = np.concatenate([np.arange(10, 30), np.repeat(np.arange(3), 3)])
+    pictures = rng.integers(0, 256, size=(30, channels, *size), dtype=np.uint8)
+    tiers = np.where(ids < 3, "test", "train").astype("U10")
+    tiers[18:20] = "validation"
+    name = os.path.basename(root)
+    files = {}
+    for trial, image_id in enumerate(ids):
+        files[f"data/images/{trial}.npy"] = pictures[image_id]
+        files[f"data/responses/{trial}.npy"] = rng.gamma(2.0, size=n_neurons).astype(np.float32)
+        files[f"data/behavior/{trial}.npy"] = rng.normal(size=(1, 3)).astype(np.float32)
+        files[f"data/pupil_center/{trial}.npy"] = rng.normal(size=(1, 2)).astype(np.float32)
+    files["meta/trials/tiers.npy"] = tiers
+    files[f"meta/trials/{id_name}.npy"] = ids
+    files["meta/neurons/unit_ids.npy"] = np.arange(n_neurons) + 1
+    files["meta/neurons/area.npy"] = np.full(n_neurons, "V1")
+    if zipped:
+        with zipfile.ZipFile(root + ".zip", "w") as archive:
+            for relative, value in files.items():
+                with archive.open(f"{name}/{relative}", "w") as member:
+                    np.save(member, value)
+        return root + ".zip", pictures, ids, files
+    for relative, value in files.items():
+        os.makedirs(os.path.dirname(os.path.join(root, relative)), exist_ok=True)
+        np.save(os.path.join(root, relative), value)
+    return root, pictures, ids, files
+
+
+def block_mean(image, factor):
+    """Mean over factor x factor blocks, by explicit loops."""
+    height, width = image.shape[0] // factor, image.shape[1] // factor
+    out = np.zeros((height, width))
+    for row in range(height):
+        for col in range(width):
+            out[row, col] = image[row * factor : (row + 1) * factor, col * factor : (col + 1) * factor].mean()
+    return out
+
+
+def test_zipped_colour_release_is_read_in_place_reduced_and_resized(tmp_path):
+    path, pictures, ids, _ = write_release_like(str(tmp_path / "static1-2-3-ColorImageNet-abc"))
+    recording = recordings.read_recording(path)
+    assert not os.path.exists(str(tmp_path / "static1-2-3-ColorImageNet-abc"))  # never unpacked
+    assert recording.image_id_name == "colorframeprojector_image_id"
+    assert recording.images.shape == (ids.size, 36, 64, 1)
+    for trial in (0, 7, 22):
+        gray = pictures[ids[trial]].astype(np.float64).mean(axis=0)
+        np.testing.assert_allclose(recording.images[trial, ..., 0], block_mean(gray, 4) / 255.0, atol=1e-6)
+    green = recordings.read_recording(path, ReadOptions(images=ImageOptions(color="channel:1")))
+    np.testing.assert_allclose(green.images[3, ..., 0], block_mean(pictures[ids[3], 1].astype(np.float64), 4) / 255.0, atol=1e-6)
+    weighted = recordings.read_recording(path, ReadOptions(images=ImageOptions(color="weights:3,1")))
+    expected = block_mean(0.75 * pictures[ids[5], 0] + 0.25 * pictures[ids[5], 1].astype(np.float64), 4) / 255.0
+    np.testing.assert_allclose(weighted.images[5, ..., 0], expected, atol=1e-6)
+    assert recording.behavior.shape == (ids.size, 3) and recording.behavior_names == ("behavior_0", "behavior_1", "behavior_2")
+    assert recording.neuron_meta["area"].tolist() == ["V1"] * 6
+
+
+def test_folder_with_plain_image_id_and_grayscale_keeps_its_size(tmp_path):
+    path, pictures, ids, _ = write_release_like(str(tmp_path / "scan"), size=(36, 64), channels=1, zipped=False, id_name="frame_image_id")
+    recording = recordings.read_recording(path)
+    np.testing.assert_allclose(recording.images[4, ..., 0], pictures[ids[4], 0] / 255.0, atol=1e-7)
+
+
+def test_non_integer_resize_keeps_constant_images_and_refuses_distortion(tmp_path):
+    from neuroreg_tf.neural.recordings import images as image_ops
+
+    constant = np.full((2, 50, 90), 0.4, np.float32)
+    resized = image_ops.resize(constant, (36, 64))
+    assert resized.shape == (2, 36, 64)
+    np.testing.assert_allclose(resized, 0.4, atol=1e-6)
+    ramp = np.tile(np.linspace(0, 1, 90, dtype=np.float32), (1, 50, 1))
+    out = image_ops.resize(ramp, (36, 64))
+    assert np.all(np.diff(out[0, 18]) > 0)  # a left-to-right ramp stays a ramp
+    with pytest.raises(image_ops.ImageFormatError, match="aspect ratio|width / height"):
+        image_ops.resize(np.zeros((1, 64, 64)), (36, 64))
+    path, *_ = write_release_like(str(tmp_path / "square"), size=(64, 64), channels=1)
+    with pytest.raises(RecordingError, match=r"square\.zip:square/data/images/0\.npy.*64x64.*36x64"):
+        recordings.read_recording(path)
+
+
+def test_hdf5_with_item_info_image_id_and_colour(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(3)
+    ids = np.concatenate([np.arange(5, 25), np.repeat(np.arange(5), 2)])
+    pictures = rng.uniform(0, 255, size=(25, 3, 72, 128)).astype(np.float32)
+    tiers = np.where(ids < 5, "test", "train").astype("S")
+    with h5py.File(tmp_path / "static.h5", "w") as f:
+        f["images"] = pictures[ids]
+        f["responses"] = rng.gamma(2.0, size=(ids.size, 4))
+        f["behavior"] = rng.normal(size=(ids.size, 2))
+        f["pupil_center"] = rng.normal(size=(ids.size, 2))
+        f["tiers"] = tiers
+        f["item_info/image_id"] = ids
+        f["neurons/unit_ids"] = np.arange(4)
+    recording = recordings.read_recording(str(tmp_path / "static.h5"), ReadOptions(images=ImageOptions(color="luminance")))
+    assert recording.image_id_name == "image_id" and recording.images.shape == (ids.size, 36, 64, 1)
+    luminance = 0.299 * pictures[ids[2], 0] + 0.587 * pictures[ids[2], 1] + 0.114 * pictures[ids[2], 2]
+    np.testing.assert_allclose(recording.images[2, ..., 0], block_mean(luminance, 2) / 255.0, atol=1e-5)
+    assert recording.metadata["images_rescaled_from_0_255"] is True
+    assert recording.behavior_names == ("behavior_0", "behavior_1")
+
+
+# ----------------------------------------------------------------------------
+# What neuralpredictors' readers need (FileTreeDatasetBase, StaticImageSet, NeuroNormalizer,
+# convert_static_h5_dataset_to_folder; SENSORIUM's static_loader), checked on our writer.
+# ----------------------------------------------------------------------------
+
+NEURON_KEYS = ("unit_ids", "area", "layer", "animal_ids", "sessions", "scan_idx")
+TRIAL_KEYS = ("tiers", "frame_image_id", "frame_image_class", "trial_idx")
+STATS = ("mean", "std", "min", "max", "median")
+
+
+def expected_statistics(recording):
+    arrays = {
+        "images": np.transpose(recording.images, (0, 3, 1, 2)).astype(np.float64),
+        "responses": recording.responses.astype(np.float64),
+        "behavior": recording.behavior.astype(np.float64),
+        "pupil_center": recording.pupil_center.astype(np.float64),
+    }
+    out = {}
+    for key, values in arrays.items():
+        flat = values.reshape(-1) if key == "images" else values
+        out[key] = {
+            "mean": flat.mean(axis=0), "std": flat.std(axis=0), "min": flat.min(axis=0),
+            "max": flat.max(axis=0), "median": np.median(flat, axis=0),
+        }
+    return out
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_filetree_has_what_neuralpredictors_reads(tmp_path, zipped):
+    recording = make_recording()
+    path = recordings.write_recording(str(tmp_path / ("scan.zip" if zipped else "scan")), recording)
+    if zipped:
+        with zipfile.ZipFile(path) as archive:
+            assert all(name.startswith("scan/") for name in archive.namelist())  # FileTreeDataset unzips next to it
+            archive.extractall(tmp_path / "unzipped")
+        path = str(tmp_path / "unzipped" / "scan")
+    with open(os.path.join(path, "config.json")) as f:
+        assert json.load(f)["links"] == {}  # FileTreeDataset.statistics reads config["links"]
+    for key in ("images", "responses", "behavior", "pupil_center"):
+        assert sorted(os.listdir(os.path.join(path, "data", key))) == sorted(f"{t}.npy" for t in range(recording.n_trials))
+    assert np.load(os.path.join(path, "data", "images", "0.npy")).shape == (1, 6, 8)
+    assert np.load(os.path.join(path, "data", "responses", "0.npy")).dtype == np.float32
+    expected = expected_statistics(recording)
+    for key, stats in expected.items():
+        for source in ("all", "stimulus_frame"):
+            for name in STATS:
+                value = np.load(os.path.join(path, "meta", "statistics", key, source, f"{name}.npy"))
+                np.testing.assert_allclose(value, stats[name], rtol=1e-5, atol=1e-6)
+    for name in NEURON_KEYS:
+        value = np.load(os.path.join(path, "meta", "neurons", f"{name}.npy"), allow_pickle=False)
+        assert value.shape == (recording.n_neurons,) and value.dtype.kind in "iuU"
+    for name in TRIAL_KEYS:
+        value = np.load(os.path.join(path, "meta", "trials", f"{name}.npy"), allow_pickle=False)
+        assert value.shape == (recording.n_trials,) and value.dtype.kind in "iuU"
+    np.testing.assert_array_equal(np.load(os.path.join(path, "meta", "trials", "tiers.npy")), recording.tiers)
+
+
+def test_hdf5_has_what_neuralpredictors_reads(tmp_path):
+    import h5py
+
     recording = make_recording()
     path = recordings.write_recording(str(tmp_path / "scan.h5"), recording)
-    loaded = recordings.read_recording(path)
-    assert_same(recording, loaded)
-    assert loaded.metadata["format"] == "hdf5"
+    expected = expected_statistics(recording)
+    with h5py.File(path) as f:
+        assert f["images"].shape == (recording.n_trials, 1, 6, 8)
+        for key in ("responses", "behavior", "pupil_center", "tiers"):
+            assert f[key].shape[0] == recording.n_trials
+        assert f["tiers"].dtype.char == "S"  # fixed-width bytes: the converter and readers decode them
+        for group, keys, length in (("neurons", NEURON_KEYS, recording.n_neurons), ("item_info", TRIAL_KEYS[1:], recording.n_trials)):
+            for name in keys:
+                value = f[f"{group}/{name}"][...]
+                assert value.shape == (length,) and value.dtype.kind in "iuS"
+        for key, stats in expected.items():
+            for source in ("all", "stimulus_frame"):
+                for name in STATS:
+                    np.testing.assert_allclose(f[f"statistics/{key}/{source}/{name}"][()], stats[name], rtol=1e-5, atol=1e-6)
 
 
-def test_uint8_images_are_rescaled():
-    recording = make_recording()
-    as_uint8 = (recording.images * 255).astype(np.uint8)
-    rebuilt = dataclasses.replace(recording, images=as_uint8)
-    np.testing.assert_allclose(rebuilt.images, as_uint8 / 255.0, atol=1e-7)
-
-
-def test_readers_rescale_0_255_float_images(tmp_path):
-    recording = make_recording()
-    path = recordings.write_filetree(str(tmp_path / "scan"), recording)
-    for trial in range(recording.n_trials):
-        file = os.path.join(path, "data", "images", f"{trial}.npy")
-        np.save(file, np.load(file) * 255.0)
-    loaded = recordings.read_filetree(path)
-    np.testing.assert_allclose(loaded.images, recording.images, atol=1e-5)
-    assert loaded.metadata["images_rescaled_from_0_255"]
+# ----------------------------------------------------------------------------
+# Bad input: each error names the file and the fix; documented treatments warn with counts.
+# ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -108,6 +305,7 @@ def test_readers_rescale_0_255_float_images(tmp_path):
         (dict(image_ids=np.arange(24)), "No image is shown more than once"),
         (dict(tiers=np.full(24, "training")), "tiers"),
         (dict(neuron_ids=np.zeros(5, int)), "unique"),
+        (dict(neuron_meta={"area": np.array(["V1"])}), "one entry per neuron"),
     ],
 )
 def test_malformed_recordings_are_rejected(override, message):
@@ -115,7 +313,7 @@ def test_malformed_recordings_are_rejected(override, message):
         make_recording(**override)
 
 
-def test_nan_and_silent_neurons_are_rejected():
+def test_nan_and_silent_neurons_are_rejected_in_memory():
     good = make_recording()
     responses = good.responses.copy()
     responses[3, 1] = np.nan
@@ -131,21 +329,143 @@ def test_nan_and_silent_neurons_are_rejected():
         dataclasses.replace(good, images=images)
 
 
-def test_filetree_with_missing_trial_file_is_rejected(tmp_path):
-    path = recordings.write_filetree(str(tmp_path / "scan"), make_recording())
-    os.remove(os.path.join(path, "data", "behavior", "5.npy"))
-    with pytest.raises(RecordingError, match="data/behavior holds 23 trials.*\\[5\\]"):
-        recordings.read_filetree(path)
+def test_same_id_with_different_pixels_is_refused_naming_the_file(tmp_path):
+    path = recordings.write_recording(str(tmp_path / "scan"), make_recording())
+    oracle_trial = int(np.flatnonzero(np.load(os.path.join(path, "meta/trials/frame_image_id.npy")) == 1)[1])
+    np.save(os.path.join(path, "data", "images", f"{oracle_trial}.npy"), np.zeros((1, 6, 8), np.float32))
+    with pytest.raises(RecordingError, match=rf"{tmp_path}/scan: 1 image id\(s\) are shown with different pixels.*ids \[1\]"):
+        recordings.read_recording(path, KEEP_SIZE)
 
 
-def test_readers_reject_wrong_paths(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a FileTree"):
-        recordings.read_filetree(str(tmp_path))
-    with pytest.raises(ValueError, match="Received: path="):
+def test_repeat_ids_colliding_with_train_images_are_refused(tmp_path):
+    recording = make_recording()
+    path = recordings.write_recording(str(tmp_path / "scan.h5"), recording)
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        ids = f["item_info/frame_image_id"][()]
+        first_train = int(np.flatnonzero(f["tiers"][()] == b"train")[0])
+        images = f["images"][()]
+        images[first_train] = images[np.flatnonzero(ids == 0)[0]]
+        f["images"][...] = images
+        ids[first_train] = 0  # a train trial now shows oracle image 0
+        f["item_info/frame_image_id"][...] = ids
+    with pytest.raises(RecordingError, match=r"scan\.h5: 1 image id\(s\) occur in more than one tier \(id 0 in \['test', 'train'\]\)"):
+        recordings.read_recording(path, KEEP_SIZE)
+
+
+def test_nan_responses_error_names_the_trial_file_or_are_dropped(tmp_path):
+    path = recordings.write_recording(str(tmp_path / "scan"), make_recording())
+    bad = np.load(os.path.join(path, "data/responses/3.npy"))
+    bad[1] = np.inf
+    np.save(os.path.join(path, "data/responses/3.npy"), bad)
+    with pytest.raises(RecordingError, match=r"scan/data/responses/\{3\.npy\}: 1 trial\(s\) have NaN or infinite responses.*nonfinite=drop"):
+        recordings.read_recording(path, KEEP_SIZE)
+    with pytest.warns(RecordingWarning, match="dropped 1 trial"):
+        recording = recordings.read_recording(path, dataclasses.replace(KEEP_SIZE, nonfinite="drop"))
+    assert recording.n_trials == 23 and "dropped 1 trial" in recording.metadata["treatments"][0]
+
+
+def test_dead_neurons_are_dropped_with_a_count_or_refused(tmp_path):
+    recording = make_recording()
+    responses = recording.responses.copy()
+    responses[:, [1, 3]] = 0.0
+    # The Recording itself refuses such neurons, so the files are edited by hand.
+    folder = recordings.write_recording(str(tmp_path / "scan"), recording)
+    for trial in range(recording.n_trials):
+        np.save(os.path.join(folder, f"data/responses/{trial}.npy"), responses[trial])
+    with pytest.warns(RecordingWarning, match=r"dropped 2 of 5 neuron\(s\) whose responses never vary \(unit ids \[101, 103\]\)"):
+        loaded = recordings.read_recording(folder, KEEP_SIZE)
+    np.testing.assert_array_equal(loaded.neuron_ids, [100, 102, 104])
+    np.testing.assert_array_equal(loaded.responses, responses[:, [0, 2, 4]])
+    with pytest.raises(RecordingError, match=r"scan/data/responses: 2 neuron\(s\) never vary.*\[101, 103\]"):
+        recordings.read_recording(folder, dataclasses.replace(KEEP_SIZE, dead_neurons="error"))
+
+
+def test_missing_image_file_is_named(tmp_path):
+    path = recordings.write_recording(str(tmp_path / "scan"), make_recording())
+    os.remove(os.path.join(path, "data", "images", "5.npy"))
+    with pytest.raises(RecordingError, match=r"1 trial file\(s\) are missing, e\.g\. .*scan/data/images/5\.npy .*restore"):
+        recordings.read_recording(path, KEEP_SIZE)
+
+
+def test_unknown_tiers_are_refused_or_dropped_and_withheld_tiers_dropped(tmp_path):
+    recording = make_recording()
+    path = recordings.write_recording(str(tmp_path / "scan"), recording)
+    tiers = recording.tiers.copy()
+    tiers[:2] = "none"
+    np.save(os.path.join(path, "meta/trials/tiers.npy"), tiers)
+    with pytest.raises(RecordingError, match=r"scan/meta/trials/tiers\.npy holds tiers other than .*\{'none': 2\}.*unknown_tiers=drop"):
+        recordings.read_recording(path, KEEP_SIZE)
+    with pytest.warns(RecordingWarning, match=r"dropped 2 trial\(s\) of tiers \{'none': 2\}"):
+        assert recordings.read_recording(path, dataclasses.replace(KEEP_SIZE, unknown_tiers="drop")).n_trials == 22
+    # A final_test tier whose responses are withheld (all zeros), as in competition releases.
+    tiers = recording.tiers.copy()
+    tiers[:3] = "final_test"
+    np.save(os.path.join(path, "meta/trials/tiers.npy"), tiers)
+    for trial in range(3):
+        np.save(os.path.join(path, f"data/responses/{trial}.npy"), np.zeros(5, np.float32))
+    with pytest.warns(RecordingWarning, match=r"dropped tier 'final_test' \(3 trials\): every response is exactly 0"):
+        loaded = recordings.read_recording(path, KEEP_SIZE)
+    assert "final_test" not in loaded.tiers and loaded.n_trials == 21
+
+
+def test_wrong_paths_and_damaged_archives_are_named(tmp_path):
+    with pytest.raises(MissingDataError, match="No recording at"):
+        recordings.read_recording(str(tmp_path / "absent"))
+    (tmp_path / "scan.txt").write_text("x")
+    with pytest.raises(RecordingError, match="Received: path="):
         recordings.read_recording(str(tmp_path / "scan.txt"))
+    with pytest.raises(RecordingError, match="is not a FileTree recording.*data/responses is missing"):
+        recordings.read_recording(str(tmp_path))
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    with pytest.raises(RecordingError, match=r"broken\.zip is not a readable zip archive"):
+        recordings.read_recording(str(tmp_path / "broken.zip"))
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("readme.txt", "hello")
+        archive.writestr("static1/images/0.npy", b"")
+    with pytest.raises(RecordingError, match=r"other\.zip does not hold a FileTree recording.*Received: top-level entries \['readme\.txt', 'static1'\]"):
+        recordings.read_recording(str(tmp_path / "other.zip"))
     import h5py
 
     with h5py.File(tmp_path / "bad.h5", "w") as f:
         f.create_dataset("responses", data=np.zeros((3, 2)))
-    with pytest.raises(RecordingError, match="images"):
-        recordings.read_hdf5(str(tmp_path / "bad.h5"))
+    with pytest.raises(RecordingError, match=r"bad\.h5 is not a StaticImageSet.*images"):
+        recordings.read_recording(str(tmp_path / "bad.h5"))
+    movie = tmp_path / "movie"
+    (movie / "data" / "responses").mkdir(parents=True)
+    (movie / "data" / "videos").mkdir()
+    with pytest.raises(RecordingError, match="movie recording"):
+        recordings.read_recording(str(movie))
+
+
+def test_object_arrays_and_short_meta_are_named(tmp_path):
+    path = recordings.write_recording(str(tmp_path / "scan"), make_recording())
+    np.save(os.path.join(path, "meta/trials/tiers.npy"), np.array(["train"] * 24, dtype=object), allow_pickle=True)
+    with pytest.raises(RecordingError, match=r"scan/meta/trials/tiers\.npy cannot be read as a plain NumPy array"):
+        recordings.read_recording(path, KEEP_SIZE)
+    np.save(os.path.join(path, "meta/trials/tiers.npy"), make_recording().tiers)
+    np.save(os.path.join(path, "meta/trials/frame_trial_ts.npy"), np.array([object()] * 24, dtype=object), allow_pickle=True)
+    loaded = recordings.read_recording(path, KEEP_SIZE)  # a further unreadable meta array is skipped, and said so
+    assert "frame_trial_ts" not in loaded.trial_meta
+    assert "meta/trials/frame_trial_ts.npy" in loaded.metadata["unreadable_meta_skipped"][0]
+    np.save(os.path.join(path, "meta/trials/tiers.npy"), np.array(["train"] * 10))
+    with pytest.raises(RecordingError, match=r"tiers\.npy has 10 entries but the trial files go up to 23"):
+        recordings.read_recording(path, KEEP_SIZE)
+
+
+def test_ids_must_name_the_same_image_across_scans():
+    first = make_recording(seed=0)
+    second = make_recording(seed=1, metadata={"source": "/data/scan2"})
+    with pytest.raises(RecordingError, match=r"/data/scan2 and in-memory show different images under the same id"):
+        recordings.check_ids_agree_across_scans([first, second])
+    recordings.check_ids_agree_across_scans([first, dataclasses.replace(first, responses=first.responses + 1.0)])
+
+
+def test_select_trials_and_neurons_keep_meta_aligned():
+    recording = dataclasses.replace(
+        make_recording(), neuron_meta={"area": np.array(list("abcde"))}, trial_meta={"trial_idx": np.arange(24) * 10}
+    )
+    subset = recording.select_neurons([0, 3]).select_trials(np.arange(24) >= 4)
+    assert subset.neuron_meta["area"].tolist() == ["a", "d"]
+    np.testing.assert_array_equal(subset.trial_meta["trial_idx"], np.arange(4, 24) * 10)

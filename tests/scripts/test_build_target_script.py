@@ -63,7 +63,7 @@ def test_recordings_from_disk_without_a_model(tmp_path):
         workdir,
         f"--config.recordings={','.join(paths)}",
         "--config.target.kind=neural_data",
-        "--config.target.extra_kinds=oracle,ground_truth",
+        "--config.target.extra_kinds=oracle",  # ground_truth is a ConfigError for recordings
         "--config.figures=False",
     )
     with open(os.path.join(workdir, "target_report.json")) as f:
@@ -73,3 +73,42 @@ def test_recordings_from_disk_without_a_model(tmp_path):
     assert not os.path.exists(os.path.join(workdir, "targets", "ground_truth"))
     target = targets.load_target(os.path.join(workdir, "target"))
     np.testing.assert_allclose(target.stimuli, experiment.stimuli)
+
+
+def test_zipped_recordings_and_a_stimulus_set_no_scan_saw(tmp_path):
+    experiment = simulation.simulate_experiment(preset="tiny", seed=5)
+    paths = [
+        recordings.write_filetree(str(tmp_path / f"static{h}-1-1-ColorImageNet-x.zip"), r)
+        for h, r in enumerate(experiment.recordings)
+    ]
+    from neuroreg_tf.data.stimuli import natural_stimuli
+
+    new = natural_stimuli(40, height=72, width=128, seed=11)
+    np.save(tmp_path / "new.npy", new)
+    workdir = str(tmp_path / "run")
+    stdout = run_build(
+        workdir,
+        "--config=configs/build_target.py:recordings",
+        f"--config.recordings={','.join(paths)}",
+        f"--config.stimuli={tmp_path / 'new.npy'}",
+        "--config.target.extra_kinds=oracle,shuffle",
+        "--config.model.max_epochs=1",
+        "--config.model.channels=4",
+        "--config.streaming.chunk=16",
+    )
+    assert "pass 2/2" in stdout and "r_model_vs_oracle" in stdout
+    target = targets.load_target(os.path.join(workdir, "target"))
+    assert target.n_stimuli == 40 and target.kind == "neural_model" and target.simulated
+    np.testing.assert_allclose(target.stimuli[..., 0], new[..., 0].reshape(40, 36, 2, 64, 2).mean(axis=(2, 4)), atol=1e-6)
+    assert targets.load_target(os.path.join(workdir, "targets", "oracle")).n_stimuli == 12
+    with open(os.path.join(workdir, "target_report.json")) as f:
+        report = json.load(f)
+    assert report["stimuli"]["stimuli_source"].endswith("new.npy")
+
+
+def test_bad_config_is_one_message_and_exit_2(tmp_path):
+    command = [sys.executable, "build_target.py", f"--workdir={tmp_path}", "--config.target.kind=imagenet"]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    assert "build_target.py: error: config.target.kind: must be one of" in completed.stderr
+    assert "Traceback" not in completed.stderr
