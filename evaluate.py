@@ -44,7 +44,7 @@ def main(argv):
     adversarial = None
     if config.adversarial.enabled or _ADVERSARIAL.value:
         adversarial = adversarial_lib.arguments_from_config(config.adversarial)
-    report = evaluation.evaluate_models(
+    evaluation.evaluate_models(
         model_specs,
         x,
         y,
@@ -57,7 +57,6 @@ def main(argv):
         overwrite=config.overwrite,
     )
     write_json_atomic(workdir_files.path(_WORKDIR.value, workdir_files.EVALUATE_CONFIG), config.to_dict())
-    return report
 
 
 if __name__ == "__main__":

@@ -101,6 +101,10 @@ def get_config(arg=None):
     config.model.patience = 3  # early stopping on the validation correlation
     config.model.seed = 0
     config.model.jit_compile = False  # XLA for the predictive models' training step
+    # Processes fitting the scans' models at once, each single-threaded, so that the models
+    # and the target are the same bit for bit on every run; -1: one per scan; 0: in-process
+    # (faster to start, not reproducible bit for bit).
+    config.model.workers = -1
 
     config.vgg = ml_collections.ConfigDict()
     config.vgg.weights = ""  # a Keras VGG19 notop weights file; required for the "vgg" kind

@@ -193,21 +193,26 @@ def define_config(default: str, help_text: str = "Config file"):
     except ValueError as error:  # a config file's own argument check
         fail(f"{spec}: {error}")
     resolved = path + (f":{arg}" if arg else "")
-    if index is not None:
-        if sys.argv[index] == "--config":
-            sys.argv[index + 1] = resolved
-        else:
-            sys.argv[index] = f"--config={resolved}"
+    if index is not None:  # ml_collections wants --config=FILE before any --config.<key>
+        del sys.argv[index:index + (2 if sys.argv[index] == "--config" else 1)]
+        overrides = [i for i, a in enumerate(sys.argv) if a.startswith("--config.")]
+        sys.argv.insert(overrides[0] if overrides else len(sys.argv), f"--config={resolved}")
     defaults = _load(str(CONFIGS_DIR / default), None)
-    listed = ", ".join(f"{key}={value!r}" for key, value in config_fields(defaults))
-    full_help = (
-        f"{help_text} (FILE[:variant]; default configs/{default}). Override any field with "
-        f"--config.<field>=value. Fields of configs/{default}: {listed}"
-    )
+    listed = "\n".join(f"  --config.{key}={value!r}" for key, value in config_fields(defaults))
+    main = sys.modules.get("__main__")
+    if main is not None and main.__doc__ is not None:  # --help shows the script's docstring
+        main.__doc__ += (
+            f"\nConfig fields of configs/{default} (any --config=FILE[:variant] has its own; "
+            f"override each with --config.<field>=value):\n{listed}\n"
+        )
     flags.DEFINE_bool("debug", False, "Show the traceback of the project's own errors too.")
-    return config_flags.DEFINE_config_file(
-        "config", str(CONFIGS_DIR / default), full_help, lock_config=True
+    holder = config_flags.DEFINE_config_file(
+        "config", str(CONFIGS_DIR / default),
+        f"{help_text}, FILE[:variant] (default configs/{default}).", lock_config=True,
     )
+    for name in ("config", "debug"):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    return holder
 
 
 def define_workdir(required: bool = True, default: str | None = None):
@@ -215,6 +220,7 @@ def define_workdir(required: bool = True, default: str | None = None):
     from absl import flags
 
     holder = flags.DEFINE_string("workdir", default, "Directory for everything the script writes.")
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["workdir"])
     if required:
         flags.mark_flag_as_required("workdir")
     return holder

@@ -33,7 +33,7 @@ from neuroreg_tf import similarity, workdir as workdir_files
 from neuroreg_tf.errors import ConfigError, InputError
 from neuroreg_tf.fileio import fingerprint, write_json_atomic
 from neuroreg_tf.neural import figures, statistics, target_kinds
-from neuroreg_tf.neural.predictive import READOUTS, PredictiveModelConfig, fit_predictive_model
+from neuroreg_tf.neural.predictive import READOUTS, PredictiveModelConfig, fit_predictive_models
 from neuroreg_tf.neural.recordings import (
     ReadOptions,
     Recording,
@@ -124,6 +124,7 @@ def build_targets(
     seed: int = 0,
     stimuli: StimulusSet | None = None,
     predictors: Sequence[Any] | None = None,
+    workers: int | None = None,
     chunk: int = 4096,
     projection_dims: int | None = None,
     log: Callable[[str], Any] | None = print,
@@ -152,6 +153,8 @@ def build_targets(
         stimuli: a stimulus set (``stimulus_sets.open_stimulus_set``) for the Neural (model)
             target and its controls, streamed to disk; default: every image any scan saw.
         predictors: already fitted predictive models, one per scan (skips fitting).
+        workers: processes fitting the predictive models at once (``fit_predictive_models``;
+            None: one per scan; 0: in this process, not reproducible bit for bit).
         chunk: stimuli per chunk when streaming.
         projection_dims: random-projection dimension of a streamed embedding (None: exact).
         log: progress sink; None for silence.
@@ -235,12 +238,12 @@ def build_targets(
 
     fit_models = any(k in NEEDS_MODEL for k in kinds)
     if fit_models:
-        for h, scan in enumerate(scans):
-            if predictors is not None:
-                scan.predictor = predictors[h]
-                continue
-            log(f"scan {h + 1}/{len(scans)}: training the predictive model")
-            scan.predictor = fit_predictive_model(scan.recording, predictor_config, log=log)
+        if predictors is None:
+            predictors = fit_predictive_models(
+                [scan.recording for scan in scans], predictor_config, workers=workers, log=log
+            )
+        for scan, predictor in zip(scans, predictors):
+            scan.predictor = predictor
 
     provenance: dict[str, Any] = {
         "n_scans": len(scans),
@@ -616,6 +619,8 @@ def check_build_config(config) -> None:
         raise _config_error("model.learning_rate", "must be > 0.", config.model.learning_rate)
     if int(config.model.seed) < 0:
         raise _config_error("model.seed", "must be >= 0.", config.model.seed)
+    if int(config.model.workers) < -1:
+        raise _config_error("model.workers", "must be -1 (one process per scan), 0 (in-process) or a positive count.", config.model.workers)
     try:
         image_ops.ImageOptions(color=config.images.color, size=image_ops.parse_size(config.images.size))
     except image_ops.ImageFormatError as error:
@@ -690,7 +695,10 @@ def build_from_config(config, out_dir: str, *, progress: Reporter = print_line) 
         out_dir,
         primary_kind=config.target.kind,
         extra_kinds=_kinds(config.target.extra_kinds),
-        predictor_config=PredictiveModelConfig(**config.model.to_dict()),
+        predictor_config=PredictiveModelConfig(
+            **{k: v for k, v in config.model.to_dict().items() if k != "workers"}
+        ),
+        workers=config.model.workers if config.model.workers >= 0 else None,
         experiment=experiment,
         vgg_weights=config.vgg.weights or None,
         make_figures=config.figures,

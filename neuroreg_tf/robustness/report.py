@@ -193,6 +193,12 @@ def format_adversarial_table(model_results: list[dict]) -> str:
             f"{unbroken or '-':>9}",
         ]
         lines.append("  ".join(cells))
+    lines.append(
+        "median [q25, q75]: the median (and quartiles) over all n samples of the smallest "
+        "perturbation that flips the label (the paper's score); clean wrong: samples misclassified "
+        "without perturbation, counted as 0; unbroken (per norm): samples no attack flipped, "
+        "counted as inf."
+    )
     return "\n".join(lines)
 
 

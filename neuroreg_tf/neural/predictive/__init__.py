@@ -27,7 +27,11 @@ Modules, as in neuralpredictors: ``config`` (hyper-parameters), ``core``, ``read
 from neuroreg_tf.neural.predictive.config import READOUTS, PredictiveModelConfig
 from neuroreg_tf.neural.predictive.evaluation import evaluate_predictor
 from neuroreg_tf.neural.predictive.model import PredictiveModel, poisson_loss
-from neuroreg_tf.neural.predictive.training import FittedPredictor, fit_predictive_model
+from neuroreg_tf.neural.predictive.training import (
+    FittedPredictor,
+    fit_predictive_model,
+    fit_predictive_models,
+)
 
 __all__ = [
     "READOUTS",
@@ -36,5 +40,6 @@ __all__ = [
     "PredictiveModelConfig",
     "evaluate_predictor",
     "fit_predictive_model",
+    "fit_predictive_models",
     "poisson_loss",
 ]

@@ -75,7 +75,11 @@ class _Readout(keras.layers.Layer):
 
 
 class FactorizedReadout(_Readout):
-    """Per-neuron spatial mask x feature weights, with an optional image-plane shift."""
+    """Per-neuron spatial mask x feature weights on the pooled core features.
+
+    The shifter's eye shift moves the readout grid (as neuralpredictors' readouts move their
+    positions): the pooled features are translated by ``shift / pool`` grid cells.
+    """
 
     def __init__(self, n_neurons, pool, l1, seed=0, **kwargs):
         super().__init__(**kwargs)
@@ -98,10 +102,13 @@ class FactorizedReadout(_Readout):
         return self.l1 * (tf.reduce_mean(tf.abs(self.spatial)) + tf.reduce_mean(tf.abs(self.features)))
 
     def call(self, features, shift=None, training=False):
-        if shift is not None:
-            features = translate(features, shift)
         if self.pool > 1:
             features = tf.nn.avg_pool2d(features, self.pool, self.pool, padding="SAME")
+        if shift is not None:
+            # The readout grid moves with the eye: translating the pooled map by shift / pool
+            # cells moves every neuron's spatial mask by ``shift`` pixels (bilinearly), at a
+            # pool**2-th of the cost of translating the full-resolution features.
+            features = translate(features, shift / float(self.pool))
         spatial_out = tf.einsum("bhwc,nhw->bnc", features, self.spatial)
         return tf.reduce_sum(spatial_out * self.features[None], axis=-1) + self.bias
 

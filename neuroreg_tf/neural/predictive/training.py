@@ -54,12 +54,8 @@ class FittedPredictor:
 
     def predict(self, images, behavior, pupil_center, batch_size: int = 256) -> np.ndarray:
         """Predicted responses in the recording's units, (n, n_neurons)."""
-        images, behavior, pupil = self._inputs(images, behavior, pupil_center)
-        outputs = [
-            self.model((images[s : s + batch_size], behavior[s : s + batch_size], pupil[s : s + batch_size]), training=False).numpy()
-            for s in range(0, images.shape[0], batch_size)
-        ]
-        return np.concatenate(outputs) * self.response_scale
+        inputs = self._inputs(images, behavior, pupil_center)
+        return predict_in_batches(self.model, inputs, batch_size) * self.response_scale
 
     def predict_neutral(self, images, batch_size: int = 256) -> np.ndarray:
         """Predictions at the mean behaviour and mean eye position (Eq 6's rho-hat)."""
@@ -95,11 +91,20 @@ class ValidationCorrelation(keras.callbacks.Callback):
         self.batch_size = batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        predicted = self.model.predict(self.inputs, batch_size=self.batch_size, verbose=0)
+        predicted = predict_in_batches(self.model, self.inputs, self.batch_size)
         logs = logs if logs is not None else {}
         logs["val_correlation"] = float(
             np.mean(statistics.prediction_correlation(self.responses, predicted))
         )
+
+
+def predict_in_batches(model: keras.Model, inputs, batch_size: int = 256) -> np.ndarray:
+    """``model(inputs, training=False)`` over batches of the (images, behavior, pupil) arrays."""
+    count = len(inputs[0])
+    return np.concatenate([
+        model(tuple(array[start:start + batch_size] for array in inputs), training=False).numpy()
+        for start in range(0, count, batch_size)
+    ])
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -188,6 +193,7 @@ def fit_predictive_model(
         trials,
         epochs=config.max_epochs,
         verbose=0,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded)
         callbacks=[
             ValidationCorrelation(validation_inputs, recording.responses[validation]),
             _EpochLog(log),
@@ -211,3 +217,93 @@ def fit_predictive_model(
         f"{np.nanmedian(fitted.feve):.3f}"
     )
     return fitted
+
+
+@dataclasses.dataclass
+class _FitResult:
+    """What a worker process sends back: everything a ``FittedPredictor`` holds, as arrays."""
+
+    weights: list
+    response_scale: np.ndarray
+    behavior_mean: np.ndarray
+    behavior_std: np.ndarray
+    pupil_mean: np.ndarray
+    pupil_std: np.ndarray
+    history: list
+    test_correlation: np.ndarray
+    feve: np.ndarray
+    neuron_ids: np.ndarray
+
+
+def _fit_in_worker(job) -> _FitResult:
+    """Runs in a fresh, single-threaded process: fits one scan's model (see ``fit_predictive_models``)."""
+    index, total, recording, config = job
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    fitted = fit_predictive_model(
+        recording, config, log=lambda message: print(f"scan {index + 1}/{total}:{message}", flush=True)
+    )
+    return _FitResult(
+        weights=fitted.model.get_weights(),
+        **{field: getattr(fitted, field) for field in (
+            "response_scale", "behavior_mean", "behavior_std", "pupil_mean", "pupil_std",
+            "history", "test_correlation", "feve", "neuron_ids",
+        )},
+    )
+
+
+def _rebuild(result: _FitResult, recording: Recording, config: PredictiveModelConfig) -> FittedPredictor:
+    model = PredictiveModel(recording.n_neurons, config)
+    images, behavior, pupil = recording.images[:1], recording.behavior[:1], recording.pupil_center[:1]
+    model((images.astype(np.float32), behavior.astype(np.float32), pupil.astype(np.float32)), training=False)
+    model.set_weights(result.weights)
+    return FittedPredictor(model=model, **{
+        field: getattr(result, field) for field in (
+            "response_scale", "behavior_mean", "behavior_std", "pupil_mean", "pupil_std",
+            "history", "test_correlation", "feve", "neuron_ids",
+        )
+    })
+
+
+def fit_predictive_models(
+    recordings,
+    config: PredictiveModelConfig | None = None,
+    *,
+    workers: int | None = None,
+    log: Callable[[str], Any] | None = print,
+) -> list[FittedPredictor]:
+    """Fits one predictive model per scan, each in its own single-threaded process.
+
+    Why processes: fitting in one multi-threaded TensorFlow process is not reproducible on CPU.
+    Even with op determinism on (``determinism.enable``), the same fit in two fresh processes
+    drifted apart in the last bits within a few steps unless TensorFlow ran on one inter-op and
+    one intra-op thread (then 5 of 5 runs agreed). So each scan's model is fitted in a fresh
+    process with one thread, and ``workers`` processes run at once to use the cores: the fitted
+    models, and the targets built from them, are the same bit for bit on every run.
+
+    Args:
+        recordings: the scans.
+        config: hyper-parameters (defaults if None).
+        workers: processes at once; None: one per scan, at most ``2 * os.cpu_count()``.
+            0: fit in this process instead, one scan after another (faster to start, not
+            reproducible bit for bit).
+        log: progress sink; None: silent (the workers print their epoch lines themselves).
+
+    Returns:
+        One ``FittedPredictor`` per scan, in order.
+    """
+    import multiprocessing
+    import os
+
+    config = config or PredictiveModelConfig()
+    config.validate()
+    log = log or (lambda message: None)
+    recordings = list(recordings)
+    if workers == 0:
+        return [fit_predictive_model(r, config, log=log) for r in recordings]
+    workers = workers or min(len(recordings), 2 * (os.cpu_count() or 1))
+    log(f"fitting {len(recordings)} predictive model(s), {workers} single-threaded process(es) at once")
+    jobs = [(index, len(recordings), recording, config) for index, recording in enumerate(recordings)]
+    with multiprocessing.get_context("spawn").Pool(processes=workers) as pool:
+        results = pool.map(_fit_in_worker, jobs, chunksize=1)
+    return [_rebuild(result, recording, config) for result, recording in zip(results, recordings)]
