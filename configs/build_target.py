@@ -75,6 +75,12 @@ def get_config(arg=None):
     config.simulation = ml_collections.ConfigDict()
     config.simulation.preset = "default"  # simulation.PRESETS: paper | default | small
     config.simulation.seed = 0
+    # Properties of the SIMULATED population (the study's ablations vary one at a time).
+    config.simulation.complex_fraction = 0.5  # complex vs simple cells
+    config.simulation.wavelength_range = (6.0, 32.0)  # preferred wavelengths, pixels
+    config.simulation.rate_scale = 1.0  # x visual gain: higher rates, higher SNR
+    config.simulation.neurons_per_scan = 0  # 0: the preset's
+    config.simulation.n_scans = 0  # 0: the preset's
     # Also write the simulated scans in the FileTree layout under workdir/recordings/.
     config.simulation.save_recordings = False
 

@@ -39,6 +39,8 @@ KNOWN_KINDS = (
     "random",
     "vgg",
     "ground_truth",
+    "gabor_v1",
+    "pixel",
     "custom",
 )
 

@@ -334,6 +334,15 @@ def build_targets(
             elif kind == "ground_truth":
                 arrays = {"embedding": truth_embedding}
                 extra["method"] = "Eq 2 on the noiseless neutral-state rates of all recorded neurons"
+            elif kind == "gabor_v1":
+                arrays = {"embedding": target_kinds.gabor_v1_embedding(union_images)}
+                extra.update(
+                    method="Eq 2 on a fixed, noiseless Gabor filter bank (simple and complex cells)",
+                    n_filters=target_kinds.GABOR_NEURONS, filter_seed=target_kinds.GABOR_SEED,
+                )
+            elif kind == "pixel":
+                arrays = {"embedding": target_kinds.pixel_embedding(union_images)}
+                extra["method"] = "Eq 2 on the stimuli's pixels"
             else:  # vgg
                 log(f"computing VGG19 {target_kinds.VGG_LAYER} features")
                 arrays = {"embedding": target_kinds.vgg_embedding(union_images, vgg_weights)}
@@ -578,6 +587,16 @@ def check_build_config(config) -> None:
         raise _config_error("simulation.preset", f"must be one of {sorted(PRESETS)}.", config.simulation.preset)
     if int(config.simulation.seed) < 0:
         raise _config_error("simulation.seed", "must be >= 0.", config.simulation.seed)
+    if not 0.0 <= float(config.simulation.complex_fraction) <= 1.0:
+        raise _config_error("simulation.complex_fraction", "must be in [0, 1].", config.simulation.complex_fraction)
+    low, high = (float(v) for v in config.simulation.wavelength_range)
+    if not 0 < low <= high:
+        raise _config_error("simulation.wavelength_range", "must be (low, high) pixels with 0 < low <= high.", config.simulation.wavelength_range)
+    if not float(config.simulation.rate_scale) > 0:
+        raise _config_error("simulation.rate_scale", "must be > 0.", config.simulation.rate_scale)
+    for name, minimum in (("neurons_per_scan", 2), ("n_scans", 1)):
+        if 0 < int(config.simulation[name]) < minimum or int(config.simulation[name]) < 0:
+            raise _config_error(f"simulation.{name}", f"must be 0 (the preset's) or at least {minimum}.", config.simulation[name])
     if config.simulation.save_recordings and config.recordings:
         raise _config_error("simulation.save_recordings", "saves SIMULATED scans; with config.recordings set nothing is simulated (set it False).", True)
     kinds = target_kinds.RESPONSE_KINDS
@@ -635,6 +654,21 @@ def check_build_config(config) -> None:
         raise _config_error("streaming.projection_dims", "must be 0 (exact) or a positive dimension.", config.streaming.projection_dims)
 
 
+def simulation_arguments(section) -> dict[str, Any]:
+    """``simulate_experiment``'s keyword arguments from a build config's ``simulation`` section."""
+    arguments = {
+        "preset": section.preset,
+        "seed": int(section.seed),
+        "complex_fraction": float(section.complex_fraction),
+        "wavelength_range": tuple(float(v) for v in section.wavelength_range),
+        "rate_scale": float(section.rate_scale),
+    }
+    for name in ("neurons_per_scan", "n_scans"):
+        if int(section[name]) > 0:
+            arguments[name] = int(section[name])
+    return arguments
+
+
 def read_options(config) -> ReadOptions:
     """The ``ReadOptions`` of a build config's ``images`` and ``read`` sections."""
     return ReadOptions(
@@ -683,7 +717,7 @@ def build_from_config(config, out_dir: str, *, progress: Reporter = print_line) 
             scans.append(scan)
     else:
         log(f"simulating V1 ({SIMULATED_LABEL}), preset {config.simulation.preset!r}")
-        experiment = simulate_experiment(preset=config.simulation.preset, seed=config.simulation.seed)
+        experiment = simulate_experiment(**simulation_arguments(config.simulation))
         scans = experiment.recordings
         if config.simulation.save_recordings:
             recordings_dir = os.path.join(out_dir, workdir_files.RECORDINGS)

@@ -170,6 +170,11 @@ def make_v1_population(
         n_neurons: population size.
         image_shape: (height, width) of the stimuli.
         complex_fraction: fraction of complex cells.
+        wavelength_range: preferred wavelengths in pixels (low spatial frequency: long).
+        rate_scale: multiplies every neuron's visual gain and baseline: higher rates give a
+            higher signal-to-noise ratio under the (overdispersed) Poisson noise.
+        design_overrides: ``n_single`` ... ``population_size`` applied after ``preset`` (e.g.
+            ``preset="default", neurons_per_scan=30``); the population grows to hold them.
         wavelength_range: preferred wavelengths in pixels (log-uniform).
         weak_fraction: fraction of weakly driven, unreliable neurons (gain / 5).
         n_latent: number of shared noise factors.
@@ -336,8 +341,11 @@ def simulate_experiment(
     validation_fraction: float = 0.1,
     shift_per_pupil_unit: float = 0.3,
     complex_fraction: float = 0.5,
+    wavelength_range: tuple[float, float] = (6.0, 32.0),
+    rate_scale: float = 1.0,
     animal_id: int = 1,
     seed: int = 0,
+    **design_overrides,
 ) -> SimulatedExperiment:
     """Simulates several scans of one SIMULATED V1 population.
 
@@ -358,6 +366,11 @@ def simulate_experiment(
         shift_per_pupil_unit: image shift in pixels per camera pixel of pupil
             displacement.
         complex_fraction: fraction of complex cells.
+        wavelength_range: preferred wavelengths in pixels (low spatial frequency: long).
+        rate_scale: multiplies every neuron's visual gain and baseline: higher rates give a
+            higher signal-to-noise ratio under the (overdispersed) Poisson noise.
+        design_overrides: ``n_single`` ... ``population_size`` applied after ``preset`` (e.g.
+            ``preset="default", neurons_per_scan=30``); the population grows to hold them.
         animal_id: the (SIMULATED) animal id written to ``meta/neurons/animal_ids``.
         seed: random seed; the same seed gives the same experiment.
 
@@ -372,6 +385,13 @@ def simulate_experiment(
         if preset not in PRESETS:
             raise ValueError(f"`preset` must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
         design.update(PRESETS[preset])
+    unknown = sorted(set(design_overrides) - set(design))
+    if unknown:
+        raise ValueError(f"Unknown design overrides {unknown}; known: {sorted(design)}. Received: {design_overrides}")
+    design.update(design_overrides)
+    design["population_size"] = max(design["population_size"], design["neurons_per_scan"])
+    if not rate_scale > 0:
+        raise ValueError(f"`rate_scale` must be positive. Received: rate_scale={rate_scale}")
     if design["n_oracle"] < 2 or design["n_repeats"] < 2:
         raise ValueError(
             "Need at least 2 oracle images and 2 repeats to estimate SNR. Received: "
@@ -402,8 +422,13 @@ def simulate_experiment(
             f"(n, height, width[, 1]). Received: stimuli.shape={stimuli.shape}"
         )
     population = make_v1_population(
-        design["population_size"], stimuli.shape[1:3], complex_fraction=complex_fraction, seed=seed
+        design["population_size"], stimuli.shape[1:3], complex_fraction=complex_fraction,
+        wavelength_range=tuple(wavelength_range), seed=seed,
     )
+    if rate_scale != 1.0:
+        population = dataclasses.replace(
+            population, gain=population.gain * rate_scale, baseline=population.baseline * rate_scale
+        )
     rng = np.random.default_rng([seed, 1])
     oracle_ids = np.arange(design["n_oracle"])
     single_ids = np.arange(design["n_oracle"], n_stimuli)
@@ -464,6 +489,8 @@ def simulate_experiment(
             "validation_fraction": validation_fraction,
             "shift_per_pupil_unit": shift_per_pupil_unit,
             "complex_fraction": complex_fraction,
+            "wavelength_range": list(wavelength_range),
+            "rate_scale": rate_scale,
             "seed": seed,
             "preset": preset,
         },

@@ -24,6 +24,9 @@ the small oracle target:
 * ``vgg``: centred cosine similarity (Eq 9) of VGG19 ``block3_conv1``
   features, with a user-supplied weights file.
 * ``ground_truth``: SIMULATED only: Eq 2 on the noiseless neutral-state rates.
+* ``gabor_v1``: Eq 2 on a fixed, noiseless bank of Gabor simple and complex cells (a model-V1
+  control in the spirit of VOneNet; needs only the stimuli).
+* ``pixel``: Eq 2 on the stimuli's pixels (is any image-derived similarity enough?).
 """
 
 from __future__ import annotations
@@ -37,9 +40,15 @@ import numpy as np
 from neuroreg_tf import similarity, targets
 from neuroreg_tf.neural import statistics
 from neuroreg_tf.neural.recordings import Recording
-from neuroreg_tf.neural.simulation import SIMULATED_LABEL
+from neuroreg_tf.neural.simulation import SIMULATED_LABEL, make_v1_population
 
-RESPONSE_KINDS = ("neural_model", "neural_data", "oracle", "shuffle", "random", "vgg", "ground_truth")
+RESPONSE_KINDS = (
+    "neural_model", "neural_data", "oracle", "shuffle", "random", "vgg", "ground_truth", "gabor_v1", "pixel",
+)
+# Kinds made from the stimuli alone: they need no recording, so they also work beside real data.
+STIMULUS_KINDS = ("gabor_v1", "pixel", "vgg")
+GABOR_NEURONS = 1000
+GABOR_SEED = 2019
 VGG_LAYER = "block3_conv1"
 _MAX_PAIRS = 200_000
 
@@ -343,3 +352,22 @@ def oracle_target_matrix(scans) -> np.ndarray:
     matrix = np.clip((matrix + matrix.T) / 2.0, -1.0, 1.0)
     np.fill_diagonal(matrix, 1.0)
     return matrix
+
+
+def pixel_embedding(stimuli) -> np.ndarray:
+    """Eq 2 on the stimuli's own pixels: is any image-derived similarity enough?"""
+    stimuli = np.asarray(stimuli, dtype=np.float32)
+    return similarity.stimulus_embedding(stimuli.reshape(stimuli.shape[0], -1)).astype(np.float32)
+
+
+def gabor_v1_embedding(stimuli, n_neurons: int = GABOR_NEURONS, seed: int = GABOR_SEED) -> np.ndarray:
+    """Eq 2 on the noiseless responses of a fixed bank of Gabor simple and complex cells.
+
+    A model-V1 control in the spirit of VOneNet: the simulator's receptive-field model
+    (``simulation.make_v1_population``, drawn with its own seed) with no noise, no behaviour
+    and no recording, so it can stand beside real data. On SIMULATED data it shares the
+    simulated population's model class (but not its cells), which the report says.
+    """
+    stimuli = np.asarray(stimuli, dtype=np.float32)
+    population = make_v1_population(n_neurons, stimuli.shape[1:3], seed=seed)
+    return similarity.stimulus_embedding(population.visual_drive(stimuli)).astype(np.float32)

@@ -160,7 +160,7 @@ def field_names() -> list[str]:
 
 
 def preset(name: str | None) -> AttackSettings:
-    """The settings of an evaluation variant: None (CPU default), "paper" or "runlocal"."""
+    """The settings of an evaluation variant: None (CPU default), "paper", "study" or "runlocal"."""
     if name in (None, ""):
         return AttackSettings()
     if name == "paper":
@@ -175,6 +175,16 @@ def preset(name: str | None) -> AttackSettings:
             cw_binary_search_steps=9,
             cw_learning_rate=0.01,
         )
+    if name == "study":
+        # The studies' grid: every run of every condition is scored with it (one PGD schedule,
+        # the runner-up target, 8 bisection steps, a short C&W), about a third of the default.
+        return AttackSettings(
+            iterations=(10,),
+            target_ranks=(2,),
+            search_steps=8,
+            cw_max_iterations=50,
+            cw_binary_search_steps=3,
+        )
     if name == "runlocal":
         return AttackSettings(
             iterations=(10,),
@@ -183,4 +193,6 @@ def preset(name: str | None) -> AttackSettings:
             cw_max_iterations=50,
             cw_binary_search_steps=3,
         )
-    raise ConfigError(f"Unknown attack preset. Expected None, 'paper' or 'runlocal'. Received: {name!r}")
+    raise ConfigError(
+        f"Unknown attack preset. Expected None, 'paper', 'study' or 'runlocal'. Received: {name!r}"
+    )

@@ -332,6 +332,8 @@ def train(
     with strategy.scope():
         model = build_model(config, info.num_classes, target.stimuli.shape[1:3])
         model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=config.jit_compile)
+        # Optimizer slots made now, not inside the first traced step (which then traces twice).
+        model.optimizer.build(model.trainable_variables)
 
     history_csv = workdir_files.path(workdir, workdir_files.HISTORY_CSV)
     backup_dir = workdir_files.path(workdir, workdir_files.BACKUP)

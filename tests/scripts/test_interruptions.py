@@ -11,13 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 
 import h5py
 import io
 import numpy as np
-import pytest
 
 from conftest import REPO_ROOT, needs_fashion_mnist
 

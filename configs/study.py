@@ -1,0 +1,115 @@
+r"""A study: conditions x training seeds, every run evaluated alike, one report (study.py).
+
+    python study.py --workdir=runs/study                                   # the default study
+    python study.py --workdir=runs/study_local --config=configs/study.py:runlocal   # ~2 min
+    python study.py --workdir=runs/alpha --config=configs/study.py:alpha     # alpha sweep
+    python study.py --workdir=runs/ablations --config=configs/study.py:ablations
+    python study.py --workdir=/shared/paper --config=configs/study.py:paper  # GPU study
+
+Default: the SIMULATED V1 target build of configs/build_target.py (5000 + 100 x 10 trials per
+scan, 3 scans; Neural (model), Neural (data), Shuffle, Random, Ground truth, Gabor V1, Pixel
+targets), a ResNet18 (width 1/8) trained on 12,000 Fashion-MNIST images for 3 epochs per run,
+5 training seeds per condition, each run scored on the same 2000 test images under Gaussian
+noise (3 noise seeds) and on the same 200 for the median minimal L-inf / L2 perturbation. The
+README states its measured wall time on 2 CPU cores.
+
+Run it on several machines with a shared filesystem (e.g. a Slurm array of N tasks):
+    python study.py --workdir=/shared/study --config.shard=$((SLURM_ARRAY_TASK_ID+1))/N
+each task runs every N-th run; each ends by writing the report over whatever has finished,
+and ``--config.report_only=True`` rewrites it at any time. An interrupted study continues where
+it stopped with the same command. ``--config.workers=N`` trains N runs at once (each in its own
+process with cpu_count / N TensorFlow threads; numbers are bit-identical for the same N).
+
+Variants (``--config=configs/study.py:<arg>``):
+  runlocal   every condition kind on a tiny set-up, 2 seeds (tests; about 2 minutes here).
+  alpha      Neural (model) at alpha 0 (None), 2, 5, 10, 20, 40.
+  ablations  SIMULATED populations changed one property at a time (simple vs complex cells,
+             low vs high spatial frequency, 30/150/600 neurons, low vs high SNR, one vs three
+             scans), each as a denoised (model) and a raw (data) target; many hours on a CPU.
+  paper      grayscale CIFAR-10 ResNet18, 40 epochs, 5 seeds, the paper's conditions (None,
+             Neural (model), Neural (data), Shuffle, VGG with --config.vgg_weights=...), 1000
+             adversarial samples with the paper's attack grid: a GPU study.
+"""
+
+import ml_collections
+
+from neuroreg_tf import cli
+from neuroreg_tf.config import check_variant
+from neuroreg_tf.study import conditions
+
+VARIANTS = ("runlocal", "alpha", "ablations", "paper")
+
+
+def get_config(arg=None):
+    """Returns the study config; ``arg`` is None, "runlocal", "alpha", "ablations" or "paper"."""
+    check_variant(arg, VARIANTS, "configs/study.py")
+    config = ml_collections.ConfigDict()
+    # Comma-separated condition names (neuroreg_tf.study.conditions): the standard ones,
+    # neural_model_alpha<value>, <ablation>_model / <ablation>_data, path:<label>=<target dir>.
+    config.conditions = ",".join(conditions.STANDARD_NAMES)
+    config.seeds = (0, 1, 2, 3, 4)  # training seeds: every condition runs with each
+    config.alpha = 20.0  # Eq 7, the paper's main value
+    # The CKA loss log(1 - CKA) has gradients ~1 / (1 - CKA): at alpha 20 it overrode the task
+    # in a demo-sized trial run (clean accuracy 0.60 vs 0.71 at alpha 2), so its alpha is lower.
+    config.alpha_cka = 2.0
+    config.vgg_weights = ""  # ImageNet VGG19 notop weights; without them VGG is listed as skipped
+
+    # The main target build (configs/build_target.py); its target kinds come from the conditions.
+    config.build = cli.load_config("build_target.py")
+    # Every run's training config (configs/demo.py); alpha, seed, the similarity loss and the
+    # target path are set per run.
+    config.train = cli.load_config("demo.py")
+    config.train.epochs = 3
+    config.train.optim.schedule = "paper"  # step decay, here x0.3 after each epoch:
+    config.train.optim.step_epochs = 1  # 0.05, 0.015, 0.0045 (ends quiet: seeds agree)
+    config.train.optim.cycle_epochs = 1000
+    del config.train["evaluation"]  # the study evaluates each run itself (below)
+
+    config.evaluation = ml_collections.ConfigDict()
+    config.evaluation.num_examples = 2000  # the first N test images (0: all), the same for every run
+    config.evaluation.sigmas = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+    config.evaluation.noise_seeds = (0, 1, 2)
+    config.evaluation.adversarial_examples = 200  # the first N of them (0: no adversarial evaluation)
+    config.evaluation.norms = ("linf", "l2")
+    config.evaluation.attacks = "study"  # neuroreg_tf.robustness.settings.preset
+    config.evaluation.batch_size = 256
+
+    config.shard = "1/1"  # K/N: this invocation runs every N-th run, from the K-th
+    config.workers = 1  # runs at once, each in its own process; 0: one after another in this one
+    config.overwrite = False  # replace runs and targets of another config instead of refusing
+    config.report_only = False  # only (re)write the report from what has finished
+
+    if arg == "runlocal":
+        config.seeds = (0, 1)
+        config.workers = 2
+        config.build = cli.load_config("build_target.py", "demo")
+        config.build.simulation.preset = "tiny"
+        config.build.model.max_epochs = 2
+        config.build.model.channels = 4
+        config.build.figures = False
+        config.train = cli.load_config("demo.py", "runlocal")
+        del config.train["evaluation"]
+        config.train.data.train_limit = 128
+        config.train.data.eval_limit = 64
+        config.train.batch_size = 16
+        config.evaluation.num_examples = 64
+        config.evaluation.sigmas = (0.0, 0.2)
+        config.evaluation.noise_seeds = (0, 1)
+        config.evaluation.adversarial_examples = 6
+        config.evaluation.norms = ("linf",)
+        config.evaluation.attacks = "runlocal"
+    elif arg == "alpha":
+        config.conditions = ",".join(conditions.alpha_sweep((0, 2, 5, 10, 20, 40)))
+    elif arg == "ablations":
+        config.conditions = ",".join(conditions.ablation_conditions())
+        config.seeds = (0, 1, 2)
+    elif arg == "paper":
+        config.conditions = "none,neural_model,neural_data,shuffle,vgg"
+        config.build = cli.load_config("build_target.py", "paper")
+        config.train = cli.load_config("cifar10_resnet18.py")
+        config.evaluation.num_examples = 0
+        config.evaluation.sigmas = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
+        config.evaluation.noise_seeds = (0, 1, 2, 3, 4)
+        config.evaluation.adversarial_examples = 1000
+        config.evaluation.attacks = "paper"
+    return config

@@ -1,0 +1,225 @@
+"""A study config (``configs/study.py``) checked and turned into target builds and runs.
+
+Layout of a study's workdir::
+
+    <workdir>/identity.json, config.json      what made the study (conditions and seeds may grow)
+    <workdir>/targets/<build>/                a target build (build_target.py's layout): "main",
+                                              or an ablation's simulator variation
+    <workdir>/runs/<condition>/seed_<k>/      an ordinary training run (train.py's layout) ...
+    <workdir>/runs/<condition>/seed_<k>/evaluation/   ... and its evaluation (evaluate.py's)
+    <workdir>/runs/<condition>/seed_<k>.log, .failed.json   a worker's output; why a run failed
+    <workdir>/study.json, study.csv, report.md, figures/   the report
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+
+import ml_collections
+
+from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.config import ConfigChecker
+from neuroreg_tf.errors import ConfigError
+from neuroreg_tf.neural import build_targets, target_kinds
+from neuroreg_tf.study import conditions as conditions_lib
+from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
+from neuroreg_tf.training import trainer
+
+TARGETS_DIR = "targets"
+RUNS_DIR = "runs"
+EVALUATION_DIR = "evaluation"
+# Beside a run directory (not in it: the directory is the training run's own):
+FAILED_SUFFIX = ".failed.json"  # runs/<condition>/seed_<k>.failed.json: why the run failed
+LOG_SUFFIX = ".log"  # runs/<condition>/seed_<k>.log: a worker process's output
+# Keys that may change between invocations of one study without changing what its runs compute.
+IDENTITY_EXCLUDED = ("conditions", "seeds", "shard", "workers", "overwrite", "report_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of a study: a condition at a seed, and where it lives."""
+
+    condition: Condition
+    seed: int
+    index: int
+    directory: str
+
+    @property
+    def evaluation_directory(self) -> str:
+        return os.path.join(self.directory, EVALUATION_DIR)
+
+    @property
+    def failed_path(self) -> str:
+        return self.directory + FAILED_SUFFIX
+
+    @property
+    def log_path(self) -> str:
+        return self.directory + LOG_SUFFIX
+
+    @property
+    def key(self) -> str:
+        return f"{self.condition.name}/seed_{self.seed}"
+
+
+@dataclasses.dataclass
+class StudyPlan:
+    """The builds and runs of a study, and the conditions it had to skip (with the reason)."""
+
+    workdir: str
+    conditions: list[Condition]
+    skipped: dict[str, str]
+    builds: dict[str, ml_collections.ConfigDict]
+    runs: list[Run]
+    shard: tuple[int, int]
+
+    def build_directory(self, build: str) -> str:
+        return os.path.join(self.workdir, TARGETS_DIR, build)
+
+    def target_path(self, condition: Condition) -> str:
+        """The target directory a condition trains with."""
+        if condition.path:
+            return condition.path
+        build_dir = self.build_directory(condition.build)
+        if condition.kind == self.builds[condition.build].target.kind:
+            return os.path.join(build_dir, workdir_files.TARGET)
+        return os.path.join(build_dir, workdir_files.TARGETS, condition.kind)
+
+    def shard_runs(self) -> list[Run]:
+        """The runs of this shard (``config.shard = K/N``: every N-th run, from the K-th)."""
+        index, count = self.shard
+        return [run for run in self.runs if run.index % count == index - 1]
+
+    def train_config(self, template: ml_collections.ConfigDict, run: Run) -> ml_collections.ConfigDict:
+        """The training config of ``run``: the study's ``train`` section with the condition's settings."""
+        config = copy.deepcopy(template)
+        config.alpha = float(run.condition.alpha)
+        config.seed = int(run.seed)
+        config.similarity.loss = run.condition.similarity_loss
+        config.target.path = self.target_path(run.condition)
+        config.verbose = 0
+        return config
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4)."""
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        index = count = 0
+    if not 1 <= index <= count:
+        raise ConfigError(
+            "config.shard must be K/N with 1 <= K <= N (this machine runs every N-th run, from "
+            f"the K-th; e.g. a Slurm array task: --config.shard=$((SLURM_ARRAY_TASK_ID+1))/N). "
+            f"Received: {text!r}"
+        )
+    return index, count
+
+
+def condition_names(config) -> list[str]:
+    names = [name.strip() for name in str(config.conditions).split(",") if name.strip()]
+    if not names:
+        raise ConfigError("config.conditions names no condition. Received: ''")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config.conditions repeats a condition. Received: {config.conditions!r}")
+    return names
+
+
+def check_config(config) -> None:
+    """Refuses a study config that cannot work, before any target is built or run trained.
+
+    Raises:
+        ConfigError: naming the bad key (or condition), what it accepts and what it received.
+    """
+    check = ConfigChecker(config)
+    check.number("alpha", minimum=0)
+    check.number("alpha_cka", minimum=0)
+    check.integers("seeds", minimum=0)
+    if len(set(config.seeds)) != len(config.seeds):
+        check.fail("seeds", "distinct training seeds")
+    check.integer("workers", minimum=0)
+    parse_shard(config.shard)
+    for name in condition_names(config):
+        condition = conditions_lib.resolve(name, alpha=config.alpha, alpha_cka=config.alpha_cka)
+        if condition.alpha < 0:
+            raise ConfigError(f"Condition {name!r} has alpha {condition.alpha} < 0. Received: {name!r}")
+        if condition.needs_simulation and config.build.recordings:
+            raise ConfigError(
+                f"Condition {name!r} needs the SIMULATED population's ground truth, which real "
+                "recordings (config.build.recordings) do not have: drop it from config.conditions. "
+                f"Received: conditions={config.conditions!r}"
+            )
+        if condition.build not in ("", MAIN_BUILD) and config.build.recordings:
+            raise ConfigError(
+                f"Condition {name!r} is a simulator ablation; with real recordings "
+                "(config.build.recordings) there is no simulator to vary. Received: "
+                f"conditions={config.conditions!r}"
+            )
+        if condition.path and not os.path.isfile(os.path.join(condition.path, "metadata.json")):
+            raise ConfigError(f"Condition {name!r}: no target at {condition.path!r} (no metadata.json).")
+    trainer.check_config(_probe_train_config(config))
+    build_targets.check_build_config(config.build)
+    check.integer("evaluation.num_examples", minimum=0)
+    check.choice("evaluation.attacks", ("", "default", "study", "runlocal", "paper"))
+    check.integer("evaluation.adversarial_examples", minimum=0)
+    check.numbers("evaluation.sigmas", minimum=0)
+    check.integers("evaluation.noise_seeds", minimum=0)
+    check.integer("evaluation.batch_size", minimum=1)
+
+
+def _probe_train_config(config) -> ml_collections.ConfigDict:
+    probe = copy.deepcopy(config.train)
+    probe.target.path = "(set per run)"
+    return probe
+
+
+def make_plan(config, workdir: str) -> StudyPlan:
+    """The builds and runs ``config`` asks for, under ``workdir`` (see the module docstring)."""
+    check_config(config)
+    names = condition_names(config)
+    resolved = [conditions_lib.resolve(n, alpha=config.alpha, alpha_cka=config.alpha_cka) for n in names]
+    skipped = {}
+    kept = []
+    for condition in resolved:
+        if condition.needs_vgg and not config.vgg_weights:
+            skipped[condition.name] = (
+                "needs ImageNet VGG19 weights (--config.vgg_weights=/path/vgg19_weights_tf_dim_ordering_"
+                "tf_kernels_notop.h5), which cannot be downloaded here"
+            )
+        else:
+            kept.append(condition)
+    builds = {}
+    needed = {}
+    for condition in kept:
+        if condition.path:
+            continue
+        needed.setdefault(condition.build, set()).add(condition.kind)
+    for build, kinds in needed.items():
+        build_config = copy.deepcopy(config.build)
+        if build != MAIN_BUILD:
+            overrides, _ = conditions_lib.ABLATIONS[build]
+            for key, value in overrides.items():
+                build_config.simulation[key] = value
+        primary = build_config.target.kind
+        kinds = set(kinds) | {primary}
+        extra = sorted(kinds - {primary}, key=target_kinds.RESPONSE_KINDS.index)
+        build_config.target.extra_kinds = ",".join(extra)
+        if "vgg" in kinds:
+            build_config.vgg.weights = config.vgg_weights
+        build_config.overwrite = bool(config.overwrite)
+        builds[build] = build_config
+    runs_root = os.path.join(workdir, RUNS_DIR)
+    runs = [
+        Run(condition, int(seed), index, os.path.join(runs_root, condition.name, f"seed_{int(seed)}"))
+        for index, (condition, seed) in enumerate(
+            (condition, seed) for condition in kept for seed in config.seeds
+        )
+    ]
+    return StudyPlan(workdir, kept, skipped, builds, runs, parse_shard(config.shard))
+
+
+def study_identity(config) -> dict:
+    """What a study's runs depend on: everything but the conditions, seeds and how it is run."""
+    relevant = {k: v for k, v in config.to_dict().items() if k not in IDENTITY_EXCLUDED}
+    return {"kind": "study", "config": relevant}

@@ -1,0 +1,381 @@
+"""A study's report: ``study.json``, ``study.csv``, ``report.md`` and figures, from the runs on disk.
+
+Every run of the plan appears: finished runs with their numbers, failed runs with their error,
+runs not run yet (another shard, an interrupted study) as missing. Per condition, each metric is
+summarised as mean +- SEM over the training seeds that finished, and compared, paired by seed,
+with None and with Shuffle (``neuroreg_tf.study.statistics``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+
+import numpy as np
+
+from neuroreg_tf import __version__, workdir as workdir_files
+from neuroreg_tf.fileio import read_json, write_json_atomic
+from neuroreg_tf.progress import Reporter, print_line, reporter
+from neuroreg_tf.study import statistics
+from neuroreg_tf.study.plan import Run, StudyPlan
+
+JSON = "study.json"
+CSV = "study.csv"
+MARKDOWN = "report.md"
+FIGURES = "figures"
+REFERENCES = ("none", "shuffle")  # conditions every other one is compared with, paired by seed
+
+
+def _number(value):
+    if value is None:
+        return None
+    if isinstance(value, str):  # robustness.json writes inf as "inf"
+        return float(value)
+    return float(value)
+
+
+def run_metrics(run: Run) -> dict:
+    """The numbers of a finished run: clean and noisy accuracy, adversarial medians, gamma, r."""
+    summary = read_json(workdir_files.path(run.directory, workdir_files.SUMMARY), "a run's summary")
+    robustness = read_json(os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON),
+                           "a run's evaluation")
+    (model,) = robustness["models"]
+    metrics = {"clean": float(model["clean_accuracy"])}
+    noise = {float(entry["sigma"]): float(entry["accuracy"]) for entry in model["noise"] if entry["sigma"] > 0}
+    metrics["noise"] = noise
+    metrics["noise_mean"] = float(np.mean(list(noise.values()))) if noise else None
+    for norm in ("linf", "l2"):
+        entry = model.get("adversarial", {}).get(norm)
+        metrics[f"{norm}_median"] = _number(entry["median"]) if entry else None
+    metrics["similarity_r"] = summary["final"].get("val_similarity_r")
+    metrics["gamma"] = summary.get("gamma", {})
+    metrics["train_seconds"] = summary.get("train_seconds_this_process")
+    return metrics
+
+
+def collect(plan: StudyPlan) -> list[dict]:
+    """One record per run of the plan: its status, and its numbers or error."""
+    records = []
+    for run in plan.runs:
+        record = {"condition": run.condition.name, "label": run.condition.label, "seed": run.seed,
+                  "directory": run.directory}
+        finished = workdir_files.is_finished_training(run.directory) and os.path.isfile(
+            os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON)
+        )
+        if finished:
+            record.update(status="finished", **run_metrics(run))
+        elif os.path.isfile(run.failed_path):
+            record.update(status="failed", error=read_json(run.failed_path, "a failed run")["error"])
+        else:
+            record["status"] = "missing"
+        records.append(record)
+    return records
+
+
+def metric_names(records) -> list[str]:
+    """The scalar metrics the report summarises, in table order."""
+    sigmas = sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
+    return ["clean"] + [f"noise_{s:g}" for s in sigmas] + ["noise_mean", "linf_median", "l2_median", "similarity_r"]
+
+
+def _value(record: dict, metric: str):
+    if record["status"] != "finished":
+        return None
+    if metric.startswith("noise_") and metric != "noise_mean":
+        return record["noise"].get(float(metric[len("noise_"):]))
+    return record.get(metric)
+
+
+def _by_seed(records, condition: str, metric: str) -> dict:
+    return {r["seed"]: _value(r, metric) for r in records if r["condition"] == condition}
+
+
+def summarize(plan: StudyPlan, records: list[dict]) -> tuple[dict, dict]:
+    """(summaries, comparisons): mean +- SEM per condition and metric; paired comparisons."""
+    metrics = metric_names(records)
+    summaries = {
+        c.name: {m: statistics.summarize(_by_seed(records, c.name, m).values()).__dict__ for m in metrics}
+        for c in plan.conditions
+    }
+    comparisons = {}
+    for reference in REFERENCES:
+        if reference not in {c.name for c in plan.conditions}:
+            continue
+        family = {}
+        for metric in metrics:
+            others = [c.name for c in plan.conditions if c.name != reference]
+            results = [statistics.compare_paired(_by_seed(records, name, metric), _by_seed(records, reference, metric))
+                       for name in others]
+            adjusted = statistics.holm([r.p for r in results])
+            family[metric] = {
+                name: {**result.__dict__, "p_holm": p_holm}
+                for name, result, p_holm in zip(others, results, adjusted)
+            }
+        comparisons[reference] = family
+    return summaries, comparisons
+
+
+def _versions() -> dict:
+    import keras
+    import scipy
+    import tensorflow as tf
+
+    return {"neuroreg_tf": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "gpus": [d.name for d in tf.config.list_logical_devices("GPU")]}
+
+
+def data_label(plan: StudyPlan, config) -> str:
+    """"SIMULATED V1 / fashion_mnist" or "recorded data / cifar10": what the numbers are about."""
+    simulated = not config.build.recordings
+    return f"{'SIMULATED V1' if simulated else 'recorded data'} / {config.train.data.dataset}"
+
+
+def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter = print_line) -> dict:
+    """Writes ``study.json``, ``study.csv``, ``report.md`` and the figures; returns the JSON."""
+    log = reporter(progress)
+    records = collect(plan)
+    summaries, comparisons = summarize(plan, records)
+    report = {
+        "label": data_label(plan, config),
+        "test": statistics.TEST_NAME,
+        "seconds_this_invocation": round(seconds, 1),
+        "counts": {status: sum(r["status"] == status for r in records) for status in ("finished", "failed", "missing")},
+        "conditions": [
+            {"name": c.name, "label": c.label, "alpha": c.alpha, "similarity_loss": c.similarity_loss,
+             "note": c.note, "target": plan.target_path(c)} for c in plan.conditions
+        ],
+        "skipped": plan.skipped,
+        "summaries": summaries,
+        "comparisons": comparisons,
+        "runs": records,
+        "config": config.to_dict(),
+        "versions": _versions(),
+    }
+    write_json_atomic(os.path.join(plan.workdir, JSON), report)
+    _write_csv(os.path.join(plan.workdir, CSV), records)
+    figures = write_figures(plan, records, summaries, os.path.join(plan.workdir, FIGURES))
+    with open(os.path.join(plan.workdir, MARKDOWN), "w") as handle:
+        handle.write(markdown(report, plan, figures))
+    counts = report["counts"]
+    log(f"report: {counts['finished']} finished, {counts['failed']} failed, {counts['missing']} missing runs -> "
+        f"{os.path.join(plan.workdir, MARKDOWN)}")
+    return report
+
+
+def _write_csv(path: str, records: list[dict]) -> None:
+    sigmas = sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
+    layers = sorted({layer for r in records if r["status"] == "finished" for layer in r["gamma"]})
+    header = (["condition", "seed", "status", "clean"] + [f"noise_{s:g}" for s in sigmas]
+              + ["linf_median", "l2_median", "similarity_r"] + [f"gamma_{layer}" for layer in layers] + ["error"])
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for r in records:
+            done = r["status"] == "finished"
+            row = [r["condition"], r["seed"], r["status"], r.get("clean")]
+            row += [r["noise"].get(s) if done else None for s in sigmas]
+            row += [r.get("linf_median"), r.get("l2_median"), r.get("similarity_r")]
+            row += [r["gamma"].get(layer) if done else None for layer in layers]
+            writer.writerow(row + [r.get("error", "")])
+
+
+def _format(summary: dict, digits: int = 3) -> str:
+    if summary["mean"] is None:
+        return "-"
+    mean = summary["mean"]
+    text = f"{mean:.{digits}f}" if abs(mean) >= 10 ** -digits or mean == 0 else f"{mean:.2g}"
+    if summary["sem"] is not None:
+        text += f" ± {summary['sem']:.{digits}f}" if abs(summary["sem"]) >= 10 ** -digits else f" ± {summary['sem']:.1g}"
+    return text + ("" if summary["n"] else "")
+
+
+def _p(value) -> str:
+    return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
+
+
+METRIC_TITLES = {"clean": "clean", "noise_mean": "noise (mean over σ)", "linf_median": "L∞ median",
+                 "l2_median": "L2 median", "similarity_r": "held-out r"}
+
+
+def _title(metric: str) -> str:
+    return METRIC_TITLES.get(metric) or f"σ = {metric[len('noise_'):]}"
+
+
+def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
+    """The human-readable report."""
+    summaries, comparisons = report["summaries"], report["comparisons"]
+    conditions = [c for c in plan.conditions]
+    metrics = list(next(iter(summaries.values())).keys()) if summaries else []
+    counts = report["counts"]
+    lines = [
+        f"# Study report: {report['label']}",
+        "",
+        f"Runs: {counts['finished']} finished, {counts['failed']} failed, {counts['missing']} missing; "
+        f"mean ± SEM over training seeds (n per cell below). Comparisons: {report['test']}, paired by "
+        "training seed; d_z = mean difference / SD of the differences; p_holm adjusts for the "
+        "conditions compared with one reference on one metric (Holm).",
+        "",
+    ]
+    if "SIMULATED" in report["label"]:
+        lines += ["All neural targets here come from a SIMULATED V1 population, not from recordings.", ""]
+    lines += ["## Conditions", "", "| condition | alpha | loss | seeds finished | what it is |", "|---|---|---|---|---|"]
+    for c in conditions:
+        n = summaries[c.name]["clean"]["n"] if metrics else 0
+        lines.append(f"| {c.label} | {c.alpha:g} | {c.similarity_loss} | {n} | {c.note} |")
+    for name, reason in report["skipped"].items():
+        lines.append(f"| {name} | - | - | skipped | {reason} |")
+    lines += ["", "## Results (mean ± SEM)", "", "| condition | " + " | ".join(_title(m) for m in metrics) + " |",
+              "|---|" + "---|" * len(metrics)]
+    for c in conditions:
+        lines.append(f"| {c.label} | " + " | ".join(
+            _format(summaries[c.name][m], 4 if m.endswith("median") else 3) for m in metrics) + " |")
+    for reference, family in comparisons.items():
+        ref_label = next(c.label for c in conditions if c.name == reference)
+        noisiest = [m for m in metrics if m.startswith("noise_") and m != "noise_mean"][-1:]
+        shown = [m for m in ["clean", "noise_mean", *noisiest, "linf_median", "l2_median"] if m in family]
+        lines += ["", f"## Each condition vs {ref_label} (paired by seed)", "",
+                  "| condition | " + " | ".join(f"{_title(m)}: Δ, d_z, p (p_holm)" for m in shown) + " |",
+                  "|---|" + "---|" * len(shown)]
+        for c in conditions:
+            if c.name == reference:
+                continue
+            cells = []
+            for m in shown:
+                r = family[m][c.name]
+                if r["difference"] is None:
+                    cells.append("-")
+                    continue
+                digits = 4 if m.endswith("median") else 3
+                d_z = "-" if r["d_z"] is None else f"{r['d_z']:+.2f}"
+                cells.append(f"{r['difference']:+.{digits}f}, {d_z}, {_p(r['p'])} ({_p(r['p_holm'])})")
+            lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
+    gamma_layers = sorted({layer for r in report["runs"] if r["status"] == "finished" for layer in r["gamma"]})
+    if gamma_layers:
+        lines += ["", "## Layer weights gamma at the end of training (mean over seeds; the paper's Table 1)", "",
+                  "| condition | " + " | ".join(gamma_layers) + " |", "|---|" + "---|" * len(gamma_layers)]
+        for c in conditions:
+            values = []
+            for layer in gamma_layers:
+                summary = statistics.summarize(
+                    r["gamma"].get(layer) for r in report["runs"] if r["condition"] == c.name and r["status"] == "finished"
+                )
+                values.append("-" if summary.mean is None else f"{summary.mean:.2f}")
+            lines.append(f"| {c.label} | " + " | ".join(values) + " |")
+    problems = [r for r in report["runs"] if r["status"] != "finished"]
+    if problems:
+        lines += ["", "## Runs not in the numbers", ""]
+        lines += [f"- {r['condition']} seed {r['seed']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
+                  for r in problems]
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.relpath(f, plan.workdir)})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directory: str) -> list[str]:
+    """Noise curves with SEM bands, adversarial medians with each seed, gamma, accuracy vs alpha."""
+    finished = [r for r in records if r["status"] == "finished"]
+    if not finished:
+        return []
+    os.makedirs(directory, exist_ok=True)
+    plt = _pyplot()
+    conditions = [c for c in plan.conditions if summaries[c.name]["clean"]["n"]]
+    paths = []
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    sigmas = sorted({s for r in finished for s in r["noise"]})
+    for c in conditions:
+        xs = [0.0] + sigmas
+        mean = [summaries[c.name]["clean"]["mean"]] + [summaries[c.name][f"noise_{s:g}"]["mean"] for s in sigmas]
+        sem = [summaries[c.name]["clean"]["sem"] or 0.0] + [summaries[c.name][f"noise_{s:g}"]["sem"] or 0.0 for s in sigmas]
+        mean, sem = np.asarray(mean, float), np.asarray(sem, float)
+        axis.plot(xs, mean, marker="o", markersize=3, label=c.label)
+        axis.fill_between(xs, mean - sem, mean + sem, alpha=0.2)
+    axis.set_xlabel("Gaussian noise σ (pixel range [0, 1])")
+    axis.set_ylabel("accuracy (mean ± SEM over seeds)")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    axis.set_title("Accuracy under Gaussian noise (cf. the paper's Fig. 4)", fontsize=9)
+    figure.tight_layout()
+    paths.append(os.path.join(directory, "noise_curves.png"))
+    figure.savefig(paths[-1], dpi=120)
+    plt.close(figure)
+
+    norms = [n for n in ("linf", "l2") if any(r.get(f"{n}_median") is not None for r in finished)]
+    if norms:
+        figure, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
+        for axis, norm in zip(axes[0], norms):
+            for position, c in enumerate(conditions):
+                values = [r[f"{norm}_median"] for r in finished if r["condition"] == c.name
+                          and r.get(f"{norm}_median") is not None and math.isfinite(r[f"{norm}_median"])]
+                axis.scatter([position] * len(values), values, s=12, color="gray", zorder=3)
+                summary = summaries[c.name][f"{norm}_median"]
+                if summary["mean"] is not None:
+                    axis.errorbar(position, summary["mean"], yerr=summary["sem"] or 0.0, fmt="_", markersize=18,
+                                  capsize=4, color="C0", zorder=4)
+            axis.set_xticks(range(len(conditions)))
+            axis.set_xticklabels([c.label for c in conditions], rotation=45, ha="right", fontsize=7)
+            axis.set_ylabel(f"median minimal {'L∞' if norm == 'linf' else 'L2'} perturbation")
+            axis.grid(alpha=0.3, axis="y")
+            axis.set_title(f"{'L∞' if norm == 'linf' else 'L2'}: each seed (dots), mean ± SEM (cf. Fig. 5)", fontsize=9)
+        figure.tight_layout()
+        paths.append(os.path.join(directory, "adversarial.png"))
+        figure.savefig(paths[-1], dpi=120)
+        plt.close(figure)
+
+    layers = sorted({layer for r in finished for layer in r["gamma"]})
+    regularized = [c for c in conditions if c.alpha > 0]
+    if layers and regularized:
+        table = np.array([[np.mean([r["gamma"][layer] for r in finished if r["condition"] == c.name]) for layer in layers]
+                          for c in regularized])
+        figure, axis = plt.subplots(figsize=(1.2 * len(layers) + 3, 0.45 * len(regularized) + 1.5))
+        image = axis.imshow(table, cmap="viridis", vmin=0, vmax=max(1e-6, table.max()))
+        for i in range(table.shape[0]):
+            for j in range(table.shape[1]):
+                axis.text(j, i, f"{table[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
+        axis.set_xticks(range(len(layers)))
+        axis.set_xticklabels(layers, rotation=30, ha="right", fontsize=7)
+        axis.set_yticks(range(len(regularized)))
+        axis.set_yticklabels([c.label for c in regularized], fontsize=7)
+        figure.colorbar(image, ax=axis, label="gamma (mean over seeds)")
+        axis.set_title("Layer weights gamma at the end of training (cf. Table 1)", fontsize=9)
+        figure.tight_layout()
+        paths.append(os.path.join(directory, "gamma.png"))
+        figure.savefig(paths[-1], dpi=120)
+        plt.close(figure)
+
+    sweep = [c for c in conditions if c.name == "none" or c.name.startswith("neural_model_alpha")]
+    if len(sweep) >= 2 and any(c.name != "none" for c in sweep):
+        sweep.sort(key=lambda c: c.alpha)
+        alphas = [c.alpha for c in sweep]
+        figure, axis = plt.subplots(figsize=(5.5, 4.0))
+        for metric, label in (("clean", "clean"), (f"noise_{max(sigmas):g}" if sigmas else None, f"σ = {max(sigmas):g}" if sigmas else None)):
+            if metric is None:
+                continue
+            mean = [summaries[c.name][metric]["mean"] for c in sweep]
+            sem = [summaries[c.name][metric]["sem"] or 0.0 for c in sweep]
+            axis.errorbar(alphas, mean, yerr=sem, marker="o", capsize=3, label=label)
+        axis.set_xscale("symlog", linthresh=1.0)
+        axis.set_xlabel("alpha (0 = None)")
+        axis.set_ylabel("accuracy (mean ± SEM)")
+        axis.grid(alpha=0.3)
+        axis.legend()
+        axis.set_title("Accuracy against alpha (Neural (model) target)", fontsize=9)
+        figure.tight_layout()
+        paths.append(os.path.join(directory, "alpha.png"))
+        figure.savefig(paths[-1], dpi=120)
+        plt.close(figure)
+    return paths

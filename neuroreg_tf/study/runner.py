@@ -1,0 +1,187 @@
+"""Running a study: its targets built once, its runs trained and evaluated, failures recorded.
+
+``run_study`` claims the study's workdir, builds the targets this shard needs (one build at a
+time per target, under a file lock, so shards on a shared filesystem build each target once),
+then runs every run of the shard that is not finished yet: ``config.workers`` worker processes
+at once (each run in a fresh process, ``python -m neuroreg_tf.study.worker``; its output in
+``runs/<condition>/seed_<k>.log``), or one after another in this process with ``workers = 0``. A run is an ordinary
+training workdir plus its evaluation, so an interrupted run resumes exactly and a finished one
+is reused. A run that fails leaves ``seed_<k>.failed.json`` (its error) beside its directory,
+and the others go on. Every
+invocation ends by writing the report over all runs that have finished, in any shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import ml_collections
+
+from neuroreg_tf import workdir as workdir_files
+from neuroreg_tf.fileio import read_json, write_json_atomic
+from neuroreg_tf.neural import build_targets
+from neuroreg_tf.progress import Counter, Reporter, print_line, reporter
+from neuroreg_tf.robustness import evaluation
+from neuroreg_tf.robustness.adversarial import arguments_from_config
+from neuroreg_tf.robustness.settings import preset
+from neuroreg_tf.study import report as report_lib
+from neuroreg_tf.study.plan import Run, StudyPlan, make_plan, study_identity
+from neuroreg_tf.training import trainer
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+    """An exclusive ``fcntl`` lock on ``path`` (created), held for the ``with`` block."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_study_targets(plan: StudyPlan, builds, progress: Reporter = print_line) -> None:
+    """Builds (or reuses) each target build in ``builds``, one process at a time per build."""
+    for name in builds:
+        directory = plan.build_directory(name)
+        with _locked(directory + ".lock"):
+            build_targets.ensure_built(plan.builds[name], directory, progress=progress)
+
+
+def is_finished(run: Run) -> bool:
+    """Whether ``run`` has trained and been evaluated (its evaluation report exists)."""
+    return workdir_files.is_finished_training(run.directory) and os.path.isfile(
+        os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON)
+    )
+
+
+def evaluation_arguments(config) -> dict:
+    """``evaluate_models``'s adversarial arguments for the study's ``evaluation`` section."""
+    section = config.evaluation
+    if not section.adversarial_examples:
+        return None
+    settings = preset(None if section.attacks in ("", "default") else section.attacks).as_dict()
+    return arguments_from_config({
+        "norms": tuple(section.norms), "num_examples": int(section.adversarial_examples), **settings,
+    })
+
+
+def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Reporter = None) -> dict:
+    """Trains and evaluates one run in this process; records a failure instead of raising it.
+
+    Returns:
+        ``{"status": "finished"}`` or ``{"status": "failed", "error": ...}``.
+    """
+    failed = run.failed_path
+    try:
+        if os.path.exists(failed):
+            os.remove(failed)
+        trainer.train(plan.train_config(config.train, run), run.directory, progress=progress)
+        x, y = examples if examples is not None else load_examples(config)
+        evaluation.evaluate_models(
+            [(run.condition.label, run.directory)],
+            x,
+            y,
+            sigmas=config.evaluation.sigmas,
+            seeds=config.evaluation.noise_seeds,
+            batch_size=config.evaluation.batch_size,
+            adversarial=evaluation_arguments(config),
+            workdir=run.evaluation_directory,
+            metadata={"dataset": config.train.data.dataset, "split": "test", "condition": run.condition.name,
+                      "seed": run.seed},
+            overwrite=bool(config.overwrite),
+            progress=progress,
+        )
+        return {"status": "finished"}
+    except Exception as error:  # noqa: BLE001 - a failed run is recorded and the study goes on
+        os.makedirs(os.path.dirname(failed), exist_ok=True)
+        record = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        write_json_atomic(failed, record)
+        return {"status": "failed", "error": record["error"]}
+
+
+def load_examples(config):
+    """The study's evaluation examples: the first ``evaluation.num_examples`` test images."""
+    return evaluation.load_examples(
+        config.train.data.dataset, "test", num_examples=config.evaluation.num_examples or None,
+        data_dir=config.train.data.data_dir,
+    )
+
+
+def _run_in_worker(workdir: str, run: Run, threads: int) -> dict:
+    """Runs ``run`` in a fresh process (``neuroreg_tf.study.worker``), its output to its log."""
+    os.makedirs(os.path.dirname(run.directory), exist_ok=True)
+    command = [sys.executable, "-m", "neuroreg_tf.study.worker", f"--workdir={workdir}",
+               f"--condition={run.condition.name}", f"--seed={run.seed}", f"--threads={threads}"]
+    with open(run.log_path, "w") as log:
+        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if completed.returncode == 0 and is_finished(run):
+        return {"status": "finished"}
+    failed = run.failed_path
+    if os.path.isfile(failed):
+        return {"status": "failed", "error": read_json(failed, "a failed run's record")["error"]}
+    error = f"the worker process ended with status {completed.returncode}; see {run.log_path}"
+    write_json_atomic(failed, {"error": error, "traceback": ""})
+    return {"status": "failed", "error": error}
+
+
+def _describe(run: Run, outcome: dict) -> str:
+    if outcome["status"] != "finished":
+        return f"{run.key} FAILED: {outcome['error']}"
+    metrics = report_lib.run_metrics(run)
+    details = [f"clean {metrics['clean']:.3f}"]
+    for norm in ("linf", "l2"):
+        if metrics.get(f"{norm}_median") is not None:
+            details.append(f"{norm} {metrics[f'{norm}_median']:.4g}")
+    return f"{run.key} finished ({', '.join(details)})"
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str, progress: Reporter = print_line) -> dict:
+    """Builds, trains, evaluates and reports the study ``config`` describes, in ``workdir``.
+
+    Args:
+        config: a ``configs/study.py`` config.
+        workdir: the study's directory (see ``neuroreg_tf.study.plan``).
+        progress: reporter of one line per finished target build and run (None: silent).
+
+    Returns:
+        The report (``study.json``'s content).
+    """
+    log = reporter(progress)
+    started = time.time()
+    plan = make_plan(config, workdir)
+    workdir_files.claim(workdir, study_identity(config), what="study", finished_marker="(never)",
+                        overwrite=False)
+    write_json_atomic(workdir_files.path(workdir, workdir_files.CONFIG), config.to_dict())
+    for name, reason in plan.skipped.items():
+        log(f"skipping condition {name}: {reason}")
+    if not config.report_only:
+        runs = plan.shard_runs()
+        pending = [run for run in runs if not is_finished(run)]
+        builds = sorted({run.condition.build for run in pending if run.condition.build})
+        if builds:
+            log(f"targets: {', '.join(builds)} in {os.path.join(workdir, 'targets')}")
+            build_study_targets(plan, builds, progress)
+        shard = f" (shard {plan.shard[0]}/{plan.shard[1]})" if plan.shard[1] > 1 else ""
+        log(f"{len(runs)} run(s){shard}: {len(runs) - len(pending)} already finished, {len(pending)} to run, "
+            f"{config.workers or 'in-process'} worker(s)")
+        counter = Counter(len(pending), "run", progress)
+        if config.workers == 0:
+            examples = load_examples(config) if pending else None
+            for run in pending:
+                counter.advance(_describe(run, execute_run(config, plan, run, examples)))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // int(config.workers))
+            with ThreadPoolExecutor(max_workers=int(config.workers)) as pool:
+                futures = {pool.submit(_run_in_worker, workdir, run, threads): run for run in pending}
+                for future in as_completed(futures):
+                    counter.advance(_describe(futures[future], future.result()))
+    return report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress)

@@ -1,0 +1,54 @@
+"""Study statistics against scipy and formulas written out here."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from neuroreg_tf.study import statistics
+
+
+def test_summary_is_mean_and_sem_of_the_finite_values():
+    summary = statistics.summarize([0.70, 0.74, None, 0.78, float("nan")])
+    assert summary.n == 3
+    assert summary.mean == pytest.approx(0.74)
+    # SEM by hand: sqrt(sum (x - mean)^2 / (n - 1)) / sqrt(n)
+    assert summary.sem == pytest.approx(math.sqrt((0.04**2 + 0 + 0.04**2) / 2) / math.sqrt(3))
+    assert statistics.summarize([0.5]).sem is None
+    assert statistics.summarize([None]).mean is None
+
+
+def test_paired_comparison_matches_scipy_and_the_formula():
+    rng = np.random.default_rng(0)
+    reference = {seed: float(v) for seed, v in enumerate(rng.normal(0.7, 0.05, 6))}
+    condition = {seed: value + 0.03 + float(rng.normal(0, 0.01)) for seed, value in reference.items()}
+    condition[99] = 0.9  # a seed the reference lacks is left out
+    result = statistics.compare_paired(condition, reference)
+    a = np.array([condition[s] for s in range(6)])
+    b = np.array([reference[s] for s in range(6)])
+    expected = stats.ttest_rel(a, b)
+    assert result.n == 6
+    assert result.t == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.p == pytest.approx(expected.pvalue, rel=1e-12)
+    differences = a - b
+    t_by_hand = differences.mean() / (differences.std(ddof=1) / math.sqrt(6))
+    assert result.t == pytest.approx(t_by_hand, rel=1e-12)
+    assert result.difference == pytest.approx(differences.mean())
+    assert result.d_z == pytest.approx(differences.mean() / differences.std(ddof=1))
+
+
+def test_paired_comparison_without_pairs_or_spread_reports_no_p_value():
+    assert statistics.compare_paired({0: 0.5}, {1: 0.5}).n == 0
+    single = statistics.compare_paired({0: 0.6}, {0: 0.5})
+    assert single.n == 1 and single.difference == pytest.approx(0.1) and single.p is None
+    constant = statistics.compare_paired({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.6})
+    assert constant.p is None and constant.d_z is None and constant.difference == pytest.approx(0.1)
+    assert statistics.compare_paired({0: None, 1: 0.7}, {0: 0.5, 1: 0.6}).n == 1
+
+
+def test_holm_adjustment_by_hand():
+    p = [0.01, None, 0.04, 0.03]
+    # sorted: 0.01 (x3), 0.03 (x2), 0.04 (x1); running maximum; capped at 1
+    assert statistics.holm(p) == [pytest.approx(0.03), None, pytest.approx(0.06), pytest.approx(0.06)]
+    assert statistics.holm([0.6, 0.5]) == [pytest.approx(1.0), pytest.approx(1.0)]

@@ -1,0 +1,145 @@
+"""study.py end to end on :runlocal (every condition kind), its statistics, resuming, and bad configs."""
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import REPO_ROOT, needs_fashion_mnist
+from neuroreg_tf import cli
+from neuroreg_tf.errors import ConfigError
+from neuroreg_tf.study import conditions, plan
+
+KINDS = ["none", "neural_model", "neural_data", "shuffle", "random", "ground_truth", "gabor_v1", "pixel",
+         "neural_model_cka"]
+
+
+def study(workdir, *flags, **popen):
+    command = [sys.executable, os.path.join(REPO_ROOT, "study.py"), "--config=configs/study.py:runlocal",
+               f"--workdir={workdir}", "--config.workers=0", *flags]
+    if popen:
+        return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def rows(workdir):
+    with open(os.path.join(workdir, "study.csv")) as handle:
+        return {(r["condition"], int(r["seed"])): r for r in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("study"))
+    completed = study(workdir)
+    return workdir, completed.stdout
+
+
+@needs_fashion_mnist
+def test_every_condition_kind_runs_and_the_report_is_written(finished):
+    workdir, stdout = finished
+    report = json.load(open(os.path.join(workdir, "study.json")))
+    assert report["counts"] == {"finished": 18, "failed": 0, "missing": 0}
+    assert [c["name"] for c in report["conditions"]] == KINDS
+    assert "vgg" in report["skipped"] and "VGG19 weights" in report["skipped"]["vgg"]
+    assert report["label"] == "SIMULATED V1 / fashion_mnist"
+    for name in ("report.md", "study.csv", "figures/noise_curves.png", "figures/adversarial.png", "figures/gamma.png"):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    assert "run 18/18" in stdout and "about" in stdout  # one progress line per run, with an ETA
+    cka = next(c for c in report["conditions"] if c["name"] == "neural_model_cka")
+    assert cka["similarity_loss"] == "cka" and cka["alpha"] == 2.0
+    none = next(c for c in report["conditions"] if c["name"] == "none")
+    assert none["alpha"] == 0.0
+    runs = json.load(open(os.path.join(workdir, "runs", "neural_model_cka", "seed_1", "config.json")))
+    assert runs["similarity"]["loss"] == "cka" and runs["seed"] == 1
+    markdown = open(os.path.join(workdir, "report.md")).read()
+    assert "SIMULATED" in markdown and "paired t-test" in markdown
+
+
+@needs_fashion_mnist
+def test_report_numbers_equal_a_recomputation_from_the_per_run_table(finished):
+    workdir, _ = finished
+    report = json.load(open(os.path.join(workdir, "study.json")))
+    table = rows(workdir)
+    for name in KINDS:
+        values = [float(table[(name, seed)]["clean"]) for seed in (0, 1)]
+        summary = report["summaries"][name]["clean"]
+        assert summary["n"] == 2 and summary["mean"] == pytest.approx(np.mean(values))
+        assert summary["sem"] == pytest.approx(np.std(values, ddof=1) / math.sqrt(2))
+        noisy = [float(table[(name, seed)]["noise_0.2"]) for seed in (0, 1)]
+        assert report["summaries"][name]["noise_0.2"]["mean"] == pytest.approx(np.mean(noisy))
+    for name in KINDS[1:]:
+        ours = report["comparisons"]["none"]["clean"][name]
+        a = np.array([float(table[(name, s)]["clean"]) for s in (0, 1)])
+        b = np.array([float(table[("none", s)]["clean"]) for s in (0, 1)])
+        assert ours["difference"] == pytest.approx((a - b).mean())
+        if ours["p"] is not None:
+            assert ours["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+
+
+@needs_fashion_mnist
+def test_an_interrupted_study_resumes_to_the_uninterrupted_numbers(finished, tmp_path):
+    workdir, _ = finished
+    target = os.path.join(workdir, "targets", "main", "target")
+    flags = [f"--config.conditions=path:neural={target}"]
+    process = study(str(tmp_path / "resumed"), *flags, popen=True)
+    try:
+        process.wait(timeout=np.random.default_rng(7).uniform(6.0, 14.0))
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    study(str(tmp_path / "resumed"), *flags)
+    resumed, uninterrupted = rows(tmp_path / "resumed"), rows(workdir)
+    for seed in (0, 1):
+        for column in ("clean", "noise_0.2", "linf_median", "l2_median", "similarity_r"):
+            assert resumed[("neural", seed)][column] == uninterrupted[("neural_model", seed)][column], column
+
+
+def _config(**changes):
+    config = cli.load_config("study.py", "runlocal")
+    for key, value in changes.items():
+        section = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            section = section[parent]
+        section[leaf] = value
+    return config
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"conditions": "none,neural_modle"}, "Unknown condition 'neural_modle'"),
+    ({"alpha": -1.0}, "config.alpha must be a finite number in \\[0, inf\\)"),
+    ({"seeds": ()}, "config.seeds must be a non-empty list"),
+    ({"seeds": (0, 0)}, "distinct training seeds"),
+    ({"shard": "3/2"}, "config.shard must be K/N"),
+    ({"conditions": "none,ground_truth", "build.recordings": REPO_ROOT}, "needs the SIMULATED population's ground truth"),
+    ({"conditions": "none,low_snr_model", "build.recordings": REPO_ROOT}, "is a simulator ablation"),
+    ({"train.epochs": 0}, "config.epochs must be an integer >= 1"),
+    ({"conditions": "path:x=/nonexistent"}, "no target at '/nonexistent'"),
+])
+def test_bad_study_configs_are_refused_before_anything_runs(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        plan.check_config(_config(**changes))
+
+
+def test_condition_names_cover_sweeps_and_ablations():
+    assert conditions.alpha_sweep((0, 2, 40)) == ["none", "neural_model_alpha2", "neural_model_alpha40"]
+    swept = conditions.resolve("neural_model_alpha5", alpha=20, alpha_cka=2)
+    assert swept.alpha == 5.0 and swept.kind == "neural_model"
+    ablation = conditions.resolve("low_snr_data", alpha=20, alpha_cka=2)
+    assert ablation.build == "low_snr" and ablation.kind == "neural_data"
+    config = _config(conditions="none,high_sf_model,high_sf_data")
+    study_plan = plan.make_plan(config, "/tmp/x")
+    assert study_plan.builds["high_sf"].simulation.wavelength_range == (6.0, 12.0)
+    assert study_plan.builds["high_sf"].target.extra_kinds == "neural_data"
+    assert [r.key for r in study_plan.runs][:3] == ["none/seed_0", "none/seed_1", "high_sf_model/seed_0"]
+    sharded = plan.make_plan(_config(shard="2/3"), "/tmp/x")
+    assert [r.index % 3 for r in sharded.shard_runs()] == [1] * len(sharded.shard_runs())
