@@ -59,11 +59,18 @@ def get_config(arg=None):
     # Every run's training config (configs/demo.py); alpha, seed, the similarity loss and the
     # target path are set per run.
     config.train = cli.load_config("demo.py")
+    del config.train["evaluation"]  # the study evaluates each run itself (below)
+    config.train.data.dataset = "fashion_mnist"
+    config.train.data.train_limit = 12000
+    config.train.data.eval_limit = 2000
+    config.train.model.width = 0.125
+    config.train.batch_size = 64
     config.train.epochs = 3
+    config.train.optim.learning_rate = 0.05
     config.train.optim.schedule = "paper"  # step decay, here x0.3 after each epoch:
     config.train.optim.step_epochs = 1  # 0.05, 0.015, 0.0045 (ends quiet: seeds agree)
+    config.train.optim.decay = 0.3
     config.train.optim.cycle_epochs = 1000
-    del config.train["evaluation"]  # the study evaluates each run itself (below)
 
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.num_examples = 2000  # the first N test images (0: all), the same for every run
@@ -75,13 +82,14 @@ def get_config(arg=None):
     config.evaluation.batch_size = 256
 
     config.shard = "1/1"  # K/N: this invocation runs every N-th run, from the K-th
-    config.workers = 1  # runs at once, each in its own process; 0: one after another in this one
+    # Runs at once, each in its own process with cpu_count / workers TensorFlow threads (two
+    # one-thread runs use 2 cores better than one two-thread run); 0: one after another here.
+    config.workers = 2
     config.overwrite = False  # replace runs and targets of another config instead of refusing
     config.report_only = False  # only (re)write the report from what has finished
 
     if arg == "runlocal":
         config.seeds = (0, 1)
-        config.workers = 2
         config.build = cli.load_config("build_target.py", "demo")
         config.build.simulation.preset = "tiny"
         config.build.model.max_epochs = 2

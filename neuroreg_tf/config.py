@@ -24,7 +24,10 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.epochs = 40
     config.batch_size = 64  # GLOBAL classification images per step, split over replicas; paper: 64.
     config.deterministic = True  # neuroreg_tf.determinism.enable(): op determinism, no grappler regrouping.
-    config.jit_compile = False
+    config.jit_compile = False  # XLA; measured in bench/RESULTS.md (not faster here on CPU)
+    # "float32", "mixed_float16" (GPUs with tensor cores; loss scaling) or "mixed_bfloat16":
+    # layers compute in that type, variables and the similarity math (Eq 8-10) stay float32.
+    config.precision = "float32"
     config.verbose = 1  # Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.
     config.overwrite = False  # Refuse to overwrite a finished run in --workdir.
     config.strategy = "default"  # "default", "mirrored" (all GPUs) or "multi_worker" (TF_CONFIG).
@@ -125,10 +128,20 @@ class ConfigChecker:
         self.prefix = prefix
 
     def value(self, key: str):
-        """The value at the dotted ``key``."""
+        """The value at the dotted ``key``.
+
+        Raises:
+            ConfigError: the config has no such key (e.g. one written by an older version).
+        """
         value = self.config
         for part in key.split("."):
-            value = value[part]
+            try:
+                value = value[part]
+            except (KeyError, TypeError):
+                raise ConfigError(
+                    f"{self.prefix}.{key} is missing; configs/*.py define it (a config saved by an "
+                    "older version may lack it: start from the current config file)."
+                ) from None
         return value
 
     def fail(self, key: str, expected: str, value=None) -> None:

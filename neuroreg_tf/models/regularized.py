@@ -254,6 +254,8 @@ class NeuralRegularizedModel(keras.Model):
     def _similarity_from_features(self, layer_outputs, update_means):
         per_layer = []
         for index, output in enumerate(layer_outputs):
+            # The similarity math stays in float32 under a mixed-precision policy.
+            output = tf.cast(output, tf.float32)
             mean = None
             if self.centering == "ema":
                 mean = self._running_mean(index, output, update_means)
@@ -316,6 +318,7 @@ class NeuralRegularizedModel(keras.Model):
         across replicas so uneven splits stay exact); summed over replicas it is
         the global mean.
         """
+        logits = tf.cast(logits, tf.float32)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         local_count = tf.cast(tf.shape(per_example)[0], per_example.dtype)
         global_count = _sum_over_replicas(local_count)
@@ -372,7 +375,9 @@ class NeuralRegularizedModel(keras.Model):
                 sim_loss = self.similarity_loss(s_pred, target)
                 objective = objective + self.alpha * sim_loss / replicas
         variables = self.trainable_variables
-        gradients = tape.gradient(objective, variables)
+        # Under mixed_float16 the optimizer is a LossScaleOptimizer: it scales the loss here and
+        # unscales (and checks) the gradients in apply; otherwise scale_loss is the identity.
+        gradients = tape.gradient(self.optimizer.scale_loss(objective), variables)
         self.optimizer.apply(
             [g for g in gradients if g is not None],
             [v for g, v in zip(gradients, variables) if g is not None],
@@ -408,7 +413,7 @@ class NeuralRegularizedModel(keras.Model):
     def _update_metrics(self, total, task_loss, labels, logits, target, s_pred, sim_loss):
         self.loss_tracker.update_state(total)
         self.task_loss_tracker.update_state(task_loss)
-        self.accuracy_tracker.update_state(labels, logits)
+        self.accuracy_tracker.update_state(labels, tf.cast(logits, tf.float32))
         if s_pred is not None:
             self.similarity_loss_tracker.update_state(sim_loss)
             self.similarity_r_tracker.update_state(similarity.pair_correlation(s_pred, target))

@@ -107,6 +107,7 @@ def ResNet(
     outputs = keras.layers.Dense(
         num_classes,
         kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
+        dtype="float32",  # logits in float32 under a mixed-precision policy too
         name="logits",
     )(x)
     return keras.Model(inputs, outputs, name=name or f"resnet{depth}")

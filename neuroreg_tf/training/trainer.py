@@ -71,6 +71,7 @@ IDENTITY_EXCLUDED = (
     "verbose", "overwrite", "checkpoint_every_steps", "data.data_dir", "target.path", "target.build",
 )
 LR_SCALINGS = ("none", "linear")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SCHEDULES = ("paper", "constant")
 
 
@@ -87,6 +88,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check.integer("batch_size", minimum=1)
     check.choice("strategy", STRATEGIES)
     check.choice("batch_norm", BATCH_NORM_MODES)
+    check.choice("precision", PRECISIONS)
     check.integer("checkpoint_every_steps", minimum=0)
     check.choice("data.dataset", data.known_datasets())
     check.integer("data.train_limit", minimum=1, allow_none=True)
@@ -186,24 +188,30 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> k
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_shape) -> NeuralRegularizedModel:
-    classifier = ResNet(
-        config.model.depth,
-        num_classes=num_classes,
-        width=config.model.width,
-        weight_decay=config.model.weight_decay,
-    )
-    configure_batch_norm(classifier, config.batch_norm)
-    return NeuralRegularizedModel(
-        classifier,
-        tap_layers=config.similarity.tap_layers,
-        alpha=config.alpha,
-        centering=config.similarity.centering,
-        ema_momentum=config.similarity.ema_momentum,
-        similarity_loss=config.similarity.loss,
-        arctanh_eps=config.similarity.arctanh_eps,
-        stimulus_bn=config.similarity.stimulus_bn,
-        stimulus_shape=stimulus_shape,
-    )
+    """The classifier and its NeuralRegularizedModel, under ``config.precision``'s dtype policy."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.get("precision", "float32"))
+    try:
+        classifier = ResNet(
+            config.model.depth,
+            num_classes=num_classes,
+            width=config.model.width,
+            weight_decay=config.model.weight_decay,
+        )
+        configure_batch_norm(classifier, config.batch_norm)
+        return NeuralRegularizedModel(
+            classifier,
+            tap_layers=config.similarity.tap_layers,
+            alpha=config.alpha,
+            centering=config.similarity.centering,
+            ema_momentum=config.similarity.ema_momentum,
+            similarity_loss=config.similarity.loss,
+            arctanh_eps=config.similarity.arctanh_eps,
+            stimulus_bn=config.similarity.stimulus_bn,
+            stimulus_shape=stimulus_shape,
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _save_keras_atomic(model: keras.Model, path: str) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf import determinism
+from neuroreg_tf.quiet import quiet_tensorflow
 from neuroreg_tf.neural import statistics
 from neuroreg_tf.neural.predictive.config import PredictiveModelConfig
 from neuroreg_tf.neural.predictive.evaluation import evaluate_predictor
@@ -304,6 +305,7 @@ def fit_predictive_models(
     workers = workers or min(len(recordings), 2 * (os.cpu_count() or 1))
     log(f"fitting {len(recordings)} predictive model(s), {workers} single-threaded process(es) at once")
     jobs = [(index, len(recordings), recording, config) for index, recording in enumerate(recordings)]
-    with multiprocessing.get_context("spawn").Pool(processes=workers) as pool:
+    # The initializer imports TensorFlow quietly before the task's module (which imports it) loads.
+    with multiprocessing.get_context("spawn").Pool(processes=workers, initializer=quiet_tensorflow) as pool:
         results = pool.map(_fit_in_worker, jobs, chunksize=1)
     return [_rebuild(result, recording, config) for result, recording in zip(results, recordings)]
