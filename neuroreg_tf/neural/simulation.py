@@ -389,7 +389,8 @@ def simulate_experiment(
     if unknown:
         raise ValueError(f"Unknown design overrides {unknown}; known: {sorted(design)}. Received: {design_overrides}")
     design.update(design_overrides)
-    design["population_size"] = max(design["population_size"], design["neurons_per_scan"])
+    if "neurons_per_scan" in design_overrides and "population_size" not in design_overrides:
+        design["population_size"] = max(design["population_size"], 2 * design["neurons_per_scan"])
     if not rate_scale > 0:
         raise ValueError(f"`rate_scale` must be positive. Received: rate_scale={rate_scale}")
     if design["n_oracle"] < 2 or design["n_repeats"] < 2:

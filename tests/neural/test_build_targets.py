@@ -55,7 +55,8 @@ def test_build_targets_writes_every_kind_loadable(built, tiny):
     )
     shuffle = targets.load_target(os.path.join(out, "targets", "shuffle"))
     assert shuffle.metadata["permutation_seed"] == 0
-    assert any("epoch" in m for m in messages)
+    assert any("fitting 2 predictive model(s)" in m for m in messages)
+    assert all(scan["epochs_trained"] >= 1 for scan in json.load(open(os.path.join(out, "target_report.json")))["scans"])
 
 
 def test_report_has_the_required_keys_and_figures(built):

@@ -50,7 +50,7 @@ def test_help_lists_the_config_fields(tmp_path):
     completed = run("train.py", "--help", cwd=tmp_path)  # absl exits with status 1 after --help
     assert "--config.alpha=20.0" in completed.stdout
     assert "--config.similarity.loss='arctanh'" in completed.stdout
-    assert "--workdir" in completed.stdout and "--debug" in completed.stdout
+    assert "--workdir" in completed.stdout and "--[no]debug" in completed.stdout
 
 
 @needs_fashion_mnist

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -38,45 +39,52 @@ def rows(workdir):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
+    """:runlocal with every condition kind at seed 0, then grown to seed 1 for None and Neural (model)."""
     workdir = str(tmp_path_factory.mktemp("study"))
-    completed = study(workdir)
-    return workdir, completed.stdout
+    first = study(workdir, "--config.seeds=(0,)")
+    grown = study(workdir, "--config.seeds=(0,1)", "--config.conditions=none,neural_model")
+    return workdir, first.stdout, grown.stdout
 
 
 @needs_fashion_mnist
 def test_every_condition_kind_runs_and_the_report_is_written(finished):
-    workdir, stdout = finished
+    workdir, first, grown = finished
+    assert "run 9/9" in first and "about" in first  # one progress line per run, with an ETA
+    assert "vgg" in first and "VGG19 weights" in first  # listed as skipped, with the reason
+    assert "2 already finished, 2 to run" in grown  # the grown study reuses its finished runs
+    for kind in KINDS:
+        assert os.path.isfile(os.path.join(workdir, "runs", kind, "seed_0", "evaluation", "robustness.json")), kind
     report = json.load(open(os.path.join(workdir, "study.json")))
-    assert report["counts"] == {"finished": 18, "failed": 0, "missing": 0}
-    assert [c["name"] for c in report["conditions"]] == KINDS
-    assert "vgg" in report["skipped"] and "VGG19 weights" in report["skipped"]["vgg"]
+    assert report["counts"] == {"finished": 4, "failed": 0, "missing": 0}
+    assert [c["name"] for c in report["conditions"]] == ["none", "neural_model"]
     assert report["label"] == "SIMULATED V1 / fashion_mnist"
     for name in ("report.md", "study.csv", "figures/noise_curves.png", "figures/adversarial.png", "figures/gamma.png"):
         assert os.path.isfile(os.path.join(workdir, name)), name
-    assert "run 18/18" in stdout and "about" in stdout  # one progress line per run, with an ETA
-    cka = next(c for c in report["conditions"] if c["name"] == "neural_model_cka")
-    assert cka["similarity_loss"] == "cka" and cka["alpha"] == 2.0
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    cka = next(c for c in plan.make_plan(ml_collections.ConfigDict({**config, "conditions": ",".join(KINDS)}),
+                                             workdir).conditions if c.name == "neural_model_cka")
+    assert cka.similarity_loss == "cka" and cka.alpha == 2.0
     none = next(c for c in report["conditions"] if c["name"] == "none")
     assert none["alpha"] == 0.0
-    runs = json.load(open(os.path.join(workdir, "runs", "neural_model_cka", "seed_1", "config.json")))
-    assert runs["similarity"]["loss"] == "cka" and runs["seed"] == 1
+    runs = json.load(open(os.path.join(workdir, "runs", "neural_model_cka", "seed_0", "config.json")))
+    assert runs["similarity"]["loss"] == "cka" and runs["alpha"] == 2.0
     markdown = open(os.path.join(workdir, "report.md")).read()
     assert "SIMULATED" in markdown and "paired t-test" in markdown
 
 
 @needs_fashion_mnist
 def test_report_numbers_equal_a_recomputation_from_the_per_run_table(finished):
-    workdir, _ = finished
+    workdir, _, _ = finished
     report = json.load(open(os.path.join(workdir, "study.json")))
     table = rows(workdir)
-    for name in KINDS:
+    for name in ("none", "neural_model"):
         values = [float(table[(name, seed)]["clean"]) for seed in (0, 1)]
         summary = report["summaries"][name]["clean"]
         assert summary["n"] == 2 and summary["mean"] == pytest.approx(np.mean(values))
         assert summary["sem"] == pytest.approx(np.std(values, ddof=1) / math.sqrt(2))
         noisy = [float(table[(name, seed)]["noise_0.2"]) for seed in (0, 1)]
         assert report["summaries"][name]["noise_0.2"]["mean"] == pytest.approx(np.mean(noisy))
-    for name in KINDS[1:]:
+    for name in ("neural_model",):
         ours = report["comparisons"]["none"]["clean"][name]
         a = np.array([float(table[(name, s)]["clean"]) for s in (0, 1)])
         b = np.array([float(table[("none", s)]["clean"]) for s in (0, 1)])
@@ -87,7 +95,7 @@ def test_report_numbers_equal_a_recomputation_from_the_per_run_table(finished):
 
 @needs_fashion_mnist
 def test_an_interrupted_study_resumes_to_the_uninterrupted_numbers(finished, tmp_path):
-    workdir, _ = finished
+    workdir, _, _ = finished
     target = os.path.join(workdir, "targets", "main", "target")
     flags = [f"--config.conditions=path:neural={target}"]
     process = study(str(tmp_path / "resumed"), *flags, popen=True)
