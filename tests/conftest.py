@@ -59,3 +59,19 @@ def training_data(target, classification):
     from neuroreg_tf.training import joint_dataset
 
     return joint_dataset(classification, target, np.arange(JOINT_STIMULI), JOINT_BATCH, seed=0)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Every matplotlib figure saved during the test, by file name, to check what it shows."""
+    from matplotlib.figure import Figure
+
+    saved = {}
+    original = Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        saved[os.path.basename(str(fname))] = self
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
