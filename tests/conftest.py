@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -61,9 +62,9 @@ def training_data(target, classification):
     return joint_dataset(classification, target, np.arange(JOINT_STIMULI), JOINT_BATCH, seed=0)
 
 
-@pytest.fixture
-def saved_figures(monkeypatch):
-    """Every matplotlib figure saved during the test, by file name, to check what it shows."""
+@contextlib.contextmanager
+def capturing_figures():
+    """Collects every matplotlib figure saved inside the block, by file name, to check what it shows."""
     from matplotlib.figure import Figure
 
     saved = {}
@@ -73,5 +74,13 @@ def saved_figures(monkeypatch):
         saved[os.path.basename(str(fname))] = self
         return original(self, fname, *args, **kwargs)
 
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return saved
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", savefig)
+        yield saved
+
+
+@pytest.fixture
+def saved_figures():
+    """``capturing_figures`` for the whole test."""
+    with capturing_figures() as saved:
+        yield saved
