@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -59,3 +60,27 @@ def training_data(target, classification):
     from neuroreg_tf.training import joint_dataset
 
     return joint_dataset(classification, target, np.arange(JOINT_STIMULI), JOINT_BATCH, seed=0)
+
+
+@contextlib.contextmanager
+def capturing_figures():
+    """Collects every matplotlib figure saved inside the block, by file name, to check what it shows."""
+    from matplotlib.figure import Figure
+
+    saved = {}
+    original = Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        saved[os.path.basename(str(fname))] = self
+        return original(self, fname, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", savefig)
+        yield saved
+
+
+@pytest.fixture
+def saved_figures():
+    """``capturing_figures`` for the whole test."""
+    with capturing_figures() as saved:
+        yield saved

@@ -91,7 +91,7 @@ def fraction_explainable_variance_explained(repeated, predictions) -> np.ndarray
     """
     repeated = similarity.check_repeated(repeated)
     predictions = np.asarray(predictions, dtype=np.float64)
-    if predictions.ndim == 2:
+    if predictions.shape == (repeated.shape[0], repeated.shape[2]):
         predictions = np.broadcast_to(predictions[:, None, :], repeated.shape)
     if predictions.shape != repeated.shape:
         raise ValueError(

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import oracles
 from conftest import JOINT_BATCH as BATCH
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet18
 
@@ -134,3 +135,231 @@ def test_batch_norm_moving_averages_and_the_stimulus_pass(training_data, mode, s
     pairs = list(zip(_moving_averages(model.classifier), _moving_averages(reference)))
     matches = all(np.allclose(ours, theirs, atol=1e-6) for ours, theirs in pairs)
     assert matches == same_as_classification_only
+
+
+# ------------------------------------------------- the joint step's gradient, against float64 by hand
+
+TINY_WIDTH = 3  # 3 x 3 grayscale images and stimuli
+TINY_HIDDEN = 4
+TINY_CLASSES = 3
+TINY_L2 = 2.0**-7  # exact in float32, the precision Keras keeps a regularizer's factor in
+ARCTANH_EPS = 1e-5
+
+
+@pytest.fixture
+def float64_keras():
+    """Builds the models of a test in float64, so its gradient can be compared at 1e-8."""
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(previous)
+
+
+def _tiny_joint_model(params, alpha, **kwargs):
+    """A Dense(tanh) -> Dense classifier tapped at both layers, with an L2 kernel penalty."""
+    inputs = keras.Input((TINY_WIDTH, TINY_WIDTH, 1))
+    flat = keras.layers.Flatten()(inputs)
+    hidden = keras.layers.Dense(
+        TINY_HIDDEN, activation="tanh", kernel_regularizer=keras.regularizers.L2(TINY_L2), name="hidden"
+    )(flat)
+    logits = keras.layers.Dense(TINY_CLASSES, name="logits")(hidden)
+    classifier = keras.Model(inputs, logits)
+    classifier.get_layer("hidden").set_weights([params["w1"], params["b1"]])
+    classifier.get_layer("logits").set_weights([params["w2"], params["b2"]])
+    model = NeuralRegularizedModel(classifier, tap_layers=["hidden", "logits"], alpha=alpha, **kwargs)
+    model.gamma_logits.assign(params["g"])
+    return model
+
+
+def _tiny_forward(params, images):
+    """(hidden, logits) of the tiny classifier, float64, one image at a time."""
+    hidden, logits = [], []
+    for image in images:
+        pixels = np.asarray(image, np.float64).reshape(-1)
+        h = np.tanh(pixels @ params["w1"] + params["b1"])
+        hidden.append(h)
+        logits.append(h @ params["w2"] + params["b2"])
+    return np.array(hidden), np.array(logits)
+
+
+def _tiny_terms(params, batch, means=None):
+    """Eq 7-10 by hand: (task, regularisation, similarity loss, S_CNN) in float64.
+
+    ``means``: per tapped layer, the fixed vector to centre with (EMA centring); None: the
+    stimulus batch's own mean, differentiated like everything else (batch centring).
+    """
+    _, logits = _tiny_forward(params, batch["images"])
+    task = np.mean([
+        np.log(np.sum(np.exp(row))) - row[label] for row, label in zip(logits, batch["labels"])
+    ])
+    regularization = TINY_L2 * np.sum(params["w1"] ** 2)
+    taps = _tiny_forward(params, batch["stimuli"])
+    n = len(batch["stimuli"])
+    gamma = oracles.softmax(params["g"])
+    s_cnn = np.zeros((n, n))
+    for k, features in enumerate(taps):
+        centre = features.mean(axis=0) if means is None else means[k]
+        centred = features - centre
+        for i in range(n):
+            for j in range(n):
+                cosine = centred[i] @ centred[j] / np.sqrt((centred[i] @ centred[i]) * (centred[j] @ centred[j]))
+                s_cnn[i, j] += gamma[k] * cosine
+    target = np.asarray(batch["target_similarity"], np.float64)
+    clamp = lambda s: min(max(s, -1 + ARCTANH_EPS), 1 - ARCTANH_EPS)  # noqa: E731
+    squares = [
+        (np.arctanh(clamp(s_cnn[i, j])) - np.arctanh(clamp(target[i, j]))) ** 2
+        for i in range(n)
+        for j in range(i + 1, n)
+    ]
+    return task, regularization, float(np.mean(squares)), s_cnn
+
+
+def _finite_difference_gradient(params, objective, step=1e-6):
+    """Central differences of ``objective(params)`` in float64, one coordinate at a time."""
+    gradient = {}
+    for name, value in params.items():
+        gradient[name] = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            shifted = {key: array.copy() for key, array in params.items()}
+            shifted[name][index] = value[index] + step
+            up = objective(shifted)
+            shifted[name][index] = value[index] - step
+            gradient[name][index] = (up - objective(shifted)) / (2 * step)
+    return gradient
+
+
+def _tiny_batch(seed=0, n_images=5, n_stimuli=6):
+    rng = np.random.default_rng(seed)
+    embedding = rng.normal(size=(n_stimuli, 3))
+    embedding -= embedding.mean(axis=0)
+    embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+    target = np.clip(embedding @ embedding.T, -1, 1)
+    np.fill_diagonal(target, 1.0)
+    return {
+        "images": rng.uniform(size=(n_images, TINY_WIDTH, TINY_WIDTH, 1)),
+        "labels": rng.integers(0, TINY_CLASSES, n_images),
+        "stimuli": rng.uniform(size=(n_stimuli, TINY_WIDTH, TINY_WIDTH, 1)),
+        # Targets are stored as float32; the oracle uses the same float32 values.
+        "target_similarity": target.astype(np.float32),
+    }
+
+
+def _tiny_params(seed=1):
+    rng = np.random.default_rng(seed)
+    return {
+        "w1": rng.normal(size=(TINY_WIDTH * TINY_WIDTH, TINY_HIDDEN)),
+        "b1": rng.normal(scale=0.1, size=TINY_HIDDEN),
+        "w2": rng.normal(size=(TINY_HIDDEN, TINY_CLASSES)),
+        "b2": rng.normal(scale=0.1, size=TINY_CLASSES),
+        "g": np.array([0.4, -0.3]),  # unequal layer weights gamma, so the softmax is exercised
+    }
+
+
+def _one_sgd_step(model, batch):
+    """One ``fit`` step with SGD(learning rate 1): the update is minus the gradient, exactly."""
+    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    before = {
+        "w1": model.classifier.get_layer("hidden").kernel.numpy(),
+        "b1": model.classifier.get_layer("hidden").bias.numpy(),
+        "w2": model.classifier.get_layer("logits").kernel.numpy(),
+        "b2": model.classifier.get_layer("logits").bias.numpy(),
+        "g": model.gamma_logits.numpy(),
+    }
+    history = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
+    after = {
+        "w1": model.classifier.get_layer("hidden").kernel.numpy(),
+        "b1": model.classifier.get_layer("hidden").bias.numpy(),
+        "w2": model.classifier.get_layer("logits").kernel.numpy(),
+        "b2": model.classifier.get_layer("logits").bias.numpy(),
+        "g": model.gamma_logits.numpy(),
+    }
+    gradient = {name: before[name] - after[name] for name in before}
+    return gradient, after, {key: values[0] for key, values in history.items()}
+
+
+# Central differences with step 1e-6 on an objective of order 1 are exact to ~1e-9 in float64
+# (truncation ~1e-12, rounding ~1e-10); the float64 Keras gradient to ~1e-14. 1e-8 leaves
+# margin while any change of a term's weight (alpha, 1/replicas, a gamma, the clamp) moves the
+# gradient by more than 1e-3.
+GRADIENT_ATOL = 1e-8
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_joint_step_gradient_is_eq_7_to_10_by_hand(float64_keras, monkeypatch, replicas):
+    """The update of one train_step is the float64 gradient of task + (reg + alpha * Eq 8) / R.
+
+    With R replicas each replica's objective is its share of the task loss plus the
+    regularisation and alpha * L_sim divided by R (the module docstring), so that the summed
+    gradients equal one device's; ``_num_replicas`` is set to 2 to check that scaling in-process.
+    """
+    from neuroreg_tf.models import regularized
+
+    monkeypatch.setattr(regularized, "_num_replicas", lambda: replicas)
+    alpha = 3.0
+    params, batch = _tiny_params(), _tiny_batch()
+    gradient, _, logs = _one_sgd_step(_tiny_joint_model(params, alpha), batch)
+
+    def objective(p):
+        task, regularization, sim, _ = _tiny_terms(p, batch)
+        return task + (regularization + alpha * sim) / replicas
+
+    expected = _finite_difference_gradient(params, objective)
+    for name in params:
+        np.testing.assert_allclose(gradient[name], expected[name], rtol=0, atol=GRADIENT_ATOL, err_msg=name)
+    # The logged numbers are the whole objective's, whatever the replica count.
+    task, regularization, sim, s_cnn = _tiny_terms(params, batch)
+    _, logits = _tiny_forward(params, batch["images"])
+    assert logs["task_loss"] == pytest.approx(task, rel=1e-12)
+    assert logs["similarity_loss"] == pytest.approx(sim, rel=1e-12)
+    assert logs["loss"] == pytest.approx(task + regularization + alpha * sim, rel=1e-12)
+    r = oracles.pearson(oracles.upper_pairs(s_cnn), oracles.upper_pairs(batch["target_similarity"]))
+    assert logs["similarity_r"] == pytest.approx(r, rel=1e-10)
+    assert logs["accuracy"] == pytest.approx(np.mean(np.argmax(logits, axis=1) == batch["labels"]), abs=1e-12)
+
+
+def test_joint_step_with_ema_centring_uses_the_updated_running_mean_as_a_constant(float64_keras):
+    """EMA centring: the step first updates m <- 0.9 m + 0.1 batch mean, then centres with m, which
+    carries no gradient (the gradient differs from batch centring's)."""
+    alpha = 3.0
+    params, batch = _tiny_params(), _tiny_batch()
+    model = _tiny_joint_model(params, alpha, centering="ema", stimulus_shape=(TINY_WIDTH, TINY_WIDTH))
+    rng = np.random.default_rng(5)
+    previous = [rng.normal(scale=0.3, size=TINY_HIDDEN), rng.normal(scale=0.3, size=TINY_CLASSES)]
+    for variable, value in zip(model.feature_means, previous):
+        variable.assign(value)
+    model.ema_initialized.assign(1.0)
+    gradient, _, logs = _one_sgd_step(model, batch)
+
+    taps = _tiny_forward(params, batch["stimuli"])
+    updated = [0.9 * m + 0.1 * features.mean(axis=0) for m, features in zip(previous, taps)]
+    for variable, value in zip(model.feature_means, updated):
+        np.testing.assert_allclose(variable.numpy(), value, rtol=0, atol=1e-12)
+
+    def objective(p):
+        task, regularization, sim, _ = _tiny_terms(p, batch, means=updated)
+        return task + regularization + alpha * sim
+
+    expected = _finite_difference_gradient(params, objective)
+    for name in params:
+        np.testing.assert_allclose(gradient[name], expected[name], rtol=0, atol=GRADIENT_ATOL, err_msg=name)
+    assert logs["similarity_loss"] == pytest.approx(_tiny_terms(params, batch, means=updated)[2], rel=1e-12)
+
+
+def test_joint_step_with_alpha_zero_ignores_the_similarity_and_monitors_it_after_the_update(float64_keras):
+    params, batch = _tiny_params(), _tiny_batch()
+    gradient, after, logs = _one_sgd_step(_tiny_joint_model(params, 0.0), batch)
+
+    def objective(p):
+        task, regularization, _, _ = _tiny_terms(p, batch)
+        return task + regularization
+
+    expected = _finite_difference_gradient(params, objective)
+    for name in params:
+        np.testing.assert_allclose(gradient[name], expected[name], rtol=0, atol=GRADIENT_ATOL, err_msg=name)
+    np.testing.assert_array_equal(after["g"], params["g"])  # gamma gets no gradient at alpha = 0
+    task, regularization, _, _ = _tiny_terms(params, batch)
+    _, _, sim_after, s_after = _tiny_terms(after, batch)  # measured outside the gradient, after the step
+    assert logs["loss"] == pytest.approx(task + regularization, rel=1e-12)
+    assert logs["similarity_loss"] == pytest.approx(sim_after, rel=1e-12)
+    r = oracles.pearson(oracles.upper_pairs(s_after), oracles.upper_pairs(batch["target_similarity"]))
+    assert logs["similarity_r"] == pytest.approx(r, rel=1e-10)

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from neuroreg_tf import similarity, targets
+import oracles
+from conftest import capturing_figures
+from neuroreg_tf import targets
 from neuroreg_tf.neural import build_targets, predictive, simulation, target_kinds
 
 
@@ -19,57 +21,115 @@ def tiny():
 def built(tiny, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("built"))
     messages = []
-    report = build_targets.build_targets(
-        tiny.recordings,
-        out,
-        extra_kinds=("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"),
-        predictor_config=predictive.PredictiveModelConfig(channels=4, max_epochs=1, batch_size=32),
-        experiment=tiny,
-        vgg_weights="random",
-        log=messages.append,
-    )
-    return out, report, messages
+    with capturing_figures() as figures:
+        report = build_targets.build_targets(
+            tiny.recordings,
+            out,
+            extra_kinds=("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"),
+            predictor_config=predictive.PredictiveModelConfig(channels=4, max_epochs=1, batch_size=32),
+            experiment=tiny,
+            vgg_weights="random",
+            log=messages.append,
+        )
+    return out, report, messages, figures
+
+
+def oracle_repeats(recording, ids):
+    """(n_images, n_repeats, n_neurons) responses to the repeated images ``ids``, from the raw trials."""
+    return np.stack([recording.responses[recording.image_ids == i] for i in ids]).astype(np.float64)
+
+
+def centred_cosine(responses):
+    """Eq 2 by NumPy (no weights): centre over stimuli, unit rows, inner products."""
+    centred = np.asarray(responses, np.float64) - np.mean(responses, axis=0)
+    units = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    return units @ units.T
 
 
 def test_build_targets_writes_every_kind_loadable(built, tiny):
-    out, report, messages = built
+    out, report, messages, _ = built
     for kind in ("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"):
         target = targets.load_target(os.path.join(out, "targets", kind))
         assert target.kind == kind and target.simulated
         assert "SIMULATED" in target.metadata["label"]
-        block = target.similarity(np.array([0, 2, 5]))
-        assert block.shape == (3, 3)
-        np.testing.assert_allclose(np.diag(block), 1.0)
     primary = targets.load_target(os.path.join(out, "target"))
     assert primary.kind == "neural_model" and primary.n_stimuli == 312
     np.testing.assert_array_equal(primary.stimuli, tiny.stimuli)
+    # The oracle target: Eq 1 and Eq 3 by loops on each scan's raw repeats, averaged over scans.
     oracle = targets.load_target(os.path.join(out, "targets", "oracle"))
-    assert oracle.n_stimuli == 12
-    scans = [target_kinds.analyse_scan(r) for r in tiny.recordings]
-    expected = np.mean([s.oracle_similarity for s in scans], axis=0)
+    np.testing.assert_array_equal(oracle.metadata["image_ids"], tiny.oracle_ids)
+    np.testing.assert_array_equal(oracle.stimuli, tiny.stimuli[tiny.oracle_ids])
+    repeats = [oracle_repeats(r, tiny.oracle_ids) for r in tiny.recordings]
+    expected = np.mean([oracles.oracle_similarity(r, oracles.snr_weights(r)) for r in repeats], axis=0)
     np.fill_diagonal(expected, 1.0)
-    np.testing.assert_allclose(oracle.full_matrix(), expected, atol=1e-5)
+    np.testing.assert_allclose(oracle.full_matrix(), expected, atol=1e-6)  # stored as float32
     truth = targets.load_target(os.path.join(out, "targets", "ground_truth"))
-    np.testing.assert_allclose(
-        truth.full_matrix(), similarity.similarity_matrix(tiny.ground_truth_rates()), atol=1e-5
-    )
+    np.testing.assert_allclose(truth.full_matrix(), centred_cosine(tiny.ground_truth_rates()), atol=1e-5)
     shuffle = targets.load_target(os.path.join(out, "targets", "shuffle"))
+    permutation = np.random.default_rng(0).permutation(312)
+    index = np.arange(0, 312, 5)
+    np.testing.assert_allclose(shuffle.similarity(index), primary.similarity(permutation[index]), atol=1e-6)
     assert shuffle.metadata["permutation_seed"] == 0
     assert any("fitting 2 predictive model(s)" in m for m in messages)
     assert all(scan["epochs_trained"] >= 1 for scan in json.load(open(os.path.join(out, "target_report.json")))["scans"])
+    for key in ("r_data_vs_oracle", "r_model_vs_oracle", "r_data_vs_truth", "r_model_vs_truth"):
+        assert f"  {key} = {report[key]:.3f}" in messages  # the log states the report's numbers
 
 
-def test_report_has_the_required_keys_and_figures(built):
-    out, report, _ = built
+def pair_r(a, b):
+    rows, cols = np.triu_indices(len(a), 1)
+    return float(np.corrcoef(np.asarray(a, np.float64)[rows, cols], np.asarray(b, np.float64)[rows, cols])[0, 1])
+
+
+def test_report_numbers_are_the_targets_and_equations(built, tiny):
+    out, report, _, _ = built
     with open(os.path.join(out, "target_report.json")) as f:
         on_disk = json.load(f)
-    for key in ("kind", "n_stimuli", "simulated", "r_data_vs_oracle", "r_model_vs_oracle", "r_data_vs_truth", "r_model_vs_truth"):
-        assert key in on_disk
-    assert on_disk["simulated"] is True and on_disk["n_stimuli"] == 312
-    assert -1 <= on_disk["r_model_vs_truth"] <= 1
-    assert on_disk["fluctuation_std_across_scans"] < on_disk["fluctuation_std_across_repeats"]
-    for path in on_disk["figures"]:
-        assert os.path.getsize(path) > 1000
+    assert on_disk["simulated"] is True and on_disk["n_stimuli"] == 312 and on_disk["n_oracle_shared"] == 12
+    # r(target, noiseless truth) over all pairs, from the written targets.
+    truth = centred_cosine(tiny.ground_truth_rates())
+    model = targets.load_target(os.path.join(out, "target")).full_matrix()
+    assert on_disk["r_model_vs_truth"] == pytest.approx(pair_r(model, truth), abs=1e-5)
+    data = targets.load_target(os.path.join(out, "targets", "neural_data"))
+    shared = np.asarray(data.metadata["image_ids"])
+    assert on_disk["r_data_vs_truth"] == pytest.approx(
+        pair_r(data.full_matrix(), centred_cosine(tiny.ground_truth_rates(shared))), abs=1e-5
+    )
+    # Eq 4 and Eq 5 by loops, with each scan's Eq 1 weights.
+    repeats = [oracle_repeats(r, tiny.oracle_ids) for r in tiny.recordings]
+    delta_scan, delta_repeat = oracles.fluctuations(repeats, [oracles.snr_weights(r) for r in repeats])
+    assert on_disk["fluctuation_std_across_scans"] == pytest.approx(np.std(delta_scan), rel=1e-9)
+    assert on_disk["fluctuation_std_across_repeats"] == pytest.approx(np.std(delta_repeat), rel=1e-9)
+    assert on_disk["fluctuation_std_across_scans"] < on_disk["fluctuation_std_across_repeats"]  # Fig. 1C
+    for scan, recording, repeated in zip(on_disk["scans"], tiny.recordings, repeats):
+        assert scan["n_neurons"] == recording.n_neurons and scan["n_repeats"] == 4
+        assert scan["median_snr_weight"] == pytest.approx(np.median(oracles.snr_weights(repeated)), rel=1e-9)
+
+
+def test_figures_show_the_reported_similarities_and_fluctuations(built, tiny):
+    out, report, _, figures = built
+    assert sorted(os.path.basename(p) for p in report["figures"]) == sorted(figures)
+    repeats = [oracle_repeats(r, tiny.oracle_ids) for r in tiny.recordings]
+    weights = [oracles.snr_weights(r) for r in repeats]
+    # Fig. 1A/B: each scan's S_oracle (top row), in one image order; the diagonal is not shown.
+    matrices = figures["fig1ab_similarity_matrices.png"].axes
+    for h, (repeated, w) in enumerate(zip(repeats, weights)):
+        shown = np.asarray(matrices[h].get_images()[0].get_array().filled(np.nan), np.float64)
+        assert np.all(np.isnan(np.diag(shown)))
+        expected = oracles.oracle_similarity(repeated, w)
+        np.testing.assert_allclose(np.sort(shown[~np.isnan(shown)]), np.sort(expected[~np.eye(12, dtype=bool)]), atol=1e-9)
+        assert matrices[h].get_title() == f"S_oracle (Eq 3), scan {h + 1}"
+    # Fig. 1C: densities of Eq 5 (first) and Eq 4 on 80 bins over [-1, 1], labelled with the stds.
+    (axis,) = figures["fig1c_fluctuations.png"].axes
+    delta_scan, delta_repeat = oracles.fluctuations(repeats, weights)
+    heights = np.array([patch.get_height() for patch in axis.patches])
+    edges = np.linspace(-1, 1, 81)
+    np.testing.assert_allclose(heights[:80], np.histogram(delta_repeat, edges, density=True)[0], rtol=1e-9)
+    np.testing.assert_allclose(heights[80:], np.histogram(delta_scan, edges, density=True)[0], rtol=1e-9)
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == [
+        f"across repeats (std {report['fluctuation_std_across_repeats']:.3f})",
+        f"across scans (std {report['fluctuation_std_across_scans']:.3f})",
+    ]
 
 
 def test_build_targets_rejects_impossible_requests(tiny, tmp_path):

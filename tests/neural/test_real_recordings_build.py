@@ -3,11 +3,12 @@ set (streamed) against the in-memory path and a hand computation, Fig. 1D labels
 
 import dataclasses
 import os
-import re
 
 import numpy as np
 import pytest
 
+import oracles
+from conftest import capturing_figures
 from neuroreg_tf import cli, targets
 from neuroreg_tf.errors import ConfigError, InputError
 from neuroreg_tf.neural import build_targets, predictive, simulation
@@ -110,21 +111,57 @@ def test_target_on_images_no_scan_saw_from_a_folder_and_a_large_uint8_array(tiny
     assert names == sorted(f"img_{i:03d}.png" for i in range(24))
 
 
-def test_fig1d_is_labelled_per_scan_with_the_reported_numbers(tiny, fitted, tmp_path):
-    report = build_targets.build_targets(tiny.recordings, str(tmp_path), extra_kinds=(), predictors=fitted, log=None)
+def hand_fig1d_numbers(recording, predictor):
+    """One scan's Fig. 1D by loops (Eq 1-3) and by hand (Eq 6) on its own oracle images:
+    (S_oracle, single-trial S over trials, S_model, r(S_data, S_oracle), r(S_model, S_oracle))."""
+    ids, counts = np.unique(recording.image_ids, return_counts=True)
+    oracle = ids[counts > 1]
+    repeated = np.stack([recording.responses[recording.image_ids == i] for i in oracle]).astype(np.float64)
+    n_images, n_repeats, n_neurons = repeated.shape
+    weights = oracles.snr_weights(repeated)
+    s_oracle = oracles.oracle_similarity(repeated, weights)
+    trials = oracles.centred_cosine(repeated.reshape(n_images * n_repeats, n_neurons), weights)
+    oracle_values, trial_values = [], []
+    for i in range(n_images):
+        for j in range(i + 1, n_images):
+            for ti in range(n_repeats):
+                for tj in range(n_repeats):
+                    oracle_values.append(s_oracle[i, j])
+                    trial_values.append(trials[i * n_repeats + ti, j * n_repeats + tj])
+    images = np.stack([recording.images[np.flatnonzero(recording.image_ids == i)[0]] for i in oracle])
+    s_model = hand_model_similarity([recording], [predictor], images)
+    r_data = oracles.pearson(oracle_values, trial_values)
+    r_model = oracles.pearson(oracles.upper_pairs(s_model), oracles.upper_pairs(s_oracle))
+    return s_oracle, s_model, r_data, r_model
+
+
+def test_fig1d_shows_and_labels_the_reported_numbers_per_scan(tiny, fitted, tmp_path):
+    with capturing_figures() as saved:
+        report = build_targets.build_targets(tiny.recordings, str(tmp_path), extra_kinds=(), predictors=fitted, log=None)
     labels = report["fig1d_labels"]
     assert len(labels["panels"]) == 2
+    axes = saved["fig1d_scatter.png"].axes
     for h, (panel, scan) in enumerate(zip(labels["panels"], report["scans"])):
+        s_oracle, s_model, r_data, r_model = hand_fig1d_numbers(tiny.recordings[h], fitted[h])
+        # float32 predictions and similarities: r agrees to ~1e-6.
+        assert scan["r_data_vs_oracle"] == pytest.approx(r_data, abs=1e-6)
+        assert scan["r_model_vs_oracle"] == pytest.approx(r_model, abs=1e-5)
         assert panel["title"].startswith(f"scan {h + 1}")
-        data_r = float(re.search(r"S_data, r = (-?[\d.]+)", panel["legend"][0]).group(1))
-        model_r = float(re.search(r"S_model, r = (-?[\d.]+)", panel["legend"][1]).group(1))
-        assert abs(data_r - scan["r_data_vs_oracle"]) <= 0.005 and abs(model_r - scan["r_model_vs_oracle"]) <= 0.005
+        assert panel["legend"] == [f"S_data, r = {r_data:.2f}", f"S_model, r = {r_model:.2f}"]
+        data_points, model_points = (c.get_offsets() for c in axes[h].collections)
+        assert len(data_points) == 66 * 16  # every oracle pair i < j x every repeat pair: all plotted
+        assert oracles.pearson(data_points[:, 0], data_points[:, 1]) == pytest.approx(r_data, abs=1e-6)
+        np.testing.assert_allclose(model_points[:, 0], oracles.upper_pairs(s_oracle), atol=1e-6)
+        np.testing.assert_allclose(model_points[:, 1], oracles.upper_pairs(s_model), atol=1e-5)
+        assert [t.get_text() for t in axes[h].get_legend().get_texts()] == panel["legend"]
     mean_data = np.mean([s["r_data_vs_oracle"] for s in report["scans"]])
     mean_model = np.mean([s["r_model_vs_oracle"] for s in report["scans"]])
+    assert report["r_data_vs_oracle"] == pytest.approx(mean_data, abs=1e-12)
+    assert report["r_model_vs_oracle"] == pytest.approx(mean_model, abs=1e-12)
     assert f"r(S_data, S_oracle) = {mean_data:.2f}" in labels["title"]
     assert f"r(S_model, S_oracle) = {mean_model:.2f}" in labels["title"]
     assert labels["title"].startswith("SIMULATED")
-    assert os.path.getsize(os.path.join(str(tmp_path), "figures", "fig1d_scatter.png")) > 1000
+    assert saved["fig1d_scatter.png"]._suptitle.get_text() == labels["title"]
 
 
 def test_scans_with_different_image_sizes_are_refused_naming_both(tiny):

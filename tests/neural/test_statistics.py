@@ -1,11 +1,9 @@
 """Neural statistics against independent, loop-based formulas."""
 
-import itertools
-
 import numpy as np
 import pytest
 
-from neuroreg_tf import similarity
+import oracles
 from neuroreg_tf.neural import statistics
 
 
@@ -50,6 +48,44 @@ def test_prediction_correlation_matches_corrcoef():
         statistics.prediction_correlation(responses, predictions[:, :3])
 
 
+def test_explainable_variance_and_feve_match_loops(repeated):
+    n_images, n_repeats, n_neurons = repeated.shape
+    predictions = repeated.mean(axis=1) + np.random.default_rng(8).normal(0.0, 0.4, size=(n_images, n_neurons))
+    fraction = statistics.explainable_variance_fraction(repeated)
+    feve = statistics.fraction_explainable_variance_explained(repeated, predictions)
+    per_trial = np.repeat(predictions[:, None, :], n_repeats, axis=1) + 0.1
+    feve_per_trial = statistics.fraction_explainable_variance_explained(repeated, per_trial)
+    for a in range(n_neurons):
+        trials = [repeated[i, t, a] for i in range(n_images) for t in range(n_repeats)]
+        total = oracles.variance(trials)
+        noise = sum(oracles.variance(repeated[i, :, a]) for i in range(n_images)) / n_images
+        assert fraction[a] == pytest.approx((total - noise) / total, rel=1e-10)
+        mse = sum((repeated[i, t, a] - predictions[i, a]) ** 2 for i in range(n_images) for t in range(n_repeats))
+        mse /= n_images * n_repeats
+        assert feve[a] == pytest.approx(1 - (mse - noise) / (total - noise), rel=1e-10)
+        mse = sum((repeated[i, t, a] - per_trial[i, t, a]) ** 2 for i in range(n_images) for t in range(n_repeats))
+        mse /= n_images * n_repeats
+        assert feve_per_trial[a] == pytest.approx(1 - (mse - noise) / (total - noise), rel=1e-10)
+    with pytest.raises(ValueError, match="predictions.shape=\\(6, 5\\)"):
+        statistics.fraction_explainable_variance_explained(repeated, predictions[:, :5])
+
+
+def test_degenerate_neurons_give_the_documented_values():
+    """A constant neuron: correlations 0, explainable fraction 0; no explainable variance: FEVE NaN."""
+    rng = np.random.default_rng(6)
+    repeated = rng.normal(size=(5, 3, 3))
+    repeated[:, :, 1] = 2.0  # constant
+    repeated[:, :, 2] = rng.normal(size=(1, 3))  # the same sequence for every image: no signal
+    np.testing.assert_array_equal(statistics.oracle_correlation(repeated)[1], 0.0)
+    np.testing.assert_array_equal(statistics.explainable_variance_fraction(repeated)[1], 0.0)
+    feve = statistics.fraction_explainable_variance_explained(repeated, repeated.mean(axis=1))
+    assert np.isnan(feve[1]) and np.isnan(feve[2]) and np.isfinite(feve[0])
+    responses = rng.normal(size=(8, 2))
+    predictions = np.stack([np.full(8, 3.0), rng.normal(size=8)], axis=1)
+    v = statistics.prediction_correlation(responses, predictions)
+    assert v[0] == 0.0 and v[1] == pytest.approx(oracles.pearson(responses[:, 1], predictions[:, 1]), rel=1e-10)
+
+
 def test_feve_is_one_for_the_true_mean_and_zero_for_a_constant():
     rng = np.random.default_rng(2)
     mean = rng.gamma(2.0, 1.0, size=(50, 1, 3))
@@ -68,28 +104,33 @@ def test_fluctuations_match_equations_4_and_5():
     signal = rng.normal(size=(5, 1, 40))
     scans = [signal[..., rng.permutation(40)[:20]] + rng.normal(0, 0.7, (5, 3, 20)) for _ in range(3)]
     delta_scan, delta_repeat = statistics.scan_and_repeat_fluctuations(scans)
-    oracles = [similarity.oracle_similarity(s, similarity.snr_weights(s)) for s in scans]
-    mean = np.mean(oracles, axis=0)
-    expected_scan = [oracles[h][i, j] - mean[i, j] for h in range(3) for i in range(5) for j in range(i + 1, 5)]
-    np.testing.assert_allclose(delta_scan, expected_scan)
-    expected_repeat = []
-    for h, scan in enumerate(scans):
-        weights = similarity.snr_weights(scan)
-        trial_s = similarity.similarity_matrix(scan.reshape(15, 20), weights)
-        for i in range(5):
-            for t1, t2 in itertools.combinations(range(3), 2):
-                expected_repeat.append(trial_s[3 * i + t1, 3 * i + t2] - oracles[h][i, i])
-    np.testing.assert_allclose(delta_repeat, expected_repeat, atol=1e-12)
+    expected_scan, expected_repeat = oracles.fluctuations(scans, [oracles.snr_weights(s) for s in scans])
+    np.testing.assert_allclose(delta_scan, expected_scan, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(delta_repeat, expected_repeat, rtol=0, atol=1e-12)
+    # Given weights are used as given (here: none for the first scan's 20 neurons but uniform 2).
+    weights = [np.full(20, 2.0), rng.uniform(0.5, 2.0, 20), rng.uniform(0.5, 2.0, 20)]
+    given_scan, given_repeat = statistics.scan_and_repeat_fluctuations(scans, weights)
+    expected_scan, expected_repeat = oracles.fluctuations(scans, weights)
+    np.testing.assert_allclose(given_scan, expected_scan, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(given_repeat, expected_repeat, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="at least 2 scans"):
         statistics.scan_and_repeat_fluctuations(scans[:1])
     with pytest.raises(ValueError, match="same oracle images"):
         statistics.scan_and_repeat_fluctuations([scans[0], scans[1][:4]])
 
 
-def test_trial_pair_similarities_average_to_oracle_similarity(repeated):
-    weights = similarity.snr_weights(repeated)
+def test_trial_pair_similarities_are_the_single_trial_values_of_eq_3(repeated):
+    n_images, n_repeats, n_neurons = repeated.shape
+    weights = oracles.snr_weights(repeated)
     pairs = statistics.trial_pair_similarities(repeated, weights)
-    oracle = similarity.oracle_similarity(repeated, weights)
-    np.testing.assert_allclose(pairs.mean(axis=1), similarity.upper_triangle(oracle), atol=1e-12)
-    full = similarity.similarity_matrix(repeated.reshape(24, 7), weights)
-    assert pairs[0, 4 * 1 + 2] == pytest.approx(full[0 * 4 + 1, 1 * 4 + 2])
+    trials = oracles.centred_cosine(repeated.reshape(n_images * n_repeats, n_neurons), weights)
+    row = 0
+    for i in range(n_images):
+        for j in range(i + 1, n_images):
+            expected = [trials[i * n_repeats + ti, j * n_repeats + tj] for ti in range(n_repeats) for tj in range(n_repeats)]
+            np.testing.assert_allclose(pairs[row], expected, rtol=0, atol=1e-12)
+            row += 1
+    assert row == len(pairs)
+    unweighted = statistics.trial_pair_similarities(repeated)
+    trials = oracles.centred_cosine(repeated.reshape(n_images * n_repeats, n_neurons))
+    assert unweighted[0, 1] == pytest.approx(trials[0, 1 * n_repeats + 1], abs=1e-12)

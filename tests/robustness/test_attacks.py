@@ -423,3 +423,173 @@ def test_attack_loop_falls_back_to_unrolled_graph(monkeypatch):
     np.testing.assert_allclose(
         result.distances, exact_linear_distances(x, y, kernel, bias, "linf"), rtol=0.01
     )
+
+
+# ------------------------------------ the search's per-sample and per-attack numbers, in closed form
+
+SEARCH_MARGIN = 1e-3  # AttackSettings.decision_margin: the logit margin a candidate needs during the search
+FLOAT_SLACK = 2e-5
+# Distances are recomputed (float64) from float32 images near 0.5, whose pixels carry a rounding
+# error of ~3e-8; at the smallest distances here (~0.01) that is < 1e-5 relative. FLOAT_SLACK is
+# twice that; the search's own resolution (below) is 25 times larger.
+
+
+def search_resolution(factor, steps):
+    """The bracket [lo, factor * lo] halved ``steps`` times, relative to lo: how far above the true
+    minimum the smallest succeeding budget can lie."""
+    return (factor - 1) / 2**steps
+
+
+def two_class_problem(norm, count=16, seed=4):
+    """A linear 2-class model, images near 0.5 it classifies correctly except the first, and the
+    budgets at which an exact attack first clears the search margin (closed form)."""
+    model, kernel, bias = linear_model(num_classes=2, seed=seed)
+    x = mid_gray_images(count, seed=seed + 1)
+    logits = x.reshape(count, -1).astype(np.float64) @ kernel + bias
+    y = np.argmax(logits, axis=1)
+    y[0] = 1 - y[0]  # misclassified without any perturbation: distance 0
+    direction = (kernel[:, 1] - kernel[:, 0]).astype(np.float64)[None, :] * np.where(y == 0, 1.0, -1.0)[:, None]
+    dual = np.abs(direction).sum(axis=1) if norm == "linf" else np.linalg.norm(direction, axis=1)
+    gap = np.take_along_axis(logits, y[:, None], 1)[:, 0] - np.take_along_axis(logits, 1 - y[:, None], 1)[:, 0]
+    threshold = (gap + SEARCH_MARGIN) / dual  # exact minimum with the search margin; 0 gap: the boundary
+    unit = np.sign(direction) if norm == "linf" else direction / dual[:, None]
+    return model, x, y, threshold, gap / dual, unit
+
+
+def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, steps):
+    """The documented search on one sample whose probes succeed exactly above ``threshold``:
+    (smallest succeeding budget or inf, number of probes), or None when a probe falls within
+    float32 precision of the threshold (its outcome is then not predictable)."""
+    failing, succeeding, exponential, bisection, probes = 0.0, np.inf, 0, 0, 0
+    while True:
+        bracketed = failing > 0 and np.isfinite(succeeding)
+        if (bisection >= steps) if bracketed else (exponential >= max_exponential_steps):
+            return succeeding, probes
+        if not np.isfinite(succeeding) and failing > 0 and failing * factor >= ceiling:
+            return succeeding, probes
+        if np.isfinite(succeeding):
+            eps = (failing + succeeding) / 2 if failing > 0 else succeeding / factor
+        else:
+            eps = failing * factor if failing > 0 else start
+        if abs(eps / threshold - 1) < 1e-5:
+            return None
+        probes += 1
+        bisection, exponential = (bisection + 1, exponential) if bracketed else (bisection, exponential + 1)
+        if eps > threshold:
+            succeeding = eps
+        else:
+            failing = eps
+
+
+class FlakyAtTheEnd:
+    """The linear model, except that once ``flaky`` is set its logits for images near clean image
+    ``index`` favour the true class by 10: a candidate that passed the search and fails the final
+    re-verification (as boundary points can when logits shift with the batch)."""
+
+    def __init__(self, model, x, y, index):
+        self.model, self.x, self.y, self.index, self.flaky = model, x, y, index, False
+
+    def __call__(self, images):
+        logits = self.model(images)
+        if not self.flaky:
+            return logits
+        nearest = np.argmin(
+            np.abs(np.asarray(images)[:, None] - self.x[None]).reshape(len(images), len(self.x), -1).max(axis=2), axis=1
+        )
+        boost = np.where(nearest[:, None] == self.index, 10.0 * np.eye(2)[self.y[nearest]], 0.0)
+        return logits + tf.constant(boost, logits.dtype)
+
+
+def scaled_exact_attack(name, norm, threshold_fn, scale, fails_where):
+    """A MinimizingAttack returning the exact minimal perturbation times ``scale`` (in closed form),
+    and the clean image where ``fails_where(x)``."""
+
+    def build(logits_fn):
+        def run(x, y):
+            distance, unit = threshold_fn(x, y)
+            candidates = x + (scale * distance)[:, None, None, None] * unit.reshape(x.shape)
+            return np.where(fails_where(x)[:, None, None, None], x, candidates).astype(np.float32)
+
+        return run
+
+    return attacks.MinimizingAttack(name, norm, build)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_search_results_match_the_closed_form_per_sample_and_per_attack(norm):
+    model, x, y, threshold, boundary, unit = two_class_problem(norm)
+    index_of = {image.tobytes(): i for i, image in enumerate(x)}
+
+    def closed_form(images, labels):
+        rows = np.array([index_of[image.tobytes()] for image in images])
+        return threshold[rows], unit[rows]
+
+    first_pixel = x[:, 0, 0, 0]
+    not_by_first = (first_pixel < 0.47) & (np.arange(len(x)) > 0)  # the first attack fails on these
+    assert 2 <= not_by_first.sum() <= 6
+    first = scaled_exact_attack("exact_x1.3", norm, closed_form, 1.3, lambda images: images[:, 0, 0, 0] < 0.47)
+    second = attacks.pgd(norm, 0.25, 20, loss="margin")
+    initial = float(np.median(threshold[1:])) / 2
+    max_exponential_steps = 3  # reaches 2.25 x initial: the largest thresholds are not bracketed
+    flaky = FlakyAtTheEnd(model, x, y, index=int(np.flatnonzero(~not_by_first)[1]))
+    messages = []
+
+    def progress(message):
+        messages.append(message)
+        if second.name in message:
+            flaky.flaky = True  # the last attack has finished: only the final check is left
+
+    result = robustness.minimal_perturbation(
+        flaky, x, y, norm, attacks=[first, second], initial_epsilon=initial,
+        max_exponential_steps=max_exponential_steps, search_steps=10, progress=progress,
+    )
+
+    # The first attack: its candidates' distances exactly (1.3 x the minimum), inf where it failed.
+    correct = np.arange(len(x)) > 0
+    expected_first = np.where(not_by_first, np.inf, 1.3 * threshold)
+    expected_first[0] = 0.0
+    np.testing.assert_allclose(result.per_attack[first.name], expected_first, rtol=FLOAT_SLACK)
+    # The second (PGD, exact on a linear model) starts just below the first's distance with it as
+    # ceiling, or at the initial budget; its results follow the documented search step by step.
+    expected_second = np.zeros(len(x))
+    expected_probes = []
+    for i in np.flatnonzero(correct):
+        known = expected_first[i]
+        start = 0.98 * known if np.isfinite(known) else initial  # search.CEILING_PROBE, documented
+        simulated = simulate_search(threshold[i], start, known, 1.5, max_exponential_steps, 10)
+        assert simulated is not None, f"sample {i}: a probe on the threshold; choose other data"
+        expected_second[i], probes = simulated
+        expected_probes.append(probes)
+    np.testing.assert_allclose(result.per_attack[second.name], expected_second, rtol=FLOAT_SLACK)
+    found = np.isfinite(expected_second) & correct
+    assert 0 < (~found[1:]).sum() < not_by_first.sum()  # some unbroken samples, not all
+    # Closed form with the search's stated resolution: never below the minimum, at most one
+    # bracket-width above it.
+    resolution = search_resolution(1.5, 10)
+    assert np.all(result.per_attack[second.name][found] >= threshold[found] * (1 - FLOAT_SLACK))
+    assert np.all(result.per_attack[second.name][found] <= threshold[found] * (1 + resolution + FLOAT_SLACK))
+    assert np.all(threshold[found] > boundary[found])  # the margin makes a difference above the boundary
+
+    # Kept per sample: the smaller distance; the flaky sample was dropped by the final check.
+    dropped = flaky.index
+    expected = np.minimum(expected_first, expected_second)
+    expected[dropped] = np.inf
+    np.testing.assert_allclose(result.distances, expected, rtol=FLOAT_SLACK)
+    expected_best = np.where(np.isfinite(expected), second.name, "")
+    expected_best[0] = scoring.CLEAN_MISCLASSIFIED
+    assert list(result.best_attack) == list(expected_best)
+    kept = np.isfinite(expected) & correct
+    np.testing.assert_array_equal(result.adversarials[~kept], x[~kept])
+    np.testing.assert_allclose(
+        scoring.perturbation_distance(x[kept], result.adversarials[kept], norm), expected[kept], rtol=FLOAT_SLACK
+    )
+    np.testing.assert_array_equal(result.clean_correct, correct)
+    # The reported counts and probe numbers.
+    assert messages[0].startswith(f"{norm} {first.name}: found {int((~not_by_first[1:]).sum())}/15 (1 probes")
+    assert f"{norm} {second.name}: found {int(found.sum())}/15 ({max(expected_probes)} probes" in messages[1]
+    assert messages[2] == f"{norm}: 1 kept adversarials failed the final check; counted as not found"
+    summary = result.summary()
+    ordered = np.sort(expected)
+    assert summary["median"] == pytest.approx((ordered[7] + ordered[8]) / 2, rel=FLOAT_SLACK)
+    assert summary["n_not_found"] == int(np.isinf(expected).sum())
+    assert summary["per_attack"][second.name]["n_best"] == int((expected_best == second.name).sum())

@@ -37,38 +37,102 @@ def quadrant_data(num_examples=64, seed=0):
     return images, labels
 
 
-def test_clean_accuracy_of_fixed_classifier_is_one():
-    x, y = quadrant_data()
-    assert robustness.clean_accuracy(quadrant_classifier(), x, y, batch_size=10) == 1.0
+def quadrant_kernel():
+    """The quadrant classifier's weights, for the NumPy oracles."""
+    return quadrant_classifier().get_layer("logits").get_weights()
 
 
-def test_noise_robustness_decreases_and_is_deterministic():
-    x, y = quadrant_data(96)
+def numpy_accuracy(images, labels):
+    """Accuracy of the quadrant classifier, by NumPy in float64."""
+    kernel, bias = quadrant_kernel()
+    logits = images.reshape(len(images), -1).astype(np.float64) @ kernel + bias
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def high_contrast_data(num_examples=90, seed=2):
+    """Dark images (0..0.15) with one bright quadrant (0.85..1): clipping noise at 0 and 1 lowers
+    the contrast between quadrants, so clipped and unclipped noise give different accuracies."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, num_examples)
+    images = rng.uniform(0.0, 0.15, (num_examples,) + IMAGE_SHAPE).astype(np.float32)
+    for image, label in zip(images, labels):
+        row, col = divmod(int(label), 2)
+        image[4 * row : 4 * row + 4, 4 * col : 4 * col + 4] = rng.uniform(0.85, 1.0, (4, 4, 1))
+    return images, labels
+
+
+def expected_noise_accuracies(x, y, sigmas, seeds, clip=True, seed_of=lambda seed: seed, shared=True):
+    """The documented noise model by NumPy: per seed, z from default_rng(seed) over the whole set in
+    example order, shared by the sigmas; accuracy of clip(x + sigma z, 0, 1). The keyword arguments
+    describe the bugs this oracle must tell apart (no clip, one seed for all, fresh z per sigma)."""
+    accuracies = {}
+    for seed in seeds:
+        rng = np.random.default_rng(seed_of(seed))
+        z = rng.standard_normal(x.shape, dtype=np.float32)
+        for sigma in sigmas:
+            if not shared:
+                z = rng.standard_normal(x.shape, dtype=np.float32)
+            noisy = x + np.float32(sigma) * z
+            accuracies[(seed, sigma)] = numpy_accuracy(np.clip(noisy, 0.0, 1.0) if clip else noisy, y)
+    return accuracies
+
+
+def test_clean_accuracy_counts_correct_predictions():
+    x, y = quadrant_data(40)
+    y = y.copy()
+    y[[3, 11, 12, 30]] = (y[[3, 11, 12, 30]] + 1) % 4  # four examples the classifier gets wrong
+    expected = numpy_accuracy(x, y)
+    assert expected == 36 / 40
+    assert robustness.clean_accuracy(quadrant_classifier(), x, y, batch_size=7) == expected
+
+
+def test_noise_curve_matches_numpy_per_seed():
+    x, y = high_contrast_data()
+    y = y.copy()
+    y[:9] = (y[:9] + 1) % 4  # the clean accuracy is 0.9, not a trivial 1
+    sigmas, seeds = (0.0, 0.4, 0.8, 1.5), (0, 3, 7)
+    noisy_sigmas = sigmas[1:]
+    expected = expected_noise_accuracies(x, y, noisy_sigmas, seeds)
+    # The data tell the documented noise model from the bugs it rules out.
+    assert expected != expected_noise_accuracies(x, y, noisy_sigmas, seeds, clip=False)
+    assert expected != expected_noise_accuracies(x, y, noisy_sigmas, seeds, seed_of=lambda seed: seeds[0])
+    assert expected != expected_noise_accuracies(x, y, noisy_sigmas, seeds, shared=False)
+
+    messages = []
+    result = robustness.noise_robustness(
+        quadrant_classifier(), x, y, sigmas, seeds=seeds, batch_size=32, progress=messages.append
+    )
+    assert [entry["sigma"] for entry in result] == list(sigmas)
+    assert result[0]["accuracies_per_seed"] == [numpy_accuracy(x, y)] == [0.9]
+    assert result[0]["accuracy"] == 0.9 and result[0]["sem"] == 0.0
+    for entry in result[1:]:
+        per_seed = [expected[(seed, entry["sigma"])] for seed in seeds]
+        assert entry["accuracies_per_seed"] == per_seed  # counts / n: exact
+        mean = sum(per_seed) / len(per_seed)
+        sem = (sum((a - mean) ** 2 for a in per_seed) / (len(per_seed) - 1)) ** 0.5 / len(per_seed) ** 0.5
+        assert entry["accuracy"] == pytest.approx(mean, rel=1e-12)
+        assert entry["sem"] == pytest.approx(sem, rel=1e-12)
+    assert len(messages) == len(seeds)
+    for seed, message in zip(seeds, messages):
+        summary = ", ".join(f"{sigma:g}: {expected[(seed, sigma)]:.3f}" for sigma in noisy_sigmas)
+        assert summary in message and f"seed {seed}" in message
+
+
+def test_noise_curve_is_independent_of_batch_size_and_order_of_sigmas():
+    x, y = quadrant_data(50)
     model = quadrant_classifier()
-    sigmas = (0.0, 0.1, 1.0, 3.0)
-    first = robustness.noise_robustness(
-        model, x, y, sigmas, seeds=(0, 1, 2), batch_size=32, progress=None
-    )
-    again = robustness.noise_robustness(
-        model, x, y, sigmas, seeds=(0, 1, 2), batch_size=7, progress=None
-    )
-    assert first == again  # same seeds -> same noise, whatever the batch size
-    assert [entry["sigma"] for entry in first] == list(sigmas)
-    accuracies = [entry["accuracy"] for entry in first]
-    assert accuracies[0] == 1.0 and first[0]["sem"] == 0.0
-    assert accuracies[-1] < 0.7 < accuracies[1]
-    assert all(len(entry["accuracies_per_seed"]) == 3 for entry in first[1:])
-    high = first[-1]["accuracies_per_seed"]
-    assert first[-1]["sem"] == pytest.approx(np.std(high, ddof=1) / np.sqrt(3))
-    other_seeds = robustness.noise_robustness(model, x, y, (3.0,), seeds=(5, 6, 7), progress=None)
-    assert other_seeds[0]["accuracies_per_seed"] != high
+    first = robustness.noise_robustness(model, x, y, (0.3, 0.0, 0.1), seeds=(1, 2), batch_size=50, progress=None)
+    again = robustness.noise_robustness(model, x, y, (0.1, 0.3), seeds=(1, 2), batch_size=3, progress=None)
+    assert [entry["sigma"] for entry in first] == [0.3, 0.0, 0.1]
+    assert first[0] == again[1] and first[2] == again[0]
 
 
 def test_noise_is_clipped_to_valid_range():
-    x, _ = quadrant_data(4)
-    noisy = robustness.add_gaussian_noise(x, 2.0, seed=0)
-    assert noisy.min() == 0.0 and noisy.max() == 1.0
-    np.testing.assert_array_equal(noisy, robustness.add_gaussian_noise(x, 2.0, seed=0))
+    x, _ = high_contrast_data(4)
+    z = np.random.default_rng(5).standard_normal(x.shape, dtype=np.float32)
+    noisy = robustness.add_gaussian_noise(x, 0.7, seed=5)
+    np.testing.assert_array_equal(noisy, np.clip(x + np.float32(0.7) * z, 0.0, 1.0))
+    assert np.mean(noisy == 0.0) > 0.1 and np.mean(noisy == 1.0) > 0.01  # the clip is exercised
 
 
 @pytest.mark.parametrize(
@@ -127,19 +191,35 @@ def test_load_classifier_errors_say_what_was_expected(tmp_path):
         robustness.load_classifier(str(bad_file))
 
 
-def test_evaluate_models_writes_json_plot_and_table(tmp_path, capsys):
-    x, y = quadrant_data(40)
+def plotted_noise_curves(figure):
+    """label -> (sigmas, accuracies, sems) as drawn by ``report.plot_noise``'s error bars."""
+    (axes,) = figure.axes
+    curves = {}
+    for container in axes.containers:
+        line, _, (bars,) = container.lines
+        sigmas, accuracies = line.get_xydata().T
+        sems = [(segment[1, 1] - segment[0, 1]) / 2 for segment in bars.get_segments()]
+        curves[container.get_label()] = (list(sigmas), list(accuracies), sems)
+    return curves
+
+
+def test_evaluate_models_writes_json_plot_and_table(tmp_path, saved_figures):
+    x, y = high_contrast_data(40)
+    y = y.copy()
+    y[:4] = (y[:4] + 1) % 4
     weak = quadrant_classifier("weak")
-    kernel, bias = weak.get_layer("logits").get_weights()
-    weak.get_layer("logits").set_weights([kernel * 0.2, bias])  # same decisions, same ranking
+    kernel, _ = weak.get_layer("logits").get_weights()
+    weak_bias = np.array([2.0, 0.0, 0.0, 0.0], np.float32)  # leans to class 0: worse under noise
+    weak.get_layer("logits").set_weights([kernel * 0.2, weak_bias])
     strong_dir = write_workdir(str(tmp_path / "strong"), quadrant_classifier())
     messages = []
+    sigmas, seeds = (0.0, 0.5, 1.0), (0, 3)  # seeds whose accuracies differ: SEMs above 0
     result = robustness.evaluate_models(
         {"Strong": strong_dir, "Weak": weak},
         x,
         y,
-        sigmas=(0.0, 0.5),
-        seeds=(0, 1),
+        sigmas=sigmas,
+        seeds=seeds,
         batch_size=16,
         workdir=str(tmp_path / "eval"),
         metadata={"dataset": "synthetic"},
@@ -148,24 +228,53 @@ def test_evaluate_models_writes_json_plot_and_table(tmp_path, capsys):
     with open(tmp_path / "eval" / report.JSON_FILENAME) as handle:
         written = json.load(handle)
     assert [model["label"] for model in written["models"]] == ["Strong", "Weak"]
-    assert written["models"][0]["clean_accuracy"] == 1.0
     assert written["models"][0]["path"] == strong_dir
-    assert {"sigma", "accuracy", "sem"} <= set(written["models"][1]["noise"][1])
     assert "clean_accuracy" not in written  # several models: one entry each
     assert written["dataset"] == "synthetic" and written["num_examples"] == 40
-    assert (tmp_path / "eval" / report.NOISE_PLOT_FILENAME).stat().st_size > 1000
+    weights = {"Strong": quadrant_kernel(), "Weak": (kernel * 0.2, weak_bias)}
+    for model in written["models"]:
+        def accuracy(images, model_weights=weights[model["label"]]):
+            logits = images.reshape(len(images), -1).astype(np.float64) @ model_weights[0] + model_weights[1]
+            return float(np.mean(np.argmax(logits, axis=1) == y))
+
+        assert model["clean_accuracy"] == accuracy(x)
+        for entry in model["noise"][1:]:
+            per_seed = [
+                accuracy(np.clip(x + np.float32(entry["sigma"]) * np.random.default_rng(seed).standard_normal(x.shape, dtype=np.float32), 0, 1))
+                for seed in seeds
+            ]
+            assert entry["accuracies_per_seed"] == per_seed
+        assert model["noise"][2]["sem"] > 0
+    clean = [model["clean_accuracy"] for model in written["models"]]
+    noisy = [model["noise"][1]["accuracy"] for model in written["models"]]
+    assert clean[0] == clean[1] == 0.9 and noisy[0] > noisy[1]  # the two curves differ
     assert result["models"][1]["noise"] == written["models"][1]["noise"]
-    table = "\n".join(messages)
-    assert "Strong" in table and "Weak" in table and "s=0.5" in table
+    # The figure shows the report's numbers: one error-bar line per model.
+    curves = plotted_noise_curves(saved_figures[report.NOISE_PLOT_FILENAME])
+    assert list(curves) == ["Strong", "Weak"]
+    for model in written["models"]:
+        plotted_sigmas, plotted_accuracies, plotted_sems = curves[model["label"]]
+        assert plotted_sigmas == [entry["sigma"] for entry in model["noise"]]
+        assert plotted_accuracies == pytest.approx([entry["accuracy"] for entry in model["noise"]], abs=1e-12)
+        assert plotted_sems == pytest.approx([entry["sem"] for entry in model["noise"]], abs=1e-12)
+    # The printed table: clean accuracy, then accuracy +- SEM per sigma > 0, per model.
+    table = "\n".join(messages).splitlines()
+    for model in written["models"]:
+        (row,) = [line for line in table if line.startswith(model["label"] + " ")]
+        cells = [f"{entry['accuracy']:.3f}+-{entry['sem']:.3f}" for entry in model["noise"][1:]]
+        assert row.split() == [model["label"], f"{model['clean_accuracy']:.3f}", *cells]
 
 
 def test_single_model_report_has_top_level_keys(tmp_path):
     x, y = quadrant_data(20)
+    y = y.copy()
+    y[0] = (y[0] + 1) % 4
     result = robustness.evaluate_models(
         [("Only", quadrant_classifier())], x, y, sigmas=(0.0, 0.2), seeds=(0,), progress=None
     )
-    assert result["clean_accuracy"] == 1.0
-    assert result["noise"][0]["sigma"] == 0.0
+    assert result["clean_accuracy"] == numpy_accuracy(x, y) == 0.95
+    assert result["noise"] == result["models"][0]["noise"]
+    assert result["noise"][0] == {"sigma": 0.0, "accuracy": 0.95, "sem": 0.0, "accuracies_per_seed": [0.95]}
 
 
 def test_parse_model_specs():

@@ -1,5 +1,6 @@
 """End-to-end tests of evaluate.py, run in-process on tiny synthetic training workdirs."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -60,7 +61,15 @@ def brightness_data(num_examples):
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, num_examples)
     x = np.clip(rng.normal(0.3 + 0.4 * y[:, None, None, None], 0.05, (num_examples, 6, 6, 1)), 0, 1)
+    mislabelled = [i for i in (13, 17, 25) if i < num_examples]  # after the adversarial samples
+    y[mislabelled] = 1 - y[mislabelled]
     return x.astype(np.float32), y
+
+
+def brightness_accuracy(num_examples):
+    """The brightness classifier's clean accuracy on ``brightness_data``, by NumPy."""
+    x, y = brightness_data(num_examples)
+    return float(np.mean((x.reshape(num_examples, -1).mean(axis=1) > 0.5) == y))
 
 
 def make_workdir(path, dataset="fashion_mnist", gain=1.0):
@@ -107,7 +116,7 @@ def test_evaluate_reads_dataset_from_workdir_and_writes_report(
     assert [model["label"] for model in report["models"]] == ["None", "Neural"]
     assert report["dataset"] == "fashion_mnist"
     for model in report["models"]:
-        assert model["clean_accuracy"] == 1.0
+        assert model["clean_accuracy"] == brightness_accuracy(30) == 27 / 30
         assert [entry["sigma"] for entry in model["noise"]] == [0.0, 0.2]
     assert (out / "noise_robustness.png").exists()
     assert (out / "evaluate_config.json").exists()
@@ -129,7 +138,9 @@ def test_evaluate_dataset_override_and_plain_path(tmp_path, evaluate_script, fak
     with open(tmp_path / "eval" / "robustness.json") as handle:
         report = json.load(handle)
     assert report["models"][0]["label"] == "run"
-    assert report["clean_accuracy"] == 1.0  # a single model also gets the top-level keys
+    # A single model also gets the top-level keys.
+    count = fake_examples[0]["num_examples"]
+    assert report["clean_accuracy"] == brightness_accuracy(count) == (count - 3) / count
 
 
 def test_evaluate_without_dataset_information_fails_clearly(
@@ -142,7 +153,7 @@ def test_evaluate_without_dataset_information_fails_clearly(
         run_script(evaluate_script, f"--workdir={tmp_path / 'eval'}", f"--config.models={bare}")
 
 
-def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_script, fake_examples):
+def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_script, fake_examples, saved_figures):
     model_a = make_workdir(str(tmp_path / "a"))
     model_b = make_workdir(str(tmp_path / "b"), gain=3.0)
     out = tmp_path / "eval"
@@ -178,7 +189,24 @@ def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_scr
         rows[0] == "model,index,label,clean_correct,linf_distance,linf_attack,l2_distance,l2_attack"
     )
     assert len(rows) == 1 + 2 * 12
-    assert (out / "adversarial_robustness.png").stat().st_size > 1000
+    # The plot shows, per norm and model, the fraction of the CSV's distances within each budget.
+    distances = {}
+    for row in csv.reader(rows[1:]):
+        label, _, _, _, linf_distance, _, l2_distance, _ = row
+        distances.setdefault(label, {"linf": [], "l2": []})
+        distances[label]["linf"].append(float(linf_distance))
+        distances[label]["l2"].append(float(l2_distance))
+    figure = saved_figures["adversarial_robustness.png"]
+    for axes, norm in zip(figure.axes, ("linf", "l2")):
+        assert [line.get_label() for line in axes.get_lines()[:2]] == [
+            f"{label} (median {report['models'][index]['adversarial'][norm]['median']:.4g})"
+            for index, label in enumerate(("A", "B"))
+        ]
+        for line, label in zip(axes.get_lines(), ("A", "B")):
+            budgets, fractions = line.get_xydata().T
+            expected = [np.mean(np.array(distances[label][norm]) <= budget) for budget in budgets]
+            np.testing.assert_allclose(fractions, expected, rtol=0, atol=1e-12)
+            assert budgets.min() < min(distances[label][norm]) and budgets.max() >= max(distances[label][norm])
 
 
 @pytest.mark.parametrize("variant", [None, "paper", "runlocal"])
