@@ -82,6 +82,17 @@ def _sum_over_replicas(value):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
+def at_least_float32(tensor):
+    """``tensor`` in float32 if a mixed-precision policy computed it in 16 bits, else unchanged.
+
+    The similarity and the task loss stay in float32 under ``mixed_float16`` and ``mixed_bfloat16``;
+    a float64 model (as in the gradient tests) keeps its precision.
+    """
+    if tensor.dtype in (tf.float16, tf.bfloat16):
+        return tf.cast(tensor, tf.float32)
+    return tensor
+
+
 def all_gather_rows(context: tf.distribute.ReplicaContext, tensors):
     """Concatenates each tensor's rows over all replicas, in replica order, with gradients.
 
@@ -254,8 +265,7 @@ class NeuralRegularizedModel(keras.Model):
     def _similarity_from_features(self, layer_outputs, update_means):
         per_layer = []
         for index, output in enumerate(layer_outputs):
-            # The similarity math stays in float32 under a mixed-precision policy.
-            output = tf.cast(output, tf.float32)
+            output = at_least_float32(output)
             mean = None
             if self.centering == "ema":
                 mean = self._running_mean(index, output, update_means)
@@ -318,7 +328,7 @@ class NeuralRegularizedModel(keras.Model):
         across replicas so uneven splits stay exact); summed over replicas it is
         the global mean.
         """
-        logits = tf.cast(logits, tf.float32)
+        logits = at_least_float32(logits)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         local_count = tf.cast(tf.shape(per_example)[0], per_example.dtype)
         global_count = _sum_over_replicas(local_count)
@@ -413,7 +423,7 @@ class NeuralRegularizedModel(keras.Model):
     def _update_metrics(self, total, task_loss, labels, logits, target, s_pred, sim_loss):
         self.loss_tracker.update_state(total)
         self.task_loss_tracker.update_state(task_loss)
-        self.accuracy_tracker.update_state(labels, tf.cast(logits, tf.float32))
+        self.accuracy_tracker.update_state(labels, at_least_float32(logits))
         if s_pred is not None:
             self.similarity_loss_tracker.update_state(sim_loss)
             self.similarity_r_tracker.update_state(similarity.pair_correlation(s_pred, target))

@@ -32,6 +32,8 @@ The target is read from ``config.target.path``; building one is the neural libra
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import math
 import os
@@ -187,11 +189,30 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> k
     return keras.optimizers.SGD(learning_rate, momentum=optim.momentum, nesterov=optim.nesterov)
 
 
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Builds layers under ``precision``'s Keras dtype policy, then restores the global one exactly.
+
+    "float32" leaves the global policy alone (so a float64 ``floatx`` still applies). Keras'
+    ``config.dtype_policy()`` pins the policy it returns, so the previous global state is read and
+    restored through Keras' global state, including "never set".
+    """
+    if precision == "float32":
+        yield
+        return
+    from keras.src.backend.common import global_state
+
+    previous = global_state.get_global_attribute("dtype_policy", None)
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("dtype_policy", previous)
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_shape) -> NeuralRegularizedModel:
     """The classifier and its NeuralRegularizedModel, under ``config.precision``'s dtype policy."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.get("precision", "float32"))
-    try:
+    with dtype_policy(config.get("precision", "float32")):
         classifier = ResNet(
             config.model.depth,
             num_classes=num_classes,
@@ -210,8 +231,6 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_sh
             stimulus_bn=config.similarity.stimulus_bn,
             stimulus_shape=stimulus_shape,
         )
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _save_keras_atomic(model: keras.Model, path: str) -> None:

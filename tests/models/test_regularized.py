@@ -149,10 +149,15 @@ ARCTANH_EPS = 1e-5
 @pytest.fixture
 def float64_keras():
     """Builds the models of a test in float64, so its gradient can be compared at 1e-8."""
-    previous = keras.config.floatx()
+    from keras.src.backend.common import global_state
+
+    # Keras pins its global dtype policy the first time a layer is built; set both, restore both.
+    previous_floatx, previous_policy = keras.config.floatx(), global_state.get_global_attribute("dtype_policy")
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
-    keras.config.set_floatx(previous)
+    keras.config.set_floatx(previous_floatx)
+    global_state.set_global_attribute("dtype_policy", previous_policy)
 
 
 def _tiny_joint_model(params, alpha, **kwargs):
