@@ -98,6 +98,14 @@ def test_degenerate_input_is_rejected_clearly(function, array, message):
         function(array)
 
 
+def test_two_images_with_two_repeats_are_enough(rng):
+    repeated = rng.normal(size=(2, 2, 6))
+    s = similarity.oracle_similarity(repeated)
+    assert s.shape == (2, 2) and np.all(np.isfinite(s))
+    with pytest.raises(ValueError, match="at least 2 images and 2 repeats"):
+        similarity.oracle_similarity(repeated[:1])
+
+
 def test_weights_of_wrong_length_are_rejected(rng):
     with pytest.raises(ValueError, match="one entry per neuron"):
         similarity.similarity_matrix(rng.normal(size=(5, 4)), np.ones(3))
@@ -162,6 +170,14 @@ def test_similarity_loss_matches_eq8_over_upper_pairs(rng):
     s_target[0, 1] = s_target[1, 0] = 1.0  # exercises the clamp
     loss = similarity.similarity_loss(tf.constant(s_pred, tf.float64), tf.constant(s_target, tf.float64), eps=1e-5)
     assert float(loss) == pytest.approx(_explicit_loss(s_pred, s_target, 1e-5), rel=1e-10)
+
+
+def test_similarity_loss_default_clamp_is_one_minus_1e5():
+    # Identical stimuli give S_pred = 1 exactly: Eq 8 is taken at 1 - 1e-5 (METHOD.md's eps).
+    s_pred = tf.constant([[1.0, 1.0], [1.0, 1.0]], tf.float64)
+    s_target = tf.constant([[1.0, -0.5], [-0.5, 1.0]], tf.float64)
+    expected = (np.arctanh(1 - 1e-5) - np.arctanh(-0.5)) ** 2
+    assert float(similarity.similarity_loss(s_pred, s_target)) == pytest.approx(expected, rel=1e-9)
 
 
 def test_similarity_loss_ignores_diagonal_and_lower_triangle(rng):
