@@ -237,3 +237,47 @@ def test_cka_from_similarity_equals_cka_of_unit_vectors(rng):
     from_gram = float(similarity.cka_from_similarity(ux @ ux.T, uy @ uy.T))
     assert from_gram == pytest.approx(_explicit_cka(ux, uy), rel=1e-8)
     assert float(similarity.cka_loss(ux @ ux.T, uy @ uy.T)) == pytest.approx(np.log(1 - from_gram), rel=1e-8)
+
+
+# ------------------------------------------------- messages and bounds (mutation survivors)
+
+
+def test_error_messages_count_and_list_what_is_wrong(rng):
+    responses = rng.normal(size=(6, 4))
+    responses[2, 1] = np.nan
+    responses[4, 3] = np.inf
+    with pytest.raises(ValueError, match="contains 2 NaN or infinite values"):
+        similarity.similarity_matrix(responses)
+    with pytest.raises(ValueError, match=r"one entry per neuron, shape \(4,\)"):
+        similarity.similarity_matrix(rng.normal(size=(6, 4)), np.ones(3))
+    # 12 stimuli at the mean response: the message lists the first 10 of them.
+    flat = np.zeros((14, 3))
+    flat[12], flat[13] = [1.0, 2.0, 3.0], [-1.0, -2.0, -3.0]
+    with pytest.raises(ValueError, match=r"indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\)"):
+        similarity.similarity_matrix(flat)
+    # 12 neurons without trial-to-trial variance: the first 10 are named.
+    repeated = np.repeat(rng.integers(0, 9, size=(5, 1, 13)).astype(float), 3, axis=1)
+    repeated[:, :, 12] += rng.normal(size=(5, 3))
+    with pytest.raises(ValueError, match=r"12 neuron\(s\).*indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\.\.\."):
+        similarity.snr_weights(repeated)
+
+
+def test_similarity_loss_names_a_matrix_that_is_not_2d(rng):
+    s = similarity.similarity_matrix(rng.normal(size=(4, 3)))
+    for s_pred, s_target in ((s, s[None]), (s[None], s)):
+        with pytest.raises(ValueError, match="must be 2-D"):
+            similarity.similarity_loss(tf.constant(s_pred), tf.constant(s_target))
+
+
+def test_similarity_matrix_stays_within_minus_one_after_rounding():
+    # Opposite population vectors: e_i . e_j is -1 up to rounding, which can fall below -1.
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        v = rng.normal(size=(1, 7))
+        responses = np.concatenate([v, -v])
+        unit = (responses - responses.mean(0)) / np.linalg.norm(responses - responses.mean(0), axis=1, keepdims=True)
+        if unit[0] @ unit[1] < -1.0:
+            break
+    else:
+        pytest.fail("no rounding case found")
+    assert similarity.similarity_matrix(responses)[0, 1] == -1.0
