@@ -134,3 +134,47 @@ def test_trial_pair_similarities_are_the_single_trial_values_of_eq_3(repeated):
     unweighted = statistics.trial_pair_similarities(repeated)
     trials = oracles.centred_cosine(repeated.reshape(n_images * n_repeats, n_neurons))
     assert unweighted[0, 1] == pytest.approx(trials[0, 1 * n_repeats + 1], abs=1e-12)
+
+
+def test_oracle_correlation_with_two_repeats_correlates_each_trial_with_the_other():
+    rng = np.random.default_rng(8)
+    repeated = rng.gamma(2.0, 1.0, size=(9, 1, 3)) + rng.normal(0.0, 0.5, size=(9, 2, 3))
+    for neuron in range(3):
+        trials = repeated[:, :, neuron].reshape(-1)
+        others = repeated[:, ::-1, neuron].reshape(-1)
+        assert statistics.oracle_correlation(repeated)[neuron] == pytest.approx(oracles.pearson(trials, others), rel=1e-10)
+
+
+def test_correlations_do_not_depend_on_the_response_units():
+    # Responses in small units (all sums of squares below 1) give the same correlations.
+    rng = np.random.default_rng(9)
+    responses, predictions = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
+    repeated = rng.gamma(2.0, 1.0, size=(6, 1, 3)) + rng.normal(0.0, 0.5, size=(6, 4, 3))
+    np.testing.assert_allclose(
+        statistics.prediction_correlation(responses * 1e-3, predictions * 1e-3),
+        [oracles.pearson(responses[:, a], predictions[:, a]) for a in range(3)], rtol=1e-10,
+    )
+    np.testing.assert_allclose(
+        statistics.oracle_correlation(repeated * 1e-3), statistics.oracle_correlation(repeated), rtol=1e-10
+    )
+
+
+def test_feve_is_nan_without_explainable_variance_even_for_a_wrong_prediction():
+    repeated = np.full((4, 3, 2), 2.0)
+    rng = np.random.default_rng(1)
+    repeated[:, :, 1] += 3 * rng.normal(size=(4, 1)) + 0.1 * rng.normal(size=(4, 3))
+    wrong = np.full((4, 2), 5.0)
+    feve = statistics.fraction_explainable_variance_explained(repeated, wrong)
+    assert np.isnan(feve[0]) and np.isfinite(feve[1])
+
+
+def test_fluctuations_accept_scans_of_different_sizes_but_not_different_repeats():
+    rng = np.random.default_rng(10)
+    signal = rng.normal(size=(5, 1, 40))
+    scans = [signal[..., :20] + rng.normal(0, 0.7, (5, 3, 20)), signal[..., 20:35] + rng.normal(0, 0.7, (5, 3, 15))]
+    delta_scan, delta_repeat = statistics.scan_and_repeat_fluctuations(scans)
+    expected_scan, expected_repeat = oracles.fluctuations(scans, [oracles.snr_weights(s) for s in scans])
+    np.testing.assert_allclose(delta_scan, expected_scan, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(delta_repeat, expected_repeat, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"\(n_images, n_repeats\) per scan = \[\(5, 2\), \(5, 3\)\]"):
+        statistics.scan_and_repeat_fluctuations([scans[0], scans[1][:, :2]])
