@@ -195,6 +195,14 @@ def make_plan(config, workdir: str) -> StudyPlan:
         if condition.path:
             continue
         needed.setdefault(condition.build, set()).add(condition.kind)
+    if MAIN_BUILD in needed:
+        # The main build writes every standard kind the data allows, whichever conditions this
+        # invocation runs: a study grown or narrowed later reuses the same target build.
+        needed[MAIN_BUILD] |= {
+            c.kind for c in conditions_lib.standard_conditions(config.alpha, config.alpha_cka)
+            if c.build == MAIN_BUILD and not c.path and not c.needs_vgg
+            and not (c.needs_simulation and config.build.recordings)
+        }
     for build, kinds in needed.items():
         build_config = copy.deepcopy(config.build)
         if build != MAIN_BUILD:
