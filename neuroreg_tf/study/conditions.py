@@ -78,8 +78,9 @@ STANDARD_NAMES = tuple(_standard(1.0, 1.0))
 
 
 def standard_conditions(alpha: float, alpha_cka: float) -> list[Condition]:
-    """The standard conditions (``STANDARD_NAMES``) at these alphas."""
+    """The standard conditions (``STANDARD_NAMES``) at these alphas; all use the main build."""
     return list(_standard(alpha, alpha_cka).values())
+
 
 # Simulator variations, each changing one property of the SIMULATED population (the rest as in
 # the study's main build). Each ablation gives two conditions: "<name>_model" (Eq 6, denoised)

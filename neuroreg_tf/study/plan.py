@@ -200,8 +200,7 @@ def make_plan(config, workdir: str) -> StudyPlan:
         # invocation runs: a study grown or narrowed later reuses the same target build.
         needed[MAIN_BUILD] |= {
             c.kind for c in conditions_lib.standard_conditions(config.alpha, config.alpha_cka)
-            if c.build == MAIN_BUILD and not c.path and not c.needs_vgg
-            and not (c.needs_simulation and config.build.recordings)
+            if not c.needs_vgg and not (c.needs_simulation and config.build.recordings)
         }
     for build, kinds in needed.items():
         build_config = copy.deepcopy(config.build)
