@@ -6,12 +6,12 @@ population, train one predictive model per scan, and write the Neural (model)
 target plus the neural_data, oracle, shuffle, random and ground_truth
 controls, target_report.json and Fig. 1-like figures:
 
-  python build_target.py --workdir=runs/target                    # 12-25 min on 2 CPU cores
+  python build_target.py --workdir=runs/target                    # 2 min 55 s on 2 CPU cores
   python build_target.py --workdir=runs/target_small \
-      --config=configs/build_target.py:small                      # 2.5 min on 2 busy CPU cores
+      --config=configs/build_target.py:small                      # a smaller population
 
-(Measured: 12 min at load ~3, 25 min with 3-4 other jobs sharing the 2 cores;
-the default build's predictive models train up to 15 epochs.)
+(Time measured on a quiet machine, bench/RESULTS.md; the default build's predictive models
+train up to 15 epochs.)
 
 Real recordings (neuralpredictors / SENSORIUM FileTree folders, their .zip files as
 released, or StaticImageSet .h5 files; scans may have seen different images), with the

@@ -55,8 +55,8 @@ PRESETS = {
         n_single=5000, n_oracle=100, n_repeats=10, n_scans=8, neurons_per_scan=1000,
         population_size=4000,
     ),
-    # The paper's per-scan trial design with 3 scans: build_target.py took 12 min on 2 CPU
-    # cores at load ~3 and 25 min at load ~9 (mostly the 3 predictive models).
+    # The paper's per-scan trial design with 3 scans: build_target.py's default (see
+    # bench/RESULTS.md for its measured time; mostly the 3 predictive models).
     "default": dict(
         n_single=5000, n_oracle=100, n_repeats=10, n_scans=3, neurons_per_scan=500,
         population_size=1500,
