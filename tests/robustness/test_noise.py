@@ -112,10 +112,14 @@ def test_noise_curve_matches_numpy_per_seed():
         sem = (sum((a - mean) ** 2 for a in per_seed) / (len(per_seed) - 1)) ** 0.5 / len(per_seed) ** 0.5
         assert entry["accuracy"] == pytest.approx(mean, rel=1e-12)
         assert entry["sem"] == pytest.approx(sem, rel=1e-12)
-    assert len(messages) == len(seeds)
-    for seed, message in zip(seeds, messages):
-        summary = ", ".join(f"{sigma:g}: {expected[(seed, sigma)]:.3f}" for sigma in noisy_sigmas)
-        assert summary in message and f"seed {seed}" in message
+    # One line per seed, counting seeds from 1 and listing only the noisy levels (sigma 0 is the
+    # clean accuracy, computed once, not per seed).
+    assert messages == [
+        f"noise seed {seed} ({number}/{len(seeds)}): accuracy by sigma {{"
+        + ", ".join(f"{sigma:g}: {expected[(seed, sigma)]:.3f}" for sigma in noisy_sigmas)
+        + "}"
+        for number, seed in enumerate(seeds, start=1)
+    ]
 
 
 def test_noise_curve_is_independent_of_batch_size_and_order_of_sigmas():
@@ -135,6 +139,52 @@ def test_noise_is_clipped_to_valid_range():
     assert np.mean(noisy == 0.0) > 0.1 and np.mean(noisy == 1.0) > 0.01  # the clip is exercised
 
 
+def test_default_noise_levels_and_seeds_are_those_of_the_evaluate_config():
+    """Called without ``sigmas``/``seeds``, the library evaluates what ``python evaluate.py`` does by
+    default: the levels and seeds documented in configs/evaluate.py (listed by ``--help``; 5 seeds
+    as in the paper, METHOD.md), so API and command-line numbers agree."""
+    from neuroreg_tf import cli
+
+    config = cli.load_config("evaluate.py")
+    sigmas, seeds = list(config.noise.sigmas), list(config.noise.seeds)
+    x, y = high_contrast_data(40)
+    noisy_sigmas = [sigma for sigma in sigmas if sigma > 0]
+    expected = expected_noise_accuracies(x, y, noisy_sigmas, seeds)
+    messages = []
+    result = robustness.noise_robustness(quadrant_classifier(), x, y, progress=messages.append)
+    assert [entry["sigma"] for entry in result] == sigmas
+    assert result[sigmas.index(0.0)]["accuracies_per_seed"] == [numpy_accuracy(x, y)]
+    for entry in result:
+        if entry["sigma"] > 0:
+            assert entry["accuracies_per_seed"] == [expected[(seed, entry["sigma"])] for seed in seeds]
+    assert [message.split(":")[0] for message in messages] == [
+        f"noise seed {seed} ({number}/{len(seeds)})" for number, seed in enumerate(seeds, start=1)
+    ]
+
+
+def test_model_is_called_on_non_empty_batches_of_at_most_batch_size_images():
+    """``batch_size`` is the number of images per forward pass (docstrings): a model that takes one
+    image at a time, computing logits image by image, works with ``batch_size=1``."""
+    kernel, bias = quadrant_kernel()
+    batch_sizes = []
+
+    def one_image_at_a_time(images):
+        images = np.asarray(images)
+        batch_sizes.append(len(images))
+        return np.stack([image.reshape(-1) @ kernel + bias for image in images])  # fails on 0 images
+
+    x, y = quadrant_data(5)
+    y = y.copy()
+    y[2] = (y[2] + 1) % 4
+    assert robustness.clean_accuracy(one_image_at_a_time, x, y, batch_size=1) == numpy_accuracy(x, y) == 0.8
+    result = robustness.noise_robustness(
+        one_image_at_a_time, x, y, sigmas=(0.0, 0.2), seeds=(0,), batch_size=1, progress=None
+    )
+    assert result[0]["accuracy"] == 0.8
+    assert result[1]["accuracies_per_seed"] == [expected_noise_accuracies(x, y, (0.2,), (0,))[(0, 0.2)]]
+    assert set(batch_sizes) == {1}
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -143,7 +193,14 @@ def test_noise_is_clipped_to_valid_range():
         ({"y": np.array([0, 7])}, r"within \[0, 4\).*Received: y="),
         ({"y": np.array([0, 1, 2])}, r"shape \(2,\).*Received: y="),
         ({"sigmas": (-0.1,)}, r"non-negative.*Received: sigmas="),
+        ({"sigmas": ()}, r"non-empty list.*Received: sigmas=\(\)"),
+        ({"sigmas": (0.1, float("nan"))}, r"finite.*Received: sigmas=\(0.1, nan\)"),
+        ({"sigmas": [[0.1, 0.2]]}, r"list of finite.*Received: sigmas=\[\[0.1, 0.2\]\]"),
         ({"seeds": 5}, r"list of integer seeds.*Received: seeds="),
+        ({"seeds": ()}, r"non-empty list.*Received: seeds=\[\]"),
+        ({"seeds": (0, -1)}, r"non-negative integers. Received: seeds=\[0, -1\]"),
+        ({"seeds": (True,)}, r"non-negative integers. Received: seeds=\[True\]"),
+        ({"seeds": (0, 1.5)}, r"non-negative integers. Received: seeds=\[0, 1.5\]"),
     ],
 )
 def test_noise_robustness_rejects_bad_input(kwargs, message):
