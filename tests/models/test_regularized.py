@@ -1,5 +1,7 @@
 """NeuralRegularizedModel: the joint step (Eq 7-10), gamma, BatchNorm, saving, errors."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +15,219 @@ from neuroreg_tf.models import NeuralRegularizedModel, ResNet18
 def _model(alpha, seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
     return NeuralRegularizedModel(ResNet18(num_classes=10, width=0.125), alpha=alpha, **kwargs)
+
+
+# ------------------------------------------------------ tiny float64 models (helpers further down)
+# These tests come first: the mutation test command (tests/mutation/regularized.toml) stops at the
+# first failure, and they take seconds where the ResNet tests below take most of a minute.
+
+
+def _tiny_dropout_joint_model(params, alpha, **kwargs):
+    """``_tiny_joint_model`` with Dropout(0.5) on the pixels: training mode changes every tap."""
+    inputs = keras.Input((TINY_WIDTH, TINY_WIDTH, 1))
+    flat = keras.layers.Dropout(0.5, seed=3)(keras.layers.Flatten()(inputs))
+    hidden = keras.layers.Dense(
+        TINY_HIDDEN, activation="tanh", kernel_regularizer=keras.regularizers.L2(TINY_L2), name="hidden"
+    )(flat)
+    logits = keras.layers.Dense(TINY_CLASSES, name="logits")(hidden)
+    classifier = keras.Model(inputs, logits)
+    classifier.get_layer("hidden").set_weights([params["w1"], params["b1"]])
+    classifier.get_layer("logits").set_weights([params["w2"], params["b2"]])
+    model = NeuralRegularizedModel(classifier, tap_layers=["hidden", "logits"], alpha=alpha, **kwargs)
+    model.gamma_logits.assign(params["g"])
+    return model
+
+
+def _cross_entropy(params, images, labels):
+    """The tiny classifier's mean cross-entropy, float64 by hand (0 for no images)."""
+    _, logits = _tiny_forward(params, images)
+    losses = [np.log(np.sum(np.exp(row))) - row[label] for row, label in zip(logits, labels)]
+    return float(np.mean(losses)) if losses else 0.0
+
+
+def test_evaluate_adds_alpha_times_the_inference_mode_similarity_loss(float64_keras):
+    """test_step: loss = task + alpha * Eq 8, both from an inference-mode pass (Dropout off), with
+    the similarity metrics logged for joint data only."""
+    alpha = 3.0
+    params, batch = _tiny_params(), _tiny_batch()
+    model = _tiny_dropout_joint_model(params, alpha)
+    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+
+    task, _, sim, s_cnn = _tiny_terms(params, batch)  # Dropout is the identity in inference mode
+    assert logs["task_loss"] == pytest.approx(task, rel=1e-12)
+    assert logs["similarity_loss"] == pytest.approx(sim, rel=1e-12)
+    assert logs["loss"] == pytest.approx(task + alpha * sim, rel=1e-12)
+    r = oracles.pearson(oracles.upper_pairs(s_cnn), oracles.upper_pairs(batch["target_similarity"]))
+    assert logs["similarity_r"] == pytest.approx(r, rel=1e-10)
+
+    plain = tf.data.Dataset.from_tensors((batch["images"], batch["labels"]))
+    logs = model.evaluate(plain, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "task_loss", "accuracy"}
+    assert logs["loss"] == pytest.approx(task, rel=1e-12)
+
+
+def test_model_similarity_is_an_inference_pass_that_leaves_the_running_mean_alone(float64_keras):
+    """Called without options (as SimilarityMonitor does) it uses Dropout off and centres with the
+    stored running mean, which it does not update."""
+    params, batch = _tiny_params(), _tiny_batch()
+    model = _tiny_dropout_joint_model(
+        params, 1.0, centering="ema", stimulus_shape=(TINY_WIDTH, TINY_WIDTH)
+    )
+    rng = np.random.default_rng(5)
+    stored = [rng.normal(scale=0.3, size=TINY_HIDDEN), rng.normal(scale=0.3, size=TINY_CLASSES)]
+    for variable, value in zip(model.feature_means, stored):
+        variable.assign(value)
+    model.ema_initialized.assign(1.0)
+
+    s_cnn, _ = model.model_similarity(tf.constant(batch["stimuli"]))
+
+    np.testing.assert_allclose(s_cnn.numpy(), _tiny_terms(params, batch, means=stored)[3], rtol=0, atol=1e-12)
+    for variable, value in zip(model.feature_means, stored):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_model_similarity_in_a_cross_replica_context_is_that_of_the_whole_batch(float64_keras):
+    """Under a strategy's scope (no replica context) there is nothing to gather: S of the batch."""
+    params, batch = _tiny_params(), _tiny_batch()
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = _tiny_joint_model(params, 1.0)
+        assert tf.distribute.get_replica_context() is None  # what this test is about
+        s_cnn, _ = model.model_similarity(tf.constant(batch["stimuli"]))
+    np.testing.assert_allclose(s_cnn.numpy(), _tiny_terms(params, batch)[3], rtol=0, atol=1e-12)
+
+
+def test_two_replicas_gather_every_row_in_replica_order(tmp_path):
+    """all_gather_rows under MirroredStrategy over 2 logical CPU devices (a subprocess), with an
+    uneven split (2 and 3 rows, more columns than rows): each replica gets all rows, in replica
+    order, for one tensor or several of any rank; model_similarity of each replica's share of the
+    stimuli is S_CNN of the whole stimulus batch."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    rng = np.random.default_rng(8)
+    params, batch = _tiny_params(), _tiny_batch()
+    inputs = {
+        "split": 2,
+        "wide": rng.normal(size=(5, 4)).astype(np.float32),
+        "deep": rng.normal(size=(5, 2, 3)).astype(np.float32),
+        "stimuli": batch["stimuli"],
+        **params,
+    }
+    np.savez(tmp_path / "in.npz", **inputs)
+    script = os.path.join(REPO_ROOT, "tests", "models", "two_replicas.py")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.run([sys.executable, script, tmp_path / "in.npz", tmp_path / "out.npz"],
+                             env=env, capture_output=True, text=True, timeout=240)
+    assert process.returncode == 0, process.stderr[-4000:]
+    out = np.load(tmp_path / "out.npz")
+
+    s_cnn = _tiny_terms(params, batch)[3]
+    for replica in (0, 1):
+        np.testing.assert_array_equal(out[f"wide_{replica}"], inputs["wide"])
+        np.testing.assert_array_equal(out[f"deep_{replica}"], inputs["deep"])
+        np.testing.assert_array_equal(out[f"alone_{replica}"], inputs["wide"])
+        np.testing.assert_allclose(out[f"s_cnn_{replica}"], s_cnn, rtol=0, atol=1e-12)
+
+
+def test_running_mean_starts_at_the_first_batch_mean_then_decays_by_the_momentum(float64_keras):
+    """EMA centring from a fresh model: step 1 sets every layer's running mean to the stimulus
+    batch mean, step 2 takes 0.9 m + 0.1 batch mean; the "started" flag is state, not a weight.
+    stimulus_bn="train" (the same numbers as "batch_stats" here: no BatchNorm) and alpha = 0.5
+    (a weight below 1 still enters the step)."""
+    alpha = 0.5
+    params = _tiny_params()
+    first, second = _tiny_batch(seed=0), _tiny_batch(seed=1)
+    model = _tiny_joint_model(
+        params, alpha, centering="ema", stimulus_shape=(TINY_WIDTH, TINY_WIDTH), stimulus_bn="train"
+    )
+    _, after, logs = _one_sgd_step(model, first)
+
+    first_means = [features.mean(axis=0) for features in _tiny_forward(params, first["stimuli"])]
+    for variable, value in zip(model.feature_means, first_means):
+        np.testing.assert_allclose(variable.numpy(), value, rtol=0, atol=1e-12)
+    assert float(model.ema_initialized.numpy()) == 1.0
+    task, regularization, sim, _ = _tiny_terms(params, first, means=first_means)
+    assert logs["loss"] == pytest.approx(task + regularization + alpha * sim, rel=1e-12)
+
+    _one_sgd_step(model, second)
+    second_means = [features.mean(axis=0) for features in _tiny_forward(after, second["stimuli"])]
+    for variable, m1, m2 in zip(model.feature_means, first_means, second_means):
+        np.testing.assert_allclose(variable.numpy(), 0.9 * m1 + 0.1 * m2, rtol=0, atol=1e-12)
+    assert float(model.ema_initialized.numpy()) == 1.0
+
+
+def test_wrapping_a_trained_classifier_for_ema_centring_leaves_its_weights_alone():
+    """The constructor's shape probe runs in inference mode: BatchNorm's moving averages stay."""
+    inputs = keras.Input((TINY_WIDTH, TINY_WIDTH, 1))
+    hidden = keras.layers.Dense(TINY_HIDDEN, name="hidden")(keras.layers.Flatten()(inputs))
+    normalised = keras.layers.BatchNormalization(name="bn")(hidden)
+    logits = keras.layers.Dense(TINY_CLASSES, name="logits")(normalised)
+    classifier = keras.Model(inputs, logits)
+    rng = np.random.default_rng(2)
+    classifier.set_weights([rng.uniform(0.5, 1.5, size=w.shape) for w in classifier.get_weights()])
+    before = [w.copy() for w in classifier.get_weights()]
+
+    model = NeuralRegularizedModel(
+        classifier, tap_layers=["bn", "logits"], centering="ema", stimulus_shape=(TINY_WIDTH, TINY_WIDTH)
+    )
+
+    assert [v.shape for v in model.feature_means] == [(TINY_HIDDEN,), (TINY_CLASSES,)]
+    for ours, theirs in zip(classifier.get_weights(), before):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_default_alpha_is_the_papers_20(float64_keras):
+    """METHOD.md, Eq 7: alpha = 20 in the paper's main text, the model's default."""
+    params, batch = _tiny_params(), _tiny_batch()
+    classifier = _tiny_joint_model(params, 1.0).classifier
+    model = NeuralRegularizedModel(classifier, tap_layers=["hidden", "logits"])
+    model.gamma_logits.assign(params["g"])
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+    task, _, sim, _ = _tiny_terms(params, batch)
+    assert logs["loss"] == pytest.approx(task + 20.0 * sim, rel=1e-12)
+
+
+def test_alpha_zero_trains_on_image_label_pairs_and_on_dicts_without_stimuli(float64_keras):
+    """The None control needs no stimuli: (images, labels) tuples and dicts of images and labels
+    train the classifier on its task loss, and no similarity metric is logged."""
+    params, batch = _tiny_params(), _tiny_batch()
+    task, regularization, _, _ = _tiny_terms(params, batch)
+    for data in ((batch["images"], batch["labels"]), {"images": batch["images"], "labels": batch["labels"]}):
+        model = _tiny_joint_model(params, 0.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+        logs = {k: v[0] for k, v in model.fit(tf.data.Dataset.from_tensors(data), verbose=0).history.items()}
+        assert set(logs) == {"loss", "task_loss", "accuracy"}
+        assert logs["task_loss"] == pytest.approx(task, rel=1e-12)
+        assert logs["loss"] == pytest.approx(task + regularization, rel=1e-12)
+
+
+def test_training_data_in_other_forms_is_refused_with_the_accepted_forms(float64_keras):
+    params, batch = _tiny_params(), _tiny_batch()
+    model = _tiny_joint_model(params, 0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    for data in ((batch["images"],), batch["images"]):
+        with pytest.raises(ValueError, match="Expected a dict with keys"):
+            model.fit(tf.data.Dataset.from_tensors(data), verbose=0)
+    with pytest.raises(ValueError, match=r"Training data must be dicts with keys .* Received keys: \['images'\]"):
+        model.fit(tf.data.Dataset.from_tensors({"images": batch["images"]}), verbose=0)
+
+
+def test_task_loss_is_the_batch_mean_for_one_image_and_zero_for_none(float64_keras):
+    """The task loss divides by the number of images (at least 1): one image gives its own
+    cross-entropy, an empty batch 0, not NaN."""
+    params, batch = _tiny_params(), _tiny_batch()
+    model = _tiny_joint_model(params, 0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    for count in (1, 0):
+        images, labels = batch["images"][:count], batch["labels"][:count]
+        logs = model.evaluate(tf.data.Dataset.from_tensors((images, labels)), verbose=0, return_dict=True)
+        assert logs["task_loss"] == pytest.approx(_cross_entropy(params, images, labels), rel=1e-12, abs=0)
 
 
 def test_train_step_loss_is_task_plus_alpha_times_eq8(training_data):
