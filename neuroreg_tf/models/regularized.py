@@ -311,7 +311,13 @@ class NeuralRegularizedModel(keras.Model):
                 data.get("stimuli"),
                 data.get("target_similarity"),
             )
-        if isinstance(data, (tuple, list)) and len(data) >= 2:
+        if isinstance(data, (tuple, list)) and len(data) == 3 and data[2] is not None:
+            raise ValueError(
+                "Sample weights (and fit's class_weight) are not supported: the joint objective "
+                "weights every image equally (Eq 7). Pass (images, labels) or the dicts of "
+                "neuroreg_tf.training.joint_dataset, without weights."
+            )
+        if isinstance(data, (tuple, list)) and len(data) in (2, 3):
             return data[0], data[1], None, None
         raise ValueError(
             "Expected a dict with keys ('images', 'labels', 'stimuli', "
@@ -412,6 +418,8 @@ class NeuralRegularizedModel(keras.Model):
         logits = self.classifier(images, training=False)
         task_loss = _sum_over_replicas(self._replica_task_loss(labels, logits))
         total = task_loss
+        if self.classifier.losses:  # weight decay, logged in the loss as train_step does
+            total = total + tf.add_n(self.classifier.losses)
         s_pred = sim_loss = None
         if stimuli is not None:
             s_pred, _ = self.model_similarity(stimuli, training=False)

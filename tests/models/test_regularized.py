@@ -54,17 +54,17 @@ def test_evaluate_adds_alpha_times_the_inference_mode_similarity_loss(float64_ke
     model.compile(optimizer=keras.optimizers.SGD(1.0))
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
 
-    task, _, sim, s_cnn = _tiny_terms(params, batch)  # Dropout is the identity in inference mode
+    task, regularization, sim, s_cnn = _tiny_terms(params, batch)  # Dropout: identity in inference
     assert logs["task_loss"] == pytest.approx(task, rel=1e-12)
     assert logs["similarity_loss"] == pytest.approx(sim, rel=1e-12)
-    assert logs["loss"] == pytest.approx(task + alpha * sim, rel=1e-12)
+    assert logs["loss"] == pytest.approx(task + regularization + alpha * sim, rel=1e-12)
     r = oracles.pearson(oracles.upper_pairs(s_cnn), oracles.upper_pairs(batch["target_similarity"]))
     assert logs["similarity_r"] == pytest.approx(r, rel=1e-10)
 
     plain = tf.data.Dataset.from_tensors((batch["images"], batch["labels"]))
     logs = model.evaluate(plain, verbose=0, return_dict=True)
     assert set(logs) == {"loss", "task_loss", "accuracy"}
-    assert logs["loss"] == pytest.approx(task, rel=1e-12)
+    assert logs["loss"] == pytest.approx(task + regularization, rel=1e-12)
 
 
 def test_model_similarity_is_an_inference_pass_that_leaves_the_running_mean_alone(float64_keras):
@@ -189,8 +189,8 @@ def test_default_alpha_is_the_papers_20(float64_keras):
     model.gamma_logits.assign(params["g"])
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
-    task, _, sim, _ = _tiny_terms(params, batch)
-    assert logs["loss"] == pytest.approx(task + 20.0 * sim, rel=1e-12)
+    task, regularization, sim, _ = _tiny_terms(params, batch)
+    assert logs["loss"] == pytest.approx(task + regularization + 20.0 * sim, rel=1e-12)
 
 
 def test_alpha_zero_trains_on_image_label_pairs_and_on_dicts_without_stimuli(float64_keras):
@@ -216,6 +216,20 @@ def test_training_data_in_other_forms_is_refused_with_the_accepted_forms(float64
             model.fit(tf.data.Dataset.from_tensors(data), verbose=0)
     with pytest.raises(ValueError, match=r"Training data must be dicts with keys .* Received keys: \['images'\]"):
         model.fit(tf.data.Dataset.from_tensors({"images": batch["images"]}), verbose=0)
+
+
+def test_sample_weights_and_class_weights_are_refused_not_ignored(float64_keras):
+    """Eq 7 weights every image equally: weights given with the data (or as fit's class_weight)
+    must stop training with a message, not be dropped silently."""
+    params, batch = _tiny_params(), _tiny_batch()
+    model = _tiny_joint_model(params, 0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    weights = np.linspace(0.5, 2.0, len(batch["labels"]))
+    weighted = tf.data.Dataset.from_tensors((batch["images"], batch["labels"], weights))
+    with pytest.raises(ValueError, match="Sample weights .* are not supported"):
+        model.fit(weighted, verbose=0)
+    with pytest.raises(ValueError, match="Sample weights .* are not supported"):
+        model.fit(batch["images"], batch["labels"], class_weight={0: 2.0, 1: 1.0, 2: 1.0}, verbose=0)
 
 
 def test_task_loss_is_the_batch_mean_for_one_image_and_zero_for_none(float64_keras):
