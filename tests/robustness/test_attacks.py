@@ -1,5 +1,8 @@
 """Tests for the adversarial minimal-perturbation search and the CleverHans fixes."""
 
+import re
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +12,8 @@ from neuroreg_tf import robustness
 from neuroreg_tf.robustness import attacks
 from neuroreg_tf.robustness import cleverhans_compat
 from neuroreg_tf.robustness import scoring
+from neuroreg_tf.robustness import search
+from neuroreg_tf.robustness.settings import AttackSettings
 
 
 def linear_model(channels=1, num_classes=3, seed=0, size=6):
@@ -456,10 +461,11 @@ def two_class_problem(norm, count=16, seed=4):
     return model, x, y, threshold, gap / dual, unit
 
 
-def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, steps):
+def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, steps, budgets=None):
     """The documented search on one sample whose probes succeed exactly above ``threshold``:
     (smallest succeeding budget or inf, number of probes), or None when a probe falls within
-    float32 precision of the threshold (its outcome is then not predictable)."""
+    float32 precision of the threshold (its outcome is then not predictable). The budgets probed
+    are appended to ``budgets`` when it is a list."""
     failing, succeeding, exponential, bisection, probes = 0.0, np.inf, 0, 0, 0
     while True:
         bracketed = failing > 0 and np.isfinite(succeeding)
@@ -473,6 +479,8 @@ def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, st
             eps = failing * factor if failing > 0 else start
         if abs(eps / threshold - 1) < 1e-5:
             return None
+        if budgets is not None:
+            budgets.append(eps)
         probes += 1
         bisection, exponential = (bisection + 1, exponential) if bracketed else (bisection, exponential + 1)
         if eps > threshold:
@@ -539,10 +547,12 @@ def test_search_results_match_the_closed_form_per_sample_and_per_attack(norm):
         if second.name in message:
             flaky.flaky = True  # the last attack has finished: only the final check is left
 
+    started = time.perf_counter()
     result = robustness.minimal_perturbation(
         flaky, x, y, norm, attacks=[first, second], initial_epsilon=initial,
         max_exponential_steps=max_exponential_steps, search_steps=10, progress=progress,
     )
+    wall = time.perf_counter() - started
 
     # The first attack: its candidates' distances exactly (1.3 x the minimum), inf where it failed.
     correct = np.arange(len(x)) > 0
@@ -588,8 +598,100 @@ def test_search_results_match_the_closed_form_per_sample_and_per_attack(norm):
     assert messages[0].startswith(f"{norm} {first.name}: found {int((~not_by_first[1:]).sum())}/15 (1 probes")
     assert f"{norm} {second.name}: found {int(found.sum())}/15 ({max(expected_probes)} probes" in messages[1]
     assert messages[2] == f"{norm}: 1 kept adversarials failed the final check; counted as not found"
+    # Each progress line's "best so far" median: over all 16 samples, before the final check.
+    for message, best_so_far in zip(messages, [expected_first, np.minimum(expected_first, expected_second)]):
+        median = float(re.search(r"best so far: median (\S+) over 16,", message).group(1))
+        assert median == pytest.approx(np.median(best_so_far), rel=1e-4)  # printed with 5 digits
+    # Seconds per attack: wall-clock time spent inside this call.
+    assert set(result.seconds) == {first.name, second.name}
+    assert all(0 <= seconds for seconds in result.seconds.values())
+    assert sum(result.seconds.values()) <= wall
     summary = result.summary()
     ordered = np.sort(expected)
     assert summary["median"] == pytest.approx((ordered[7] + ordered[8]) / 2, rel=FLOAT_SLACK)
     assert summary["n_not_found"] == int(np.isinf(expected).sum())
     assert summary["per_attack"][second.name]["n_best"] == int((expected_best == second.name).sum())
+
+
+def test_search_epsilon_without_search_arguments_runs_the_attack_settings_search():
+    """``search_epsilon``'s own defaults are the ``AttackSettings`` search (settings.py: one
+    definition, one default everywhere; the benchmark's "same search" calls it with them): every
+    sample's budgets follow the documented search with factor 1.5 (METHOD.md), 20 exponential and
+    10 bisection steps, in ``run`` calls of 500 images; no budget reaches a sample's ceiling."""
+    settings = AttackSettings()
+    count = 1000
+    rng = np.random.default_rng(7)
+    threshold = np.exp(rng.uniform(np.log(0.05), np.log(20.0), count))  # below and above the start
+    threshold[::97] = np.inf  # never broken: gives up after the exponential steps
+    ceiling = np.full(count, np.inf)
+    ceiling[1::97], threshold[1::97] = 2.25, 3.0  # after failing at 1.5 the next budget, 2.25, is the ceiling
+    expected_budgets, expected_distances = [], np.empty(count)
+    for i in range(count):
+        while True:
+            budgets = []
+            simulated = simulate_search(
+                threshold[i], 1.0, ceiling[i], settings.search_factor, settings.max_exponential_steps,
+                settings.search_steps, budgets,
+            )
+            if simulated is not None:
+                break
+            threshold[i] *= 1.001  # a probe within float32 precision of the threshold: move it away
+        expected_distances[i] = simulated[0]
+        expected_budgets.append(budgets)
+    x = np.zeros((count, 1, 1, 1), np.float32)
+    labels = np.arange(count)  # the scripted attack tells samples apart by their label
+    calls = []
+
+    def run(images, batch_labels, eps):  # perturbs the pixel by exactly the budget
+        calls.append((np.asarray(batch_labels), np.asarray(eps, np.float64)))
+        return images + np.asarray(eps, np.float32)[:, None, None, None]
+
+    def verify(images, candidates, batch_labels):  # succeeds exactly above the sample's threshold
+        distance = (candidates.astype(np.float64) - images)[:, 0, 0, 0]
+        return distance > threshold[batch_labels], distance
+
+    distances, images, probes = search.search_epsilon(
+        run=run, verify=verify, x=x, y=labels, start=np.ones(count), ceiling=ceiling
+    )
+
+    probed = [[] for _ in range(count)]
+    for batch_labels, eps in calls:
+        for label, budget in zip(batch_labels, eps):
+            probed[label].append(budget)
+    for i in range(count):
+        np.testing.assert_allclose(probed[i], expected_budgets[i], rtol=1e-6, err_msg=f"sample {i}")
+    lengths = np.array([len(b) for b in expected_budgets])
+    assert lengths[::97].tolist() == [20] * len(lengths[::97])  # the never-broken samples
+    assert all(max(probed[i]) < 2.25 for i in range(1, count, 97))
+    assert probes == lengths.max()
+    # Each probe runs its active samples in calls of settings.batch_size (500) images.
+    expected_calls = []
+    for k in range(lengths.max()):
+        active = int(np.sum(lengths > k))
+        expected_calls += [settings.batch_size] * (active // settings.batch_size)
+        expected_calls += [active % settings.batch_size] if active % settings.batch_size else []
+    assert [len(batch_labels) for batch_labels, _ in calls] == expected_calls
+    assert expected_calls[:2] == [500, 500]
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-6)
+    np.testing.assert_allclose(images[:, 0, 0, 0], np.where(np.isfinite(distances), distances, 0.0), rtol=1e-6)
+
+
+def test_minimal_perturbation_accepts_a_model_that_scores_one_image_at_a_time():
+    """A model callable that loops over the batch (and so cannot take an empty batch) works: the
+    search never asks it about zero images; the distances are those of the attack's candidates."""
+    model, x, y, threshold, _, unit = two_class_problem("l2", count=5)
+    index_of = {image.tobytes(): i for i, image in enumerate(x)}
+
+    def closed_form(images, labels):
+        rows = np.array([index_of[image.tobytes()] for image in images])
+        return threshold[rows], unit[rows]
+
+    def one_at_a_time(images):
+        return np.concatenate([model(images[i : i + 1]).numpy() for i in range(len(images))])
+
+    attack = scaled_exact_attack("exact_x1.1", "l2", closed_form, 1.1, lambda images: np.zeros(len(images), bool))
+    result = robustness.minimal_perturbation(one_at_a_time, x, y, "l2", attacks=[attack], progress=None)
+    expected = 1.1 * threshold
+    expected[0] = 0.0  # misclassified without perturbation
+    np.testing.assert_allclose(result.distances, expected, rtol=FLOAT_SLACK)
+
