@@ -695,3 +695,74 @@ def test_minimal_perturbation_accepts_a_model_that_scores_one_image_at_a_time():
     expected[0] = 0.0  # misclassified without perturbation
     np.testing.assert_allclose(result.distances, expected, rtol=FLOAT_SLACK)
 
+
+# ------------------------------------------------------------------- scoring: verification and summaries
+
+
+def identity_logits(images):
+    """Two-class logits that are the two pixels of a 1 x 1 x 2 image."""
+    return tf.reshape(tf.convert_to_tensor(images, tf.float32), (-1, 2))
+
+
+def test_verify_adversarial_needs_a_strict_flip_inside_the_unit_box():
+    clean = np.tile(np.array([0.7, 0.3], np.float32), (6, 1)).reshape(6, 1, 1, 2)  # all of class 0
+    candidates = np.array(
+        [
+            [0.4, 0.6],  # flips: margin 0.2
+            [0.5, 0.5],  # a tie: not a flip (docstring: "a tie does not count")
+            [-0.01, 0.6],  # flips, but below 0
+            [0.4, 1.01],  # flips, but above 1
+            [np.nan, 0.6],  # not finite
+            [0.0, 1.0],  # flips on the box's edges
+        ],
+        np.float32,
+    ).reshape(6, 1, 1, 2)
+    broken, distance = robustness.verify_adversarial(
+        model=identity_logits, x=clean, adversarial=candidates, y=np.zeros(6, int), norm="linf", batch_size=4
+    )
+    np.testing.assert_array_equal(broken, [True, False, False, False, False, True])
+    difference = candidates.astype(np.float64) - clean.astype(np.float64)
+    expected = [max(abs(difference[i, 0, 0, 0]), abs(difference[i, 0, 0, 1])) for i in range(6)]
+    np.testing.assert_allclose(distance[[0, 1, 2, 3, 5]], np.array(expected)[[0, 1, 2, 3, 5]], rtol=1e-12)
+    # With a margin, the flip must exceed it: 0.2 does not exceed 0.25, 2.0 (for [0, 1]) does.
+    broken, _ = robustness.verify_adversarial(identity_logits, clean, candidates, np.zeros(6, int), "l2", min_margin=0.25)
+    np.testing.assert_array_equal(broken, [False, False, False, False, False, True])
+
+
+def test_perturbation_distance_of_images_without_pixels_is_zero():
+    empty = np.zeros((3, 0, 0, 1), np.float32)
+    for norm in ("linf", "l2"):
+        np.testing.assert_array_equal(scoring.perturbation_distance(empty, empty, norm), np.zeros(3))
+
+
+def test_quantile_of_one_value_is_that_value_and_of_none_is_nan():
+    assert scoring.quantile([0.3], 0.25) == 0.3
+    assert scoring.quantile([np.inf], 0.5) == np.inf
+    assert np.isnan(scoring.quantile([], 0.5))
+
+
+def test_summary_quartiles_and_per_attack_medians_match_numpy():
+    distances = np.array([0.0, 0.31, 0.07, 0.12, 0.0, 0.55, 0.2])
+    clean_correct = distances > 0
+    per_attack = {"a": np.array([0.0, 0.4, 0.09, 0.12, 0.0, 0.6, 0.25]), "b": distances * 3}
+    summary = scoring.summarize_distances(distances, clean_correct, per_attack, ["x"] * 7)
+    for key, q in [("q25", 0.25), ("median", 0.5), ("q75", 0.75)]:
+        assert summary[key] == pytest.approx(np.quantile(distances, q), rel=1e-12)
+    for name, found in per_attack.items():
+        assert summary["per_attack"][name]["median"] == pytest.approx(np.quantile(found, 0.5), rel=1e-12)
+        assert summary["per_attack"][name]["n_found"] == 5 and summary["per_attack"][name]["n_best"] == 0
+
+
+def test_epsilon_grid_starts_at_zero_and_spans_the_positive_distances_geometrically():
+    distances = np.array([0.3, 0.0, 0.02, np.inf, 0.05, 0.0])
+    grid = scoring.epsilon_grid(distances, points=6)
+    assert len(grid) == 6 and grid[0] == 0.0
+    ratios = grid[2:] / grid[1:-1]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-12)
+    assert ratios[0] > 1
+    # The curve is seen before the first positive distance and after the last finite one.
+    assert grid[1] < 0.02 and grid[-1] > 0.3
+    curve = scoring.success_curve(distances, grid)
+    np.testing.assert_allclose(curve[[0, 1, -1]], [2 / 6, 2 / 6, 5 / 6])
+    # Without positive finite distances the grid is the zero budget alone.
+    np.testing.assert_array_equal(scoring.epsilon_grid(np.array([0.0, np.inf, 0.0])), [0.0])
