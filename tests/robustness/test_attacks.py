@@ -1,5 +1,8 @@
 """Tests for the adversarial minimal-perturbation search and the CleverHans fixes."""
 
+import re
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +12,8 @@ from neuroreg_tf import robustness
 from neuroreg_tf.robustness import attacks
 from neuroreg_tf.robustness import cleverhans_compat
 from neuroreg_tf.robustness import scoring
+from neuroreg_tf.robustness import search
+from neuroreg_tf.robustness.settings import AttackSettings
 
 
 def linear_model(channels=1, num_classes=3, seed=0, size=6):
@@ -456,10 +461,11 @@ def two_class_problem(norm, count=16, seed=4):
     return model, x, y, threshold, gap / dual, unit
 
 
-def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, steps):
+def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, steps, budgets=None):
     """The documented search on one sample whose probes succeed exactly above ``threshold``:
     (smallest succeeding budget or inf, number of probes), or None when a probe falls within
-    float32 precision of the threshold (its outcome is then not predictable)."""
+    float32 precision of the threshold (its outcome is then not predictable). The budgets probed
+    are appended to ``budgets`` when it is a list."""
     failing, succeeding, exponential, bisection, probes = 0.0, np.inf, 0, 0, 0
     while True:
         bracketed = failing > 0 and np.isfinite(succeeding)
@@ -473,6 +479,8 @@ def simulate_search(threshold, start, ceiling, factor, max_exponential_steps, st
             eps = failing * factor if failing > 0 else start
         if abs(eps / threshold - 1) < 1e-5:
             return None
+        if budgets is not None:
+            budgets.append(eps)
         probes += 1
         bisection, exponential = (bisection + 1, exponential) if bracketed else (bisection, exponential + 1)
         if eps > threshold:
@@ -539,10 +547,12 @@ def test_search_results_match_the_closed_form_per_sample_and_per_attack(norm):
         if second.name in message:
             flaky.flaky = True  # the last attack has finished: only the final check is left
 
+    started = time.perf_counter()
     result = robustness.minimal_perturbation(
         flaky, x, y, norm, attacks=[first, second], initial_epsilon=initial,
         max_exponential_steps=max_exponential_steps, search_steps=10, progress=progress,
     )
+    wall = time.perf_counter() - started
 
     # The first attack: its candidates' distances exactly (1.3 x the minimum), inf where it failed.
     correct = np.arange(len(x)) > 0
@@ -588,8 +598,171 @@ def test_search_results_match_the_closed_form_per_sample_and_per_attack(norm):
     assert messages[0].startswith(f"{norm} {first.name}: found {int((~not_by_first[1:]).sum())}/15 (1 probes")
     assert f"{norm} {second.name}: found {int(found.sum())}/15 ({max(expected_probes)} probes" in messages[1]
     assert messages[2] == f"{norm}: 1 kept adversarials failed the final check; counted as not found"
+    # Each progress line's "best so far" median: over all 16 samples, before the final check.
+    for message, best_so_far in zip(messages, [expected_first, np.minimum(expected_first, expected_second)]):
+        median = float(re.search(r"best so far: median (\S+) over 16,", message).group(1))
+        assert median == pytest.approx(np.median(best_so_far), rel=1e-4)  # printed with 5 digits
+    # Seconds per attack: wall-clock time spent inside this call.
+    assert set(result.seconds) == {first.name, second.name}
+    assert all(0 <= seconds for seconds in result.seconds.values())
+    assert sum(result.seconds.values()) <= wall
     summary = result.summary()
     ordered = np.sort(expected)
     assert summary["median"] == pytest.approx((ordered[7] + ordered[8]) / 2, rel=FLOAT_SLACK)
     assert summary["n_not_found"] == int(np.isinf(expected).sum())
     assert summary["per_attack"][second.name]["n_best"] == int((expected_best == second.name).sum())
+
+
+def test_search_epsilon_without_search_arguments_runs_the_attack_settings_search():
+    """``search_epsilon``'s own defaults are the ``AttackSettings`` search (settings.py: one
+    definition, one default everywhere; the benchmark's "same search" calls it with them): every
+    sample's budgets follow the documented search with factor 1.5 (METHOD.md), 20 exponential and
+    10 bisection steps, in ``run`` calls of 500 images; no budget reaches a sample's ceiling."""
+    settings = AttackSettings()
+    count = 1000
+    rng = np.random.default_rng(7)
+    threshold = np.exp(rng.uniform(np.log(0.05), np.log(20.0), count))  # below and above the start
+    threshold[::97] = np.inf  # never broken: gives up after the exponential steps
+    ceiling = np.full(count, np.inf)
+    ceiling[1::97], threshold[1::97] = 2.25, 3.0  # after failing at 1.5 the next budget, 2.25, is the ceiling
+    expected_budgets, expected_distances = [], np.empty(count)
+    for i in range(count):
+        while True:
+            budgets = []
+            simulated = simulate_search(
+                threshold[i], 1.0, ceiling[i], settings.search_factor, settings.max_exponential_steps,
+                settings.search_steps, budgets,
+            )
+            if simulated is not None:
+                break
+            threshold[i] *= 1.001  # a probe within float32 precision of the threshold: move it away
+        expected_distances[i] = simulated[0]
+        expected_budgets.append(budgets)
+    x = np.zeros((count, 1, 1, 1), np.float32)
+    labels = np.arange(count)  # the scripted attack tells samples apart by their label
+    calls = []
+
+    def run(images, batch_labels, eps):  # perturbs the pixel by exactly the budget
+        calls.append((np.asarray(batch_labels), np.asarray(eps, np.float64)))
+        return images + np.asarray(eps, np.float32)[:, None, None, None]
+
+    def verify(images, candidates, batch_labels):  # succeeds exactly above the sample's threshold
+        distance = (candidates.astype(np.float64) - images)[:, 0, 0, 0]
+        return distance > threshold[batch_labels], distance
+
+    distances, images, probes = search.search_epsilon(
+        run=run, verify=verify, x=x, y=labels, start=np.ones(count), ceiling=ceiling
+    )
+
+    probed = [[] for _ in range(count)]
+    for batch_labels, eps in calls:
+        for label, budget in zip(batch_labels, eps):
+            probed[label].append(budget)
+    for i in range(count):
+        np.testing.assert_allclose(probed[i], expected_budgets[i], rtol=1e-6, err_msg=f"sample {i}")
+    lengths = np.array([len(b) for b in expected_budgets])
+    assert lengths[::97].tolist() == [20] * len(lengths[::97])  # the never-broken samples
+    assert all(max(probed[i]) < 2.25 for i in range(1, count, 97))
+    assert probes == lengths.max()
+    # Each probe runs its active samples in calls of settings.batch_size (500) images.
+    expected_calls = []
+    for k in range(lengths.max()):
+        active = int(np.sum(lengths > k))
+        expected_calls += [settings.batch_size] * (active // settings.batch_size)
+        expected_calls += [active % settings.batch_size] if active % settings.batch_size else []
+    assert [len(batch_labels) for batch_labels, _ in calls] == expected_calls
+    assert expected_calls[:2] == [500, 500]
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-6)
+    np.testing.assert_allclose(images[:, 0, 0, 0], np.where(np.isfinite(distances), distances, 0.0), rtol=1e-6)
+
+
+def test_minimal_perturbation_accepts_a_model_that_scores_one_image_at_a_time():
+    """A model callable that loops over the batch (and so cannot take an empty batch) works: the
+    search never asks it about zero images; the distances are those of the attack's candidates."""
+    model, x, y, threshold, _, unit = two_class_problem("l2", count=5)
+    index_of = {image.tobytes(): i for i, image in enumerate(x)}
+
+    def closed_form(images, labels):
+        rows = np.array([index_of[image.tobytes()] for image in images])
+        return threshold[rows], unit[rows]
+
+    def one_at_a_time(images):
+        return np.concatenate([model(images[i : i + 1]).numpy() for i in range(len(images))])
+
+    attack = scaled_exact_attack("exact_x1.1", "l2", closed_form, 1.1, lambda images: np.zeros(len(images), bool))
+    result = robustness.minimal_perturbation(one_at_a_time, x, y, "l2", attacks=[attack], progress=None)
+    expected = 1.1 * threshold
+    expected[0] = 0.0  # misclassified without perturbation
+    np.testing.assert_allclose(result.distances, expected, rtol=FLOAT_SLACK)
+
+
+# ------------------------------------------------------------------- scoring: verification and summaries
+
+
+def identity_logits(images):
+    """Two-class logits that are the two pixels of a 1 x 1 x 2 image."""
+    return tf.reshape(tf.convert_to_tensor(images, tf.float32), (-1, 2))
+
+
+def test_verify_adversarial_needs_a_strict_flip_inside_the_unit_box():
+    clean = np.tile(np.array([0.7, 0.3], np.float32), (6, 1)).reshape(6, 1, 1, 2)  # all of class 0
+    candidates = np.array(
+        [
+            [0.4, 0.6],  # flips: margin 0.2
+            [0.5, 0.5],  # a tie: not a flip (docstring: "a tie does not count")
+            [-0.01, 0.6],  # flips, but below 0
+            [0.4, 1.01],  # flips, but above 1
+            [np.nan, 0.6],  # not finite
+            [0.0, 1.0],  # flips on the box's edges
+        ],
+        np.float32,
+    ).reshape(6, 1, 1, 2)
+    broken, distance = robustness.verify_adversarial(
+        model=identity_logits, x=clean, adversarial=candidates, y=np.zeros(6, int), norm="linf", batch_size=4
+    )
+    np.testing.assert_array_equal(broken, [True, False, False, False, False, True])
+    difference = candidates.astype(np.float64) - clean.astype(np.float64)
+    expected = [max(abs(difference[i, 0, 0, 0]), abs(difference[i, 0, 0, 1])) for i in range(6)]
+    np.testing.assert_allclose(distance[[0, 1, 2, 3, 5]], np.array(expected)[[0, 1, 2, 3, 5]], rtol=1e-12)
+    # With a margin, the flip must exceed it: 0.2 does not exceed 0.25, 2.0 (for [0, 1]) does.
+    broken, _ = robustness.verify_adversarial(identity_logits, clean, candidates, np.zeros(6, int), "l2", min_margin=0.25)
+    np.testing.assert_array_equal(broken, [False, False, False, False, False, True])
+
+
+def test_perturbation_distance_of_images_without_pixels_is_zero():
+    empty = np.zeros((3, 0, 0, 1), np.float32)
+    for norm in ("linf", "l2"):
+        np.testing.assert_array_equal(scoring.perturbation_distance(empty, empty, norm), np.zeros(3))
+
+
+def test_quantile_of_one_value_is_that_value_and_of_none_is_nan():
+    assert scoring.quantile([0.3], 0.25) == 0.3
+    assert scoring.quantile([np.inf], 0.5) == np.inf
+    assert np.isnan(scoring.quantile([], 0.5))
+
+
+def test_summary_quartiles_and_per_attack_medians_match_numpy():
+    distances = np.array([0.0, 0.31, 0.07, 0.12, 0.0, 0.55, 0.2])
+    clean_correct = distances > 0
+    per_attack = {"a": np.array([0.0, 0.4, 0.09, 0.12, 0.0, 0.6, 0.25]), "b": distances * 3}
+    summary = scoring.summarize_distances(distances, clean_correct, per_attack, ["x"] * 7)
+    for key, q in [("q25", 0.25), ("median", 0.5), ("q75", 0.75)]:
+        assert summary[key] == pytest.approx(np.quantile(distances, q), rel=1e-12)
+    for name, found in per_attack.items():
+        assert summary["per_attack"][name]["median"] == pytest.approx(np.quantile(found, 0.5), rel=1e-12)
+        assert summary["per_attack"][name]["n_found"] == 5 and summary["per_attack"][name]["n_best"] == 0
+
+
+def test_epsilon_grid_starts_at_zero_and_spans_the_positive_distances_geometrically():
+    distances = np.array([0.3, 0.0, 0.02, np.inf, 0.05, 0.0])
+    grid = scoring.epsilon_grid(distances, points=6)
+    assert len(grid) == 6 and grid[0] == 0.0
+    ratios = grid[2:] / grid[1:-1]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-12)
+    assert ratios[0] > 1
+    # The curve is seen before the first positive distance and after the last finite one.
+    assert grid[1] < 0.02 and grid[-1] > 0.3
+    curve = scoring.success_curve(distances, grid)
+    np.testing.assert_allclose(curve[[0, 1, -1]], [2 / 6, 2 / 6, 5 / 6])
+    # Without positive finite distances the grid is the zero budget alone.
+    np.testing.assert_array_equal(scoring.epsilon_grid(np.array([0.0, np.inf, 0.0])), [0.0])
