@@ -75,6 +75,8 @@ def verify_adversarial(
 
 def quantile(values, q: float) -> float:
     """Quantile with linear interpolation that treats inf as a value (an inf neighbour gives inf)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"A quantile q must be in [0, 1] (0.5 is the median). Received: q={q}")
     values = np.sort(np.asarray(values, np.float64))
     if values.size == 0:
         return float("nan")

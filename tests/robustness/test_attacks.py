@@ -741,6 +741,12 @@ def test_quantile_of_one_value_is_that_value_and_of_none_is_nan():
     assert np.isnan(scoring.quantile([], 0.5))
 
 
+@pytest.mark.parametrize("q", [-0.5, 1.5])
+def test_quantile_outside_zero_one_is_refused_not_wrapped_around(q):
+    with pytest.raises(ValueError, match=rf"q must be in \[0, 1\].*q={q}"):
+        scoring.quantile([0.1, 0.2, 0.3], q)
+
+
 def test_summary_quartiles_and_per_attack_medians_match_numpy():
     distances = np.array([0.0, 0.31, 0.07, 0.12, 0.0, 0.55, 0.2])
     clean_correct = distances > 0
