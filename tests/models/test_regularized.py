@@ -22,22 +22,6 @@ def _model(alpha, seed=0, **kwargs):
 # first failure, and they take seconds where the ResNet tests below take most of a minute.
 
 
-def _tiny_dropout_joint_model(params, alpha, **kwargs):
-    """``_tiny_joint_model`` with Dropout(0.5) on the pixels: training mode changes every tap."""
-    inputs = keras.Input((TINY_WIDTH, TINY_WIDTH, 1))
-    flat = keras.layers.Dropout(0.5, seed=3)(keras.layers.Flatten()(inputs))
-    hidden = keras.layers.Dense(
-        TINY_HIDDEN, activation="tanh", kernel_regularizer=keras.regularizers.L2(TINY_L2), name="hidden"
-    )(flat)
-    logits = keras.layers.Dense(TINY_CLASSES, name="logits")(hidden)
-    classifier = keras.Model(inputs, logits)
-    classifier.get_layer("hidden").set_weights([params["w1"], params["b1"]])
-    classifier.get_layer("logits").set_weights([params["w2"], params["b2"]])
-    model = NeuralRegularizedModel(classifier, tap_layers=["hidden", "logits"], alpha=alpha, **kwargs)
-    model.gamma_logits.assign(params["g"])
-    return model
-
-
 def _cross_entropy(params, images, labels):
     """The tiny classifier's mean cross-entropy, float64 by hand (0 for no images)."""
     _, logits = _tiny_forward(params, images)
@@ -50,7 +34,7 @@ def test_evaluate_adds_alpha_times_the_inference_mode_similarity_loss(float64_ke
     the similarity metrics logged for joint data only."""
     alpha = 3.0
     params, batch = _tiny_params(), _tiny_batch()
-    model = _tiny_dropout_joint_model(params, alpha)
+    model = _tiny_joint_model(params, alpha, dropout=True)
     model.compile(optimizer=keras.optimizers.SGD(1.0))
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
 
@@ -71,8 +55,8 @@ def test_model_similarity_is_an_inference_pass_that_leaves_the_running_mean_alon
     """Called without options (as SimilarityMonitor does) it uses Dropout off and centres with the
     stored running mean, which it does not update."""
     params, batch = _tiny_params(), _tiny_batch()
-    model = _tiny_dropout_joint_model(
-        params, 1.0, centering="ema", stimulus_shape=(TINY_WIDTH, TINY_WIDTH)
+    model = _tiny_joint_model(
+        params, 1.0, dropout=True, centering="ema", stimulus_shape=(TINY_WIDTH, TINY_WIDTH)
     )
     rng = np.random.default_rng(5)
     stored = [rng.normal(scale=0.3, size=TINY_HIDDEN), rng.normal(scale=0.3, size=TINY_CLASSES)]
@@ -389,10 +373,15 @@ def float64_keras():
     global_state.set_global_attribute("dtype_policy", previous_policy)
 
 
-def _tiny_joint_model(params, alpha, **kwargs):
-    """A Dense(tanh) -> Dense classifier tapped at both layers, with an L2 kernel penalty."""
+def _tiny_joint_model(params, alpha, dropout=False, **kwargs):
+    """A Dense(tanh) -> Dense classifier tapped at both layers, with an L2 kernel penalty.
+
+    ``dropout``: Dropout(0.5) on the pixels, so that training mode changes every tap.
+    """
     inputs = keras.Input((TINY_WIDTH, TINY_WIDTH, 1))
     flat = keras.layers.Flatten()(inputs)
+    if dropout:
+        flat = keras.layers.Dropout(0.5, seed=3)(flat)
     hidden = keras.layers.Dense(
         TINY_HIDDEN, activation="tanh", kernel_regularizer=keras.regularizers.L2(TINY_L2), name="hidden"
     )(flat)
