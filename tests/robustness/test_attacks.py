@@ -741,6 +741,12 @@ def test_quantile_of_one_value_is_that_value_and_of_none_is_nan():
     assert np.isnan(scoring.quantile([], 0.5))
 
 
+def test_quantiles_zero_and_one_are_the_smallest_and_largest_value():
+    assert scoring.quantile([0.3, 0.1, 0.2], 0.0) == 0.1
+    assert scoring.quantile([0.3, 0.1, 0.2], 1.0) == 0.3
+    assert scoring.quantile([0.1, np.inf], 1.0) == np.inf
+
+
 @pytest.mark.parametrize("q", [-0.5, 1.5])
 def test_quantile_outside_zero_one_is_refused_not_wrapped_around(q):
     with pytest.raises(ValueError, match=rf"q must be in \[0, 1\].*q={q}"):
