@@ -193,6 +193,11 @@ def oracle_similarity(repeated, weights=None) -> np.ndarray:
 def upper_triangle(matrix) -> np.ndarray:
     """The i < j entries of a square matrix, row-major."""
     matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(
+            "Expected a square matrix (one row and one column per stimulus). "
+            f"Received: shape={matrix.shape}"
+        )
     rows, cols = np.triu_indices(matrix.shape[0], k=1)
     return matrix[rows, cols]
 
@@ -258,6 +263,11 @@ def _check_pair_shapes(s_pred: tf.Tensor, s_target: tf.Tensor) -> None:
         raise ValueError(
             "Predicted and target similarity matrices must cover the same stimuli. "
             f"Received: s_pred.shape={s_pred.shape}, s_target.shape={s_target.shape}"
+        )
+    if not s_pred.shape[0:1].is_compatible_with(s_pred.shape[1:2]):
+        raise ValueError(
+            "Similarity matrices must be square (batch, batch): one row and one column per "
+            f"stimulus. Received: s_pred.shape={s_pred.shape}"
         )
 
 

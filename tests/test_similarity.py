@@ -247,6 +247,18 @@ def test_similarity_loss_names_a_matrix_that_is_not_2d(rng):
             similarity.similarity_loss(tf.constant(s_pred), tf.constant(s_target))
 
 
+def test_matrices_that_are_not_square_are_refused_by_name(rng):
+    """A (3, 4) 'similarity matrix' has no i < j pairs to compare: the loss, the pair correlation
+    and upper_triangle say so instead of failing inside TensorFlow or pairing the wrong entries."""
+    wide = np.clip(rng.normal(size=(3, 4)) / 3, -1, 1)
+    for fn in (similarity.similarity_loss, similarity.pair_correlation):
+        with pytest.raises(ValueError, match=r"must be square .*shape=\(3, 4\)"):
+            fn(tf.constant(wide), tf.constant(wide))
+    for matrix in (wide, wide.T, np.ones(3)):
+        with pytest.raises(ValueError, match=r"Expected a square matrix .*Received: shape="):
+            similarity.upper_triangle(matrix)
+
+
 def test_similarity_matrix_stays_within_minus_one_after_rounding():
     # Opposite population vectors: e_i . e_j is -1 up to rounding, which can fall below -1.
     rng = np.random.default_rng(0)
