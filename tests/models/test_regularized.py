@@ -202,6 +202,18 @@ def test_training_data_in_other_forms_is_refused_with_the_accepted_forms(float64
         model.fit(tf.data.Dataset.from_tensors({"images": batch["images"]}), verbose=0)
 
 
+def test_a_weight_slot_left_empty_is_the_same_as_no_weights(float64_keras):
+    """Keras' (x, y, sample_weight) convention with sample_weight=None means "no weights": the
+    step takes it like (images, labels)."""
+    params, batch = _tiny_params(), _tiny_batch()
+    task, regularization, _, _ = _tiny_terms(params, batch)
+    model = _tiny_joint_model(params, 0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = model.test_step((tf.constant(batch["images"]), tf.constant(batch["labels"]), None))
+    assert float(logs["task_loss"]) == pytest.approx(task, rel=1e-12)
+    assert float(logs["loss"]) == pytest.approx(task + regularization, rel=1e-12)
+
+
 def test_sample_weights_and_class_weights_are_refused_not_ignored(float64_keras):
     """Eq 7 weights every image equally: weights given with the data (or as fit's class_weight)
     must stop training with a message, not be dropped silently."""
