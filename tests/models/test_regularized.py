@@ -102,7 +102,7 @@ def test_two_replicas_gather_every_row_in_replica_order(tmp_path):
         **params,
     }
     np.savez(tmp_path / "in.npz", **inputs)
-    script = os.path.join(REPO_ROOT, "tests", "models", "two_replicas.py")
+    script = os.path.join(REPO_ROOT, "tests", "training", "two_replicas.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
     process = subprocess.run([sys.executable, script, tmp_path / "in.npz", tmp_path / "out.npz"],

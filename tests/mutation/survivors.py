@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 
-HEADER = re.compile(r"^SURVIVED (?P<path>\S+):(?P<line>\d+) (?P<operator>\S+) #(?P<occurrence>\d+)$")
+HEADER = re.compile(r"^(?:SURVIVED )?(?P<path>\S+):(?P<line>\d+) (?P<operator>\S+) #(?P<occurrence>\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ def read(text: str) -> list[Survivor]:
     """The survivors of a summary (or of an equivalence list: headers without ``SURVIVED``)."""
     survivors, current, diff = [], None, []
     for raw in text.splitlines() + [""]:
-        match = HEADER.match(raw) or HEADER.match("SURVIVED " + raw)
+        match = HEADER.match(raw)
         if match or not raw.strip():
             if current:
                 survivors.append(dataclasses.replace(current, diff=tuple(diff)))

@@ -1,9 +1,9 @@
-"""Two replicas in one process, for ``test_regularized.py`` (no tests here).
+"""Two replicas in one process, for ``tests/models/test_regularized.py`` (no tests here).
 
 Run as a script by ``test_two_replicas_gather_every_row_in_replica_order`` (logical CPU devices
 must be configured before the first TensorFlow op, hence the subprocess):
 
-    python tests/models/two_replicas.py IN.npz OUT.npz
+    python tests/training/two_replicas.py IN.npz OUT.npz
 
 IN holds ``split`` (the rows of replica 0; replica 1 gets the rest), the arrays ``wide`` (rows x 4)
 and ``deep`` (rows x 2 x 3) to gather, ``stimuli`` and the tiny model's parameters. OUT holds, per
@@ -23,8 +23,9 @@ import numpy as np
 def main(in_path: str, out_path: str) -> None:
     import tensorflow as tf
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(2)])
+    from distributed_helpers import configure_cpu_devices  # this script's folder is on sys.path
+
+    configure_cpu_devices(2)
     import keras
 
     keras.config.set_floatx("float64")
