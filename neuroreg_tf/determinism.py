@@ -13,6 +13,10 @@ ResNet step on this 2-core CPU (bench/RESULTS.md). Call it before building model
 
 from __future__ import annotations
 
+import contextlib
+import random
+
+import numpy as np
 import tensorflow as tf
 
 
@@ -22,3 +26,22 @@ def enable() -> None:
     tf.config.optimizer.set_experimental_options(
         {"remapping": False, "arithmetic_optimization": False}
     )
+
+
+@contextlib.contextmanager
+def preserved_global_random_state():
+    """Restores Python's and NumPy's global random states when the block ends.
+
+    Keras 3 draws the seeds of initializers and dropout made without one from Python's
+    ``random`` (``keras.random.SeedGenerator``), so any library call that draws from it between
+    ``keras.utils.set_random_seed`` and model building changes the model. Preparing a tfds dataset
+    does: a run that prepared Fashion-MNIST first trained another model than every later run.
+    Wrap such side work in this block and the seeded state is as if it never ran.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)

@@ -21,6 +21,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
+from neuroreg_tf import determinism
 from neuroreg_tf.data import common
 
 _SOURCE_FILENAMES = (
@@ -131,7 +132,10 @@ def prepare_fashion_mnist(
     builder_class = _offline_builder_class(source_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     builder = builder_class(data_dir=str(data_dir))
-    with tempfile.TemporaryDirectory(dir=data_dir) as scratch_dir:
+    # tfds draws from Python's global `random` while it prepares; a seeded caller must not
+    # see that (it would build another model on a first run than on every later run).
+    with determinism.preserved_global_random_state(), \
+            tempfile.TemporaryDirectory(dir=data_dir) as scratch_dir:
         try:
             builder.download_and_prepare(
                 download_dir=scratch_dir,
