@@ -86,7 +86,8 @@ def train_model(
     data = distribute_global_batches(
         strategy, lambda: epoch_stream(make_epoch, epochs, steps_per_epoch, start_step)
     )
-    callbacks = [backup, *callbacks]
+    # Last: an epoch's history row (ResumableCSVLogger) is on disk before its checkpoint.
+    callbacks = [*callbacks, backup]
     epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
     if step_in_epoch:
         # A mid-epoch checkpoint (from the custom loop): finish that epoch first.

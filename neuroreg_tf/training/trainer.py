@@ -5,7 +5,7 @@ A workdir holds everything a run produces (file names: ``neuroreg_tf.workdir``):
     config.json        the resolved config, written first
     backup/            atomic checkpoints (model, optimizer, step): a run killed at any
                        point resumes from here, exactly; removed once the run is finished
-    history.csv        per-epoch metrics (CSVLogger, appended across resumes)
+    history.csv        per-epoch metrics, each trained epoch once (ResumableCSVLogger)
     tensorboard/       TensorBoard logs
     model.keras        the NeuralRegularizedModel with optimizer state
     classifier.keras   the plain classifier
@@ -54,7 +54,7 @@ from neuroreg_tf.models import NeuralRegularizedModel, ResNet
 from neuroreg_tf.models.regularized import CENTERINGS, SIMILARITY_LOSSES, STIMULUS_BN_MODES
 from neuroreg_tf.models.resnet import STAGE_BLOCKS, layer_names
 from neuroreg_tf.progress import Reporter, print_line, reporter
-from neuroreg_tf.training.callbacks import SimilarityMonitor
+from neuroreg_tf.training.callbacks import ResumableCSVLogger, SimilarityMonitor
 from neuroreg_tf.training.distributed_data import epoch_seed
 from neuroreg_tf.training.driver import train_model
 from neuroreg_tf.training.joint_data import joint_dataset, split_stimuli
@@ -367,7 +367,7 @@ def train(
     all_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0 and chief),
-        keras.callbacks.CSVLogger(history_csv, append=True),
+        ResumableCSVLogger(history_csv),
         keras.callbacks.TensorBoard(
             workdir_files.path(workdir, workdir_files.TENSORBOARD), write_graph=False
         ),

@@ -135,3 +135,84 @@ def test_a_checkpoint_of_another_run_is_not_restored(tmp_path):
     AtomicCheckpointer(str(tmp_path), identity="run-A", progress=None).save(model, 2)
     with pytest.raises(CheckpointError, match="another config or target"):
         AtomicCheckpointer(str(tmp_path), identity="run-B", progress=None).restore(model)
+
+
+class _Killed(Exception):
+    """Stands in for a SIGKILL at one point of a run."""
+
+
+def _history_epochs(path):
+    lines = open(path, newline="").read().splitlines()
+    assert lines[0].startswith("epoch,")
+    return [int(line.split(",")[0]) for line in lines[1:]]
+
+
+def _train_three_epochs(tmp_path, kill=None):
+    """Trains the small model 3 epochs of 2 steps with history.csv and epoch checkpoints.
+
+    ``kill``: (epoch, "before" | "after") raises _Killed just before / just after the checkpoint
+    of that epoch's end is written, as a SIGKILL there would stop the run.
+    """
+    import tensorflow as tf
+
+    from neuroreg_tf.training.callbacks import ResumableCSVLogger
+    from neuroreg_tf.training.checkpointing import AtomicCheckpointer
+    from neuroreg_tf.training.driver import train_model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+    make_epoch = lambda epoch: tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    model = _small_model()
+    original_save = AtomicCheckpointer.save
+
+    def save(self, model, global_step, **state):
+        at_kill = kill is not None and state.get("epoch") == kill[0] + 1 and not state.get("step_in_epoch")
+        if at_kill and kill[1] == "before":
+            raise _Killed
+        written = original_save(self, model, global_step, **state)
+        if at_kill and kill[1] == "after":
+            raise _Killed
+        return written
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AtomicCheckpointer, "save", save)
+        return train_model(
+            model, tf.distribute.get_strategy(), make_epoch, epochs=3, steps_per_epoch=2,
+            backup_dir=str(tmp_path / "backup"), callbacks=[ResumableCSVLogger(str(tmp_path / "history.csv"))],
+            verbose=0, progress=None,
+        ), model
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_history_lists_each_epoch_once_whenever_the_run_is_killed(tmp_path, moment):
+    # Killed just before epoch 1's checkpoint: its history row is written but the model resumes
+    # at epoch 1 and trains it again. Killed just after: the row must already be there.
+    with pytest.raises(_Killed):
+        _train_three_epochs(tmp_path, kill=(1, moment))
+    resumed, model = _train_three_epochs(tmp_path)
+    assert _history_epochs(tmp_path / "history.csv") == [0, 1, 2]
+    assert resumed.epoch == ([1, 2] if moment == "before" else [2])
+    (tmp_path / "uninterrupted").mkdir()
+    reference, reference_model = _train_three_epochs(tmp_path / "uninterrupted")
+    for restored, expected in zip(model.get_weights(), reference_model.get_weights()):
+        np.testing.assert_allclose(restored, expected, rtol=0, atol=1e-6)
+
+
+def test_history_follows_the_fallback_when_the_newest_checkpoint_is_damaged(tmp_path):
+    # Killed just before epoch 2's checkpoint: rows 0, 1, 2 are written, checkpoints of epochs
+    # 0 and 1 kept. The newest is damaged, so the run falls back to epoch 0's and trains 1 and 2
+    # again; the file must not list them twice. A row cut short by the kill is dropped too.
+    with pytest.raises(_Killed):
+        _train_three_epochs(tmp_path, kill=(2, "before"))
+    with open(tmp_path / "history.csv", "a", newline="") as f:
+        f.write("3,0.12")
+    assert _history_epochs(tmp_path / "history.csv") == [0, 1, 2, 3]
+    newest = json.loads((tmp_path / "backup" / "latest.json").read_text())
+    assert newest["global_step"] == 4
+    _flip_bytes(tmp_path / "backup" / "step-000004" / "model.weights.h5")
+    rows_before = open(tmp_path / "history.csv", newline="").read().splitlines()
+    resumed, _ = _train_three_epochs(tmp_path)
+    assert resumed.epoch == [1, 2]
+    rows = open(tmp_path / "history.csv", newline="").read().splitlines()
+    assert _history_epochs(tmp_path / "history.csv") == [0, 1, 2]
+    assert rows[:2] == rows_before[:2]  # header and epoch 0 kept byte for byte
