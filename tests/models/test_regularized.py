@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import oracles
 from conftest import JOINT_BATCH as BATCH
+from conftest import SUBPROCESS_TIMEOUT_S
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet18
 
 
@@ -106,7 +107,7 @@ def test_two_replicas_gather_every_row_in_replica_order(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
     process = subprocess.run([sys.executable, script, tmp_path / "in.npz", tmp_path / "out.npz"],
-                             env=env, capture_output=True, text=True, timeout=240)
+                             env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert process.returncode == 0, process.stderr[-4000:]
     out = np.load(tmp_path / "out.npz")
 

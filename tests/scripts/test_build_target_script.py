@@ -10,12 +10,12 @@ import numpy as np
 from neuroreg_tf import targets
 from neuroreg_tf.neural import recordings, simulation
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, SUBPROCESS_TIMEOUT_S
 
 
 def run_build(workdir, *flags):
     command = [sys.executable, "build_target.py", f"--workdir={workdir}", *flags]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
 
@@ -108,7 +108,7 @@ def test_zipped_recordings_and_a_stimulus_set_no_scan_saw(tmp_path):
 
 def test_bad_config_is_one_message_and_exit_2(tmp_path):
     command = [sys.executable, "build_target.py", f"--workdir={tmp_path}", "--config.target.kind=imagenet"]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert completed.returncode == 2
     assert "build_target.py: error: config.target.kind: must be one of" in completed.stderr
     assert "Traceback" not in completed.stderr

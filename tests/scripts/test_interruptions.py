@@ -17,7 +17,7 @@ import h5py
 import io
 import numpy as np
 
-from conftest import REPO_ROOT, needs_fashion_mnist
+from conftest import REPO_ROOT, SUBPROCESS_TIMEOUT_S, needs_fashion_mnist
 
 SEED = int(os.environ.get("NEUROREG_KILL_SEED", "2026"))
 BUILD = ["--config=configs/build_target.py:demo", "--config.simulation.preset=tiny",
@@ -35,7 +35,7 @@ def command(script, *flags):
 
 def run(script, *flags):
     completed = subprocess.run(command(script, *flags), cwd=REPO_ROOT, capture_output=True,
-                               text=True, timeout=600)
+                               text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed
 

@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, needs_fashion_mnist
+from conftest import REPO_ROOT, SUBPROCESS_TIMEOUT_S, needs_fashion_mnist
 
 
 def run(script, *flags, cwd):
     return subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, script), *flags],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
     )
 
 

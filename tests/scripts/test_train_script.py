@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT as REPO
-from conftest import needs_fashion_mnist
+from conftest import SUBPROCESS_TIMEOUT_S, needs_fashion_mnist
 from neuroreg_tf import data
 from neuroreg_tf.config import base_train_config, runlocal
 from neuroreg_tf.errors import WorkdirError
@@ -43,7 +43,7 @@ def run_train(workdir, *flags):
     """train.py on configs/demo.py:runlocal with the TINY settings (a subprocess)."""
     command = [sys.executable, "train.py", "--config=configs/demo.py:runlocal", f"--workdir={workdir}"]
     command += [f"--config.{key}={value}" for key, value in TINY.items()] + list(flags)
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import REPO_ROOT, needs_fashion_mnist
+from conftest import REPO_ROOT, SUBPROCESS_TIMEOUT_S, needs_fashion_mnist
 from neuroreg_tf import cli
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.study import conditions, plan
@@ -27,7 +27,7 @@ def study(workdir, *flags, **popen):
                f"--workdir={workdir}", "--config.workers=0", *flags]
     if popen:
         return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed
 

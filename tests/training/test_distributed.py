@@ -30,7 +30,7 @@ import pytest
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "distributed_helpers.py")
 from conftest import REPO_ROOT as REPO
-from conftest import FASHION_MNIST
+from conftest import FASHION_MNIST, SUBPROCESS_TIMEOUT_S
 TRAIN_FLAGS = {
     "strategy": "multi_worker",
     "batch_size": 16,
@@ -39,7 +39,6 @@ TRAIN_FLAGS = {
     "checkpoint_every_steps": 2,
     "verbose": 0,
 }
-TIMEOUT_S = 240
 EPOCHS = 2
 STEPS_PER_EPOCH = 4
 MIRRORED_STEPS = 3
@@ -68,7 +67,7 @@ def run_support(*arguments, tf_config=None) -> subprocess.CompletedProcess:
         env=_environment(tf_config),
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_S,
+        timeout=SUBPROCESS_TIMEOUT_S,
     )
 
 
@@ -94,7 +93,7 @@ def run_cluster(role_arguments, workers: int = 2, script: str = SUPPORT) -> list
             )
         )
         logs.append(log)
-    deadline = time.monotonic() + TIMEOUT_S
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
     first_death = None
     while any(p.poll() is None for p in processes):
         now = time.monotonic()
