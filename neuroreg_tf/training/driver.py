@@ -38,6 +38,7 @@ def train_model(
     steps_per_epoch: int,
     backup_dir: str,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    recorders: Sequence[keras.callbacks.Callback] = (),
     validation_data=None,
     save_every_steps: int = 0,
     verbose: int = 1,
@@ -54,8 +55,10 @@ def train_model(
         epochs: total epochs of the run (also when resuming).
         steps_per_epoch: batches per epoch.
         backup_dir: the atomic checkpoint directory; restored from when present.
-        callbacks: Keras callbacks (under multi-worker, the writing ones run on
-            the chief only).
+        callbacks: Keras callbacks, run after the epoch's checkpoint is written (under
+            multi-worker, the writing ones run on the chief only).
+        recorders: callbacks that record an epoch (e.g. ``ResumableCSVLogger``), run before
+            its checkpoint is written, so a kill never leaves a checkpointed epoch unrecorded.
         validation_data: evaluated at every epoch end.
         save_every_steps: also checkpoint every this many steps (0: at epoch ends
             only); either driver resumes from such a mid-epoch checkpoint exactly.
@@ -69,7 +72,7 @@ def train_model(
     if is_multi_worker(strategy):
         return train_loop(
             model, strategy, make_epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks, checkpoint_dir=backup_dir, save_every_steps=save_every_steps,
+            callbacks=[*recorders, *callbacks], checkpoint_dir=backup_dir, save_every_steps=save_every_steps,
             validation_data=validation_data, verbose=verbose, identity=identity, progress=progress,
         )
     backup = ExactBackupAndRestore(
@@ -86,8 +89,7 @@ def train_model(
     data = distribute_global_batches(
         strategy, lambda: epoch_stream(make_epoch, epochs, steps_per_epoch, start_step)
     )
-    # Last: an epoch's history row (ResumableCSVLogger) is on disk before its checkpoint.
-    callbacks = [*callbacks, backup]
+    callbacks = [*recorders, backup, *callbacks]
     epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
     if step_in_epoch:
         # A mid-epoch checkpoint (from the custom loop): finish that epoch first.

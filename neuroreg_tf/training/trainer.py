@@ -364,10 +364,12 @@ def train(
 
     history_csv = workdir_files.path(workdir, workdir_files.HISTORY_CSV)
     backup_dir = workdir_files.path(workdir, workdir_files.BACKUP)
-    all_callbacks = [
+    recorders = [
         keras.callbacks.TerminateOnNaN(),
         SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0 and chief),
         ResumableCSVLogger(history_csv),
+    ]
+    all_callbacks = [
         keras.callbacks.TensorBoard(
             workdir_files.path(workdir, workdir_files.TENSORBOARD), write_graph=False
         ),
@@ -382,6 +384,7 @@ def train(
         steps_per_epoch=steps_per_epoch,
         backup_dir=backup_dir,
         callbacks=all_callbacks,
+        recorders=recorders,
         validation_data=test_images,
         save_every_steps=config.checkpoint_every_steps,
         verbose=config.verbose,

@@ -178,7 +178,7 @@ def _train_three_epochs(tmp_path, kill=None):
         patch.setattr(AtomicCheckpointer, "save", save)
         return train_model(
             model, tf.distribute.get_strategy(), make_epoch, epochs=3, steps_per_epoch=2,
-            backup_dir=str(tmp_path / "backup"), callbacks=[ResumableCSVLogger(str(tmp_path / "history.csv"))],
+            backup_dir=str(tmp_path / "backup"), recorders=[ResumableCSVLogger(str(tmp_path / "history.csv"))],
             verbose=0, progress=None,
         ), model
 
