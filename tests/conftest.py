@@ -12,10 +12,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 # How long a test waits for a subprocess (or a cluster of them) before it calls it hung. A hang
-# guard, never a speed check: the longest single wait of the suite (the distributed fixture's
-# seven concurrent jobs) is under 3 minutes on a quiet 2-core machine, so 30 minutes holds a
-# slowdown of 10x (bench/RESULTS.md has the suite run twice at once). On a still slower machine
-# scale it with NEUROREG_TEST_TIMEOUT_SCALE (e.g. 2).
+# guard, never a speed check: the longest single wait of the suite, the distributed fixture's
+# seven concurrent jobs, took 87 s on a quiet 2-core machine and 188 s with a second suite and a
+# demo sharing the cores (bench/RESULTS.md); 30 minutes holds a slowdown of 20x. On a still
+# slower machine scale it with NEUROREG_TEST_TIMEOUT_SCALE (e.g. 2).
 SUBPROCESS_TIMEOUT_S = 1800 * float(os.environ.get("NEUROREG_TEST_TIMEOUT_SCALE", "1"))
 
 needs_fashion_mnist = pytest.mark.skipif(
