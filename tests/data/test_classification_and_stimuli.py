@@ -27,6 +27,15 @@ def _require_debian_fashion_mnist():
         pytest.skip(f"Fashion-MNIST files absent: {common.FASHION_MNIST_INSTALL_COMMAND}")
 
 
+def _refuse_network(patch):
+    """Makes every socket connection fail the test (``patch``: a pytest MonkeyPatch)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    patch.setattr(socket.socket, "connect", refuse)
+    patch.setattr(socket, "create_connection", refuse)
+
+
 def _files_and_mtimes(folder):
     return {str(path): path.stat().st_mtime_ns for path in sorted(pathlib.Path(folder).rglob("*"))}
 
@@ -59,12 +68,8 @@ def fmnist_first_load(tmp_path_factory):
     _require_debian_fashion_mnist()
     data_dir = tmp_path_factory.mktemp("tfds")
 
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket, "create_connection", refuse)
+        _refuse_network(patch)
         assert not fashion_mnist.is_prepared(data_dir)
         first_load = _seeded_load(data_dir)
         assert fashion_mnist.is_prepared(data_dir)
@@ -225,11 +230,7 @@ def test_repeat_and_drop_remainder(fmnist_dir):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_missing_cifar_fails_at_once_with_the_command(name, tmp_path, monkeypatch):
-    def refuse(*args, **kwargs):  # "at once": no download is even attempted
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    _refuse_network(monkeypatch)  # "at once": no download is even attempted
     with pytest.raises(data.DatasetNotFoundError) as error:
         data.load_classification(name, "train", batch_size=8, data_dir=tmp_path)
     message = str(error.value)
