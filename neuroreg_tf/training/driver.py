@@ -55,10 +55,12 @@ def train_model(
         epochs: total epochs of the run (also when resuming).
         steps_per_epoch: batches per epoch.
         backup_dir: the atomic checkpoint directory; restored from when present.
-        callbacks: Keras callbacks, run after the epoch's checkpoint is written (under
-            multi-worker, the writing ones run on the chief only).
+        callbacks: Keras callbacks; with ``fit`` they run after the epoch's checkpoint is
+            written, in the multi-worker loop before it (there the writing ones run on the
+            chief only).
         recorders: callbacks that record an epoch (e.g. ``ResumableCSVLogger``), run before
-            its checkpoint is written, so a kill never leaves a checkpointed epoch unrecorded.
+            its checkpoint is written in either driver, so a kill never leaves a checkpointed
+            epoch unrecorded.
         validation_data: evaluated at every epoch end.
         save_every_steps: also checkpoint every this many steps (0: at epoch ends
             only); either driver resumes from such a mid-epoch checkpoint exactly.
