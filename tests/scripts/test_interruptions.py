@@ -16,6 +16,7 @@ import zipfile
 import h5py
 import io
 import numpy as np
+import pytest
 
 from conftest import REPO_ROOT, SUBPROCESS_TIMEOUT_S, needs_fashion_mnist
 
@@ -62,6 +63,7 @@ def classifier_weights(workdir):
     return arrays
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_killed_build_train_and_evaluation_finish_with_the_uninterrupted_result(tmp_path):
     rng = np.random.default_rng(SEED)

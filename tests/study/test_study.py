@@ -46,6 +46,7 @@ def finished(tmp_path_factory):
     return workdir, first.stdout, grown.stdout
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_every_condition_kind_runs_and_the_report_is_written(finished):
     workdir, first, grown = finished
@@ -72,6 +73,7 @@ def test_every_condition_kind_runs_and_the_report_is_written(finished):
     assert "SIMULATED" in markdown and "paired t-test" in markdown
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_report_numbers_equal_a_recomputation_from_the_per_run_table(finished):
     workdir, _, _ = finished
@@ -93,6 +95,7 @@ def test_report_numbers_equal_a_recomputation_from_the_per_run_table(finished):
             assert ours["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_an_interrupted_study_resumes_to_the_uninterrupted_numbers(finished, tmp_path):
     workdir, _, _ = finished

@@ -168,6 +168,7 @@ def runs(tmp_path_factory):
     return root, results
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_losses_and_weights_of_one_device(runs):
     root, results = runs
     _check(results["reference"])
@@ -188,6 +189,7 @@ def test_two_replicas_give_the_losses_and_weights_of_one_device(runs):
         )
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights_equal_to_one_process(runs):
     root, results = runs
     for process in results["two_workers"]:
@@ -202,6 +204,7 @@ def test_two_workers_end_with_identical_weights_equal_to_one_process(runs):
     np.testing.assert_allclose(worker0["logs"], single["logs"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_only_the_chief_writes_checkpoints(runs):
     root, results = runs
     for process in results["two_workers"]:
@@ -212,6 +215,7 @@ def test_only_the_chief_writes_checkpoints(runs):
     assert not (root / "cluster1").exists()
 
 
+@pytest.mark.slow
 def test_fit_resumes_from_the_last_epoch_and_matches_an_uninterrupted_run(runs):
     root, results = runs
     killed, resumed = results["fit_resume"]
@@ -226,6 +230,7 @@ def test_fit_resumes_from_the_last_epoch_and_matches_an_uninterrupted_run(runs):
     np.testing.assert_allclose(after["weights"], full["weights"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_custom_loop_resumes_mid_epoch_and_matches_an_uninterrupted_run(runs):
     root, results = runs
     killed, resumed = results["loop_resume"]
@@ -240,6 +245,7 @@ def test_custom_loop_resumes_mid_epoch_and_matches_an_uninterrupted_run(runs):
     np.testing.assert_allclose(after["weights"], full["weights"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_finishes_a_mid_epoch_checkpoint_of_the_custom_loop_exactly(runs):
     root, results = runs
     killed, resumed = results["loop_then_fit"]
@@ -253,6 +259,7 @@ def test_fit_finishes_a_mid_epoch_checkpoint_of_the_custom_loop_exactly(runs):
     np.testing.assert_allclose(after["weights"], full["weights"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cluster_resumes_after_one_worker_is_killed(runs):
     root, results = runs
     killed, restarted = results["cluster_resume"]
@@ -270,6 +277,7 @@ def test_cluster_resumes_after_one_worker_is_killed(runs):
     np.testing.assert_allclose(worker0["weights"], full["weights"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_script_on_two_workers_writes_only_the_chiefs_artifacts(runs):
     root, results = runs
     if results["train_py"] is None:
