@@ -23,6 +23,7 @@ Distributed (``config.batch_size`` is the global batch; see README, "Scaling out
         --config.strategy=multi_worker                                 # on each machine
 """
 
+import contextlib
 import os
 import tempfile
 
@@ -42,13 +43,26 @@ def main(argv):
     config, workdir = _CONFIG.value, _WORKDIR.value
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
     strategy = strategies.make_strategy(config)
+    chief = multi_worker.is_chief()
+    # Held from the claim below to the end of training; trainer.train holds it again (re-entrant).
+    with workdir_files.locked(workdir, "training run (train.py)") if chief else contextlib.nullcontext():
+        summary = _train(config, workdir, strategy, chief)
+    final = summary["final"]
+    print(
+        f"Finished {summary['epochs']} epoch(s): val_accuracy={final.get('val_accuracy', float('nan')):.4f}, "
+        f"held-out similarity r={final.get('val_similarity_r', float('nan')):.3f}; "
+        f"wrote {summary['workdir']}"
+    )
+
+
+def _train(config, workdir, strategy, chief) -> dict:
     target_id = None
     if not config.target.path:
         build_config = cli.load_config("build_target.py", config.target.build)
         build_config.overwrite = config.overwrite
         target_id = {"build": f"configs/build_target.py:{config.target.build}",
                      "fingerprint": workdir_files.fingerprint_of(build_targets.build_identity(build_config))}
-        if multi_worker.is_chief():
+        if chief:
             status = trainer.claim(config, workdir, target_id)
             if status == workdir_files.FINISHED:
                 config.target.path = os.path.join(workdir, workdir_files.TARGET_BUILD, workdir_files.TARGET)
@@ -63,13 +77,7 @@ def main(argv):
             config.target.path = build_targets.ensure_built(
                 build_config, tempfile.mkdtemp(prefix="neuroreg_worker_target_"), progress=None
             )
-    summary = trainer.train(config, workdir, strategy=strategy, target_id=target_id)
-    final = summary["final"]
-    print(
-        f"Finished {summary['epochs']} epoch(s): val_accuracy={final.get('val_accuracy', float('nan')):.4f}, "
-        f"held-out similarity r={final.get('val_similarity_r', float('nan')):.3f}; "
-        f"wrote {summary['workdir']}"
-    )
+    return trainer.train(config, workdir, strategy=strategy, target_id=target_id)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,22 @@ def write_json_atomic(path: str, payload) -> None:
         raise
 
 
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` as ``write_json_atomic`` writes JSON: the old file or the new one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(handle, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
 def sha256_file(path: str, chunk_bytes: int = 1 << 22) -> str:
     """The SHA-256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -11,16 +11,24 @@ Every artifact is written under a temporary name and renamed into place (``filei
 written last marks a finished step (``SUMMARY`` for training, ``ROBUSTNESS_JSON`` for evaluation,
 ``TARGET_REPORT`` for a target build). ``IDENTITY``, written first, records what the work
 depends on (``claim``): a workdir is reused or resumed only for the same identity.
+
+One process works in a workdir at a time: ``locked`` holds ``LOCK`` (the holder's pid, host and
+work) while it runs; a second process is refused at once, and the lock of a process that no
+longer runs is taken over with a message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import time
 
 from neuroreg_tf import fileio
 from neuroreg_tf.errors import WorkdirError
+from neuroreg_tf.progress import Reporter, print_line, reporter
 
 # Written first by every script: the resolved config.
 CONFIG = "config.json"
@@ -71,6 +79,127 @@ RETIRED_SUFFIX = ".replaced-"  # <workdir>.replaced-<time>-<pid>: an overwritten
 NEW, RESUME, FINISHED = "new", "resume", "finished"
 
 
+def check_path(workdir: str) -> None:
+    """Refuses a workdir path that cannot be a directory, naming the problem and the fix."""
+    if not workdir or not str(workdir).strip():
+        raise WorkdirError("--workdir is empty: name a directory, e.g. --workdir=runs/demo.")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir={workdir} is a file, not a directory: choose another --workdir.")
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise WorkdirError(f"--workdir={workdir} lies under {parent}, which is a file: choose another --workdir.")
+
+
+# ---------------------------------------------------------------------------------------------
+# One process per workdir.
+# ---------------------------------------------------------------------------------------------
+
+LOCK = ".lock"  # {"pid", "host", "what", "since"} of the process working in the workdir
+
+_held: dict[str, int] = {}  # lock files this process holds -> nesting depth
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _describe_holder(holder: dict) -> str:
+    return (f"{holder.get('what', 'another process')} (pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}, since {holder.get('since', '?')})")
+
+
+def _read_lock(lock: str) -> dict | None:
+    try:
+        with open(lock) as f:
+            holder = json.load(f)
+        return holder if isinstance(holder, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _acquire(workdir: str, lock: str, what: str, report) -> None:
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(lock)
+            if holder is None:
+                try:
+                    age = time.time() - os.path.getmtime(lock)
+                except OSError:
+                    continue  # released meanwhile
+                if age < 5:  # being written by a process that has just taken it
+                    raise WorkdirError(f"{workdir} is being taken by another process; wait for it, or choose another --workdir.")
+                report(f"{workdir}: its lock {lock} is unreadable and {age:.0f} s old; taking it over.")
+            elif holder.get("host") != record["host"] or (
+                holder.get("pid") != record["pid"] and _process_runs(int(holder.get("pid", -1)))
+            ):
+                raise WorkdirError(
+                    f"{workdir} is in use by {_describe_holder(holder)}: wait for it to finish or stop "
+                    f"it, or choose another --workdir (if that process no longer runs, delete {lock})."
+                )
+            else:
+                report(f"{workdir}: taking over the lock of {_describe_holder(holder)}, which no longer runs.")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock)
+            continue
+        with os.fdopen(handle, "w") as f:
+            json.dump(record, f)
+        return
+    raise WorkdirError(f"{workdir} is contended by other processes; wait for them, or choose another --workdir.")
+
+
+@contextlib.contextmanager
+def locked(workdir: str, what: str, *, name: str = LOCK, progress: Reporter = print_line):
+    """Holds ``workdir`` for this process while the block runs (re-entrant within the process).
+
+    Creates ``workdir`` if needed and the lock file ``name`` in it atomically (``O_EXCL``)
+    with this process's pid, host, ``what`` and the time. Another process's live lock is
+    refused at once with a ``WorkdirError`` naming the holder; the lock of a process of this
+    host that no longer runs is taken over with a message. The lock is removed when the block
+    ends (also by an exception); a killed process leaves it, and the next taker takes it over.
+
+    Args:
+        workdir: the directory.
+        what: the work, for messages, e.g. "training run".
+        name: the lock's file name (a study's shards each hold their own).
+        progress: reporter of the take-over message (None: silent).
+    """
+    check_path(workdir)
+    lock = os.path.join(os.path.realpath(workdir), name)
+    if lock in _held:
+        _held[lock] += 1
+        try:
+            yield
+        finally:
+            _held[lock] -= 1
+        return
+    os.makedirs(workdir, exist_ok=True)
+    _acquire(workdir, lock, what, reporter(progress))
+    _held[lock] = 1
+    try:
+        yield
+    finally:
+        del _held[lock]
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock)
+
+
 def _flatten(payload, prefix: str = "") -> dict:
     if isinstance(payload, dict):
         flat = {}
@@ -95,9 +224,22 @@ def identity_differences(recorded: dict, wanted: dict, limit: int = 8) -> list[s
 
 
 def read_identity(workdir: str) -> dict | None:
-    """The identity recorded in ``workdir``, or None."""
+    """The identity recorded in ``workdir`` (its fingerprint verified), or None when there is none.
+
+    Raises:
+        WorkdirError: ``identity.json`` lacks its fingerprint or was changed after it was written.
+    """
     file = path(workdir, IDENTITY)
-    return fileio.read_json(file, "the workdir's identity") if os.path.isfile(file) else None
+    if not os.path.isfile(file):
+        return None
+    identity = fileio.read_json(file, "the workdir's identity")
+    if not isinstance(identity, dict) or identity.get("fingerprint") != fingerprint_of(identity):
+        raise WorkdirError(
+            f"{file} {'lacks its fingerprint' if 'fingerprint' not in (identity or {}) else 'was changed after it was written'}"
+            ", so what made this workdir is unknown. Choose another --workdir, or start over "
+            "(--config.overwrite=True, or delete it)."
+        )
+    return identity
 
 
 def _remove_retired(workdir: str) -> None:
@@ -109,7 +251,7 @@ def _remove_retired(workdir: str) -> None:
 
 
 def _retire(workdir: str) -> None:
-    """Moves ``workdir`` aside atomically (a rename) and creates it anew, empty."""
+    """Moves ``workdir`` aside atomically (a rename) and creates it anew, empty but for its locks."""
     retired = f"{os.path.abspath(workdir)}{RETIRED_SUFFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
         os.rename(workdir, retired)
@@ -119,9 +261,19 @@ def _retire(workdir: str) -> None:
             "or choose another --workdir."
         ) from None
     os.makedirs(workdir)
+    for name in os.listdir(retired):
+        if name.startswith(LOCK):  # the locks stay with the workdir's path
+            with contextlib.suppress(OSError):
+                os.link(os.path.join(retired, name), os.path.join(workdir, name))
 
 
-def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, overwrite: bool) -> str:
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article: "a training run", "an evaluation"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, overwrite: bool,
+          start_over: str = "pass --config.overwrite=True to replace what is there") -> str:
     """Takes ``workdir`` for the work that ``identity`` describes.
 
     * An empty or new workdir: the identity is written (``NEW``).
@@ -129,6 +281,8 @@ def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, over
       continues from what is there).
     * Another identity, or files but no identity: refused with a ``WorkdirError`` that lists
       the differing keys and the two ways on, unless ``overwrite``.
+    * Another kind of work (the identities' ``kind``, e.g. a training run where an evaluation
+      is asked for): refused, also with ``overwrite``.
     * ``overwrite``: the old workdir is moved aside by one rename, a new empty one is made and
       the identity written, then the old one is removed (``NEW``). A run killed in between
       leaves either the old workdir or an empty new one, never a mix; leftovers of moved-aside
@@ -141,18 +295,31 @@ def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, over
         what: a name for the work in messages, e.g. "training run".
         finished_marker: the file name, in ``workdir``, that marks finished work.
         overwrite: start over whatever is there.
+        start_over: how the caller's user starts over, for the refusal ("Either choose a new
+            --workdir, or <start_over>.").
 
     Returns:
         ``NEW``, ``RESUME`` or ``FINISHED``.
     """
     _remove_retired(workdir)
     identity = {**identity, "fingerprint": fileio.fingerprint(identity)}
-    existing = os.path.isdir(workdir) and bool(os.listdir(workdir))
+    existing = os.path.isdir(workdir) and any(not n.startswith(LOCK) for n in os.listdir(workdir))
     if existing:
-        recorded = read_identity(workdir)
+        try:
+            recorded = read_identity(workdir)
+        except WorkdirError:
+            if not overwrite:
+                raise
+            recorded = None
         same = recorded is not None and recorded.get("fingerprint") == identity["fingerprint"]
         if same and not overwrite:
             return FINISHED if os.path.exists(path(workdir, finished_marker)) else RESUME
+        held = (recorded or {}).get("kind")
+        if held and identity.get("kind") and held != identity["kind"]:
+            raise WorkdirError(
+                f"{workdir} holds {_a(held)}, not {_a(what)}: choose another --workdir for the "
+                f"{what} (it never replaces {_a(held)}, not even with --config.overwrite=True)."
+            )
         if not overwrite:
             if recorded is None:
                 reason = f"it holds files but no {IDENTITY}, so what made them is unknown"
@@ -161,10 +328,10 @@ def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, over
                     {k: v for k, v in recorded.items() if k != "fingerprint"},
                     {k: v for k, v in identity.items() if k != "fingerprint"},
                 )
-                reason = "it holds a " + what + " of another config or input:\n  " + "\n  ".join(differences)
+                reason = f"it holds {_a(held or what)} of another config or input:\n  " + "\n  ".join(differences)
             raise WorkdirError(
                 f"{workdir} cannot be used for this {what}: {reason}\nEither choose a new "
-                "--workdir, or pass --config.overwrite=True to replace what is there."
+                f"--workdir, or {start_over}."
             )
         _retire(workdir)
     os.makedirs(workdir, exist_ok=True)

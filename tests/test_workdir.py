@@ -75,3 +75,147 @@ def test_a_killed_overwrite_leaves_old_or_new_never_a_mix(tmp_path):
 def test_identity_differences_list_nested_keys():
     lines = workdir.identity_differences({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 2, "c": [1, 2]}, "d": 3})
     assert lines == ["a.b: 1 there, 2 here", "d: absent there, 3 here"]
+
+
+# ---------------------------------------------------------------------------------------------
+# One process per workdir.
+# ---------------------------------------------------------------------------------------------
+
+def _write_lock(path, pid, host=None):
+    import socket
+
+    path.mkdir(parents=True, exist_ok=True)
+    record = {"pid": pid, "host": host or socket.gethostname(), "what": "training run", "since": "then"}
+    (path / workdir.LOCK).write_text(json.dumps(record))
+
+
+@pytest.fixture
+def live_process():
+    """Another process of this host that runs for the test's duration."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def test_the_lock_is_held_while_the_block_runs_and_removed_after(tmp_path):
+    path = tmp_path / "run"
+    with workdir.locked(str(path), "training run"):
+        holder = json.loads((path / workdir.LOCK).read_text())
+        assert holder["pid"] == os.getpid() and holder["what"] == "training run"
+        with workdir.locked(str(path), "training run"):  # the same process again: re-entrant
+            pass
+        assert (path / workdir.LOCK).exists(), "the inner block must not release the outer's lock"
+    assert not (path / workdir.LOCK).exists()
+    with pytest.raises(RuntimeError):
+        with workdir.locked(str(path), "training run"):
+            raise RuntimeError("a failure inside")
+    assert not (path / workdir.LOCK).exists(), "an exception releases the lock too"
+
+
+def test_a_workdir_held_by_a_live_process_is_refused_in_one_line(tmp_path, live_process):
+    path = tmp_path / "run"
+    _write_lock(path, live_process)
+    with pytest.raises(WorkdirError) as refused:
+        with workdir.locked(str(path), "evaluation"):
+            pytest.fail("entered a workdir another process holds")
+    message = str(refused.value)
+    assert "\n" not in message and f"pid {live_process}" in message and "in use by training run" in message
+    assert json.loads((path / workdir.LOCK).read_text())["pid"] == live_process, "the holder's lock is kept"
+
+
+def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
+    path = tmp_path / "run"
+    _write_lock(path, 1, host="another-machine")
+    with pytest.raises(WorkdirError, match="another-machine"):
+        with workdir.locked(str(path), "training run"):
+            pass
+
+
+def test_the_lock_of_a_process_that_no_longer_runs_is_taken_over_with_a_message(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not yet reaped
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with open(f"/proc/{zombie.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    for pid in (ended.pid, zombie.pid):
+        path = tmp_path / f"run-{pid}"
+        _write_lock(path, pid)
+        messages = []
+        with workdir.locked(str(path), "training run", progress=messages.append):
+            assert json.loads((path / workdir.LOCK).read_text())["pid"] == os.getpid()
+        assert len(messages) == 1 and f"pid {pid}" in messages[0] and "no longer runs" in messages[0]
+    zombie.wait()
+
+
+def test_claim_ignores_the_lock_and_overwrite_keeps_it(tmp_path):
+    path = tmp_path / "run"
+    with workdir.locked(str(path), "training run"):
+        assert claim(path) == workdir.NEW, "a workdir holding only its lock is new"
+        (path / "history.csv").write_text("old")
+        assert claim(path, {**RUN, "config": {"alpha": 0.0}}, overwrite=True) == workdir.NEW
+        assert sorted(os.listdir(path)) == [workdir.LOCK, "identity.json"]
+        assert json.loads((path / workdir.LOCK).read_text())["pid"] == os.getpid()
+    assert sorted(os.listdir(path)) == ["identity.json"]
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda tmp: "", "--workdir is empty"),
+    (lambda tmp: (tmp / "file").write_text("x") and str(tmp / "file"), "is a file, not a directory"),
+    (lambda tmp: (tmp / "file").write_text("x") and str(tmp / "file" / "run"), "which is a file"),
+])
+def test_a_workdir_path_that_cannot_be_a_directory_is_refused(tmp_path, make, fragment):
+    with pytest.raises(WorkdirError, match=fragment):
+        with workdir.locked(make(tmp_path), "training run"):
+            pass
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda identity: identity.pop("fingerprint"), "lacks its fingerprint"),
+    (lambda identity: identity["config"].update(alpha=0.0), "was changed after it was written"),
+])
+def test_an_edited_identity_is_refused_unless_overwritten(tmp_path, edit, fragment):
+    path = tmp_path / "run"
+    claim(path)
+    identity = json.loads((path / "identity.json").read_text())
+    edit(identity)
+    (path / "identity.json").write_text(json.dumps(identity))
+    with pytest.raises(WorkdirError, match=fragment):
+        claim(path)
+    with pytest.raises(WorkdirError, match=fragment):
+        workdir.read_identity(str(path))
+    assert claim(path, overwrite=True) == workdir.NEW
+    assert workdir.read_identity(str(path))["config"] == RUN["config"]
+
+
+def test_an_overwrite_never_replaces_another_kind_of_work(tmp_path):
+    # The case reported: evaluate.py --config.overwrite=True on a training run's workdir.
+    path = tmp_path / "run"
+    claim(path, {**RUN, "kind": "training run"})
+    (path / "model.keras").write_text("the trained model")
+    evaluation = {"kind": "evaluation", "models": []}
+    for overwrite in (False, True):
+        with pytest.raises(WorkdirError, match="holds a training run, not an evaluation: choose another --workdir"):
+            workdir.claim(str(path), evaluation, what="evaluation", finished_marker="robustness.json",
+                          overwrite=overwrite)
+    assert (path / "model.keras").read_text() == "the trained model"
+
+
+def test_a_refusal_names_the_work_the_workdir_holds(tmp_path):
+    path = tmp_path / "run"
+    workdir.claim(str(path), {"kind": "evaluation", "models": [1]}, what="evaluation",
+                  finished_marker="robustness.json", overwrite=False)
+    with pytest.raises(WorkdirError, match="it holds an evaluation of another config"):
+        workdir.claim(str(path), {"kind": "evaluation", "models": [2]}, what="evaluation",
+                      finished_marker="robustness.json", overwrite=False)

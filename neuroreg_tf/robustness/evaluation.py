@@ -222,6 +222,17 @@ def evaluate_models(
         The report dict (see ``neuroreg_tf.robustness.report``); with a workdir, also
         ``report["files"]``, the paths written.
     """
+    if workdir is None:
+        return _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, None, metadata,
+                                overwrite, progress)
+    with workdir_files.locked(workdir, "evaluation", progress=progress):
+        return _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, workdir, metadata,
+                                overwrite, progress)
+
+
+def _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, workdir, metadata,
+                     overwrite, progress):
+    """``evaluate_models`` once the workdir (if any) is held."""
     report_line = reporter(progress)
     loaded = _load_models(models)
     if workdir is not None:

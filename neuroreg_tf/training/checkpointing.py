@@ -5,7 +5,8 @@ A checkpoint directory holds::
     backup/
       latest.json          {"name": "step-000120", "global_step": 120, ...}
       step-000120/         model.weights.h5 (model + optimizer state), state.json
-                           (global step, SHA-256 of the weights file, the run's fingerprint)
+                           (global step, SHA-256 of the weights file, the run's fingerprint,
+                           the logs of every epoch finished so far)
       step-000080/         the previous checkpoint, kept as a fallback
 
 A checkpoint is written to ``backup/.tmp-<random>/`` and renamed into place
@@ -19,10 +20,17 @@ and ``neuroreg_tf.training.distributed_data.epoch_stream`` rebuilds the batches
 from that step on. Keras' own ``BackupAndRestore`` restarts an epoch from its
 first batch with mid-epoch weights and writes its weights and metadata as two
 non-atomic files, so it is not used.
+
+The history of a run lives in its checkpoints (``EpochHistory``): each one carries the logs of
+the epochs it has finished, and ``history.csv`` is a copy rewritten from the checkpoint after
+every save and on every restore. So the history always describes the weights that were
+restored, whichever checkpoint that was and wherever the previous process was killed.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -33,12 +41,13 @@ import keras
 import numpy as np
 
 from neuroreg_tf.errors import CheckpointError
-from neuroreg_tf.fileio import sha256_file, write_json_atomic
+from neuroreg_tf.fileio import sha256_file, write_json_atomic, write_text_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 
 LATEST = "latest.json"
 WEIGHTS = "model.weights.h5"
 STATE = "state.json"
+HISTORY = "history"  # the key, in a checkpoint's state, of its finished epochs' logs
 _CHECKPOINT_NAME = re.compile(r"^step-\d+$")
 
 
@@ -51,6 +60,53 @@ def _ensure_optimizer_built(model: keras.Model) -> None:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not optimizer.built:
         optimizer.build(model.trainable_variables)
+
+
+class EpochHistory:
+    """The logs of every finished epoch of a run, carried by each of its checkpoints.
+
+    ``restore`` takes the rows of the checkpoint a run resumes from (none for a fresh run),
+    ``add`` appends an epoch's logs before that epoch's checkpoint is written with ``rows``, and
+    ``write_csv`` then rewrites the copy at ``csv_path`` atomically. A kill between the
+    checkpoint and the copy leaves the copy one epoch behind until the run resumes; the copy
+    never lists an epoch that the restored weights have not finished, nor one twice.
+
+    Args:
+        csv_path: where the copy goes (columns ``epoch`` and the sorted log keys), or None.
+        write: False on workers other than the chief (they keep the rows but write nothing).
+    """
+
+    def __init__(self, csv_path: str | None = None, write: bool = True):
+        self.csv_path = csv_path
+        self.write = bool(write)
+        self.rows: list[dict] = []
+
+    def restore(self, state: dict | None) -> None:
+        """Takes the rows of a restored checkpoint's state (None: a fresh run) and rewrites the copy."""
+        self.rows = [dict(row) for row in (state or {}).get(HISTORY, [])]
+        self.write_csv()
+
+    def add(self, epoch: int, logs: dict | None) -> None:
+        """Appends epoch ``epoch``'s scalar logs."""
+        row = {"epoch": int(epoch)}
+        row.update({key: float(value) for key, value in sorted((logs or {}).items()) if np.ndim(value) == 0})
+        self.rows.append(row)
+
+    def write_csv(self) -> None:
+        """Rewrites ``csv_path`` from the rows (removes it when there are none)."""
+        if not self.csv_path or not self.write:
+            return
+        if not self.rows:
+            if os.path.exists(self.csv_path):
+                os.remove(self.csv_path)
+            return
+        keys = sorted({key for row in self.rows for key in row} - {"epoch"})
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["epoch", *keys])
+        for row in self.rows:
+            writer.writerow([row["epoch"], *(repr(row[key]) if key in row else "" for key in keys)])
+        write_text_atomic(self.csv_path, text.getvalue())
 
 
 class AtomicCheckpointer:
@@ -208,16 +264,22 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
     checkpoints (``save_every_steps``). Either way the final weights equal an
     uninterrupted run's.
 
+    Each checkpoint carries the run's history (``EpochHistory``), copied to ``history_csv``.
+    An epoch that a callback stopped (``model.stop_training``, e.g. ``TerminateOnNaN``) is
+    not checkpointed, as in the custom loop.
+
     Args:
         directory: the checkpoint directory.
         steps_per_epoch: batches per epoch (to record the epoch of a step).
         save_every_steps: also save every this many steps (0: only at epoch ends).
         identity: the run's fingerprint (see ``AtomicCheckpointer``).
         progress: reporter of warnings (None: silent).
+        history_csv: where the history's copy goes (None: nowhere).
     """
 
     def __init__(self, directory: str, steps_per_epoch: int, save_every_steps: int = 0,
-                 identity: str | None = None, progress: Reporter = print_line):
+                 identity: str | None = None, progress: Reporter = print_line,
+                 history_csv: str | None = None):
         super().__init__()
         if save_every_steps < 0:
             raise ValueError(
@@ -227,16 +289,18 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
         self.checkpointer = AtomicCheckpointer(directory, identity=identity, progress=progress)
         self.steps_per_epoch = int(steps_per_epoch)
         self.save_every_steps = int(save_every_steps)
+        self.history = EpochHistory(history_csv)
 
     def restore(self, model: keras.Model) -> int:
-        """Loads the latest checkpoint into ``model``; returns the global step to resume at."""
+        """Loads the latest checkpoint into ``model`` and its history; returns the step to resume at."""
         state = self.checkpointer.restore(model)
+        self.history.restore(state)
         return 0 if state is None else int(state["global_step"])
 
     def _save(self):
         step = optimizer_step(self.model)
         self.checkpointer.save(self.model, step, epoch=step // self.steps_per_epoch,
-                               step_in_epoch=step % self.steps_per_epoch)
+                               step_in_epoch=step % self.steps_per_epoch, **{HISTORY: self.history.rows})
 
     def on_train_batch_end(self, batch, logs=None):
         step = optimizer_step(self.model)
@@ -244,7 +308,11 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training:
+            return
+        self.history.add(epoch, logs)
         self._save()
+        self.history.write_csv()
 
 
 def announce_resume(start_step: int, epochs: int, steps_per_epoch: int, backup_dir: str,

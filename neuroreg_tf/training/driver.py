@@ -44,6 +44,7 @@ def train_model(
     verbose: int = 1,
     identity: str | None = None,
     progress: Reporter = print_line,
+    history_csv: str | None = None,
 ) -> keras.callbacks.History:
     """Trains ``model`` (built and compiled under ``strategy.scope()``) for ``epochs``.
 
@@ -58,15 +59,18 @@ def train_model(
         callbacks: Keras callbacks; with ``fit`` they run after the epoch's checkpoint is
             written, in the multi-worker loop before it (there the writing ones run on the
             chief only).
-        recorders: callbacks that record an epoch (e.g. ``ResumableCSVLogger``), run before
-            its checkpoint is written in either driver, so a kill never leaves a checkpointed
-            epoch unrecorded.
+        recorders: callbacks that add to an epoch's logs (e.g. ``SimilarityMonitor``), run
+            before its checkpoint is written in either driver, so the history the checkpoint
+            carries holds what they add.
         validation_data: evaluated at every epoch end.
         save_every_steps: also checkpoint every this many steps (0: at epoch ends
             only); either driver resumes from such a mid-epoch checkpoint exactly.
         verbose: Keras verbosity.
-      identity: the run's fingerprint, recorded in and checked against checkpoints.
-      progress: reporter of the resume announcement and checkpoint warnings (None: silent).
+        identity: the run's fingerprint, recorded in and checked against checkpoints.
+        progress: reporter of the resume announcement and checkpoint warnings (None: silent).
+        history_csv: where the run's history is written: a copy of the history that every
+            checkpoint carries, rewritten after each checkpoint and on restore, so it always
+            describes the restored weights (``checkpointing.EpochHistory``).
 
     Returns:
         The History of this process's training (empty if it was already done).
@@ -76,9 +80,11 @@ def train_model(
             model, strategy, make_epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
             callbacks=[*recorders, *callbacks], checkpoint_dir=backup_dir, save_every_steps=save_every_steps,
             validation_data=validation_data, verbose=verbose, identity=identity, progress=progress,
+            history_csv=history_csv,
         )
     backup = ExactBackupAndRestore(
-        backup_dir, steps_per_epoch, save_every_steps, identity=identity, progress=progress
+        backup_dir, steps_per_epoch, save_every_steps, identity=identity, progress=progress,
+        history_csv=history_csv,
     )
     with strategy.scope():
         start_step = backup.restore(model)

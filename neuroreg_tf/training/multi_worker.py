@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf.progress import Reporter, print_line
-from neuroreg_tf.training.checkpointing import AtomicCheckpointer, announce_resume
+from neuroreg_tf.training.checkpointing import HISTORY, AtomicCheckpointer, EpochHistory, announce_resume
 from neuroreg_tf.training.distributed_data import distribute_global_batches, epoch_stream
 
 WRITING_CALLBACKS = (
@@ -165,6 +165,7 @@ def train_loop(
     verbose: int = 1,
     identity: str | None = None,
     progress: Reporter = print_line,
+    history_csv: str | None = None,
 ) -> keras.callbacks.History:
     """Trains ``model`` (built and compiled under ``strategy.scope()``) like ``fit``.
 
@@ -179,8 +180,10 @@ def train_loop(
         save_every_steps: also checkpoint every this many steps (0: epoch ends only).
         validation_data: (images, labels) batches evaluated at each epoch end.
         verbose: 1 prints one line per epoch (chief only).
-      identity: the run's fingerprint, recorded in and checked against checkpoints.
-      progress: reporter of the resume announcement (chief only; None: silent).
+        identity: the run's fingerprint, recorded in and checked against checkpoints.
+        progress: reporter of the resume announcement (chief only; None: silent).
+        history_csv: where the chief writes the run's history, a copy of the checkpoint's
+            (``checkpointing.EpochHistory``).
 
     Returns:
         A History with this process's epoch logs.
@@ -188,12 +191,14 @@ def train_loop(
     chief = is_chief(strategy)
     checkpointer = None
     start_step = 0
+    run_history = EpochHistory(history_csv, write=chief)
     if checkpoint_dir:
         checkpointer = AtomicCheckpointer(
             checkpoint_dir, write=chief, identity=identity, progress=progress if chief else None
         )
         with strategy.scope():
             state = checkpointer.restore(model)
+        run_history.restore(state)
         start_step = 0 if state is None else int(state["global_step"])
         if chief:
             announce_resume(start_step, epochs, steps_per_epoch, checkpoint_dir, progress)
@@ -227,15 +232,19 @@ def train_loop(
             callback_list.on_train_batch_end(batch, logs)
             if checkpointer and save_every_steps and step % save_every_steps == 0 \
                     and step % steps_per_epoch:
-                checkpointer.save(model, step, epoch=epoch, step_in_epoch=step % steps_per_epoch)
+                checkpointer.save(model, step, epoch=epoch, step_in_epoch=step % steps_per_epoch,
+                                  **{HISTORY: run_history.rows})
             if model.stop_training:
                 break
         epoch_logs = dict(logs)
         if validation_data is not None:
             epoch_logs.update(_evaluate(model, validation_data))
         callback_list.on_epoch_end(epoch, epoch_logs)
-        if checkpointer and not model.stop_training:
-            checkpointer.save(model, step, epoch=epoch + 1, step_in_epoch=0)
+        if not model.stop_training:
+            run_history.add(epoch, epoch_logs)
+            if checkpointer:
+                checkpointer.save(model, step, epoch=epoch + 1, step_in_epoch=0, **{HISTORY: run_history.rows})
+            run_history.write_csv()
         if verbose and chief:
             shown = " - ".join(f"{k}: {v:.4f}" for k, v in epoch_logs.items() if np.isscalar(v))
             print(f"Epoch {epoch + 1}/{epochs} ({time.time() - started:.1f}s) - {shown}", flush=True)

@@ -5,7 +5,7 @@ A workdir holds everything a run produces (file names: ``neuroreg_tf.workdir``):
     config.json        the resolved config, written first
     backup/            atomic checkpoints (model, optimizer, step): a run killed at any
                        point resumes from here, exactly; removed once the run is finished
-    history.csv        per-epoch metrics, each trained epoch once (ResumableCSVLogger)
+    history.csv        per-epoch metrics: a copy of the history the checkpoints carry
     tensorboard/       TensorBoard logs
     model.keras        the NeuralRegularizedModel with optimizer state
     classifier.keras   the plain classifier
@@ -33,7 +33,6 @@ The target is read from ``config.target.path``; building one is the neural libra
 from __future__ import annotations
 
 import contextlib
-
 import csv
 import math
 import os
@@ -54,7 +53,7 @@ from neuroreg_tf.models import NeuralRegularizedModel, ResNet
 from neuroreg_tf.models.regularized import CENTERINGS, SIMILARITY_LOSSES, STIMULUS_BN_MODES
 from neuroreg_tf.models.resnet import STAGE_BLOCKS, layer_names
 from neuroreg_tf.progress import Reporter, print_line, reporter
-from neuroreg_tf.training.callbacks import ResumableCSVLogger, SimilarityMonitor
+from neuroreg_tf.training.callbacks import SimilarityMonitor
 from neuroreg_tf.training.distributed_data import epoch_seed
 from neuroreg_tf.training.driver import train_model
 from neuroreg_tf.training.joint_data import joint_dataset, split_stimuli
@@ -294,7 +293,6 @@ def train(
     Returns:
         The summary written to ``summary.json`` (final metrics and paths).
     """
-    report = reporter(progress)
     check_config(config)
     if not config.target.path:
         raise ConfigError(
@@ -306,6 +304,14 @@ def train(
     strategy = strategy or make_strategy(config)
     check_jit_compile(strategy, config.jit_compile)
     chief = is_chief(strategy)
+    # Only the chief writes the workdir (other workers may share its path on a shared disk).
+    with workdir_files.locked(workdir, "training run", progress=progress) if chief else contextlib.nullcontext():
+        return _train(config, workdir, callbacks, strategy, chief, target_id, progress)
+
+
+def _train(config, workdir, callbacks, strategy, chief, target_id, progress) -> dict:
+    """``train`` once the strategy exists and (on the chief) the workdir is held."""
+    report = reporter(progress)
     target = targets.load_target(config.target.path)
     target_id = target_id or target_identity(target, config.target.path)
     identity = run_identity(config, target_id)
@@ -367,7 +373,6 @@ def train(
     recorders = [
         keras.callbacks.TerminateOnNaN(),
         SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0 and chief),
-        ResumableCSVLogger(history_csv),
     ]
     all_callbacks = [
         keras.callbacks.TensorBoard(
@@ -390,6 +395,7 @@ def train(
         verbose=config.verbose,
         identity=workdir_files.fingerprint_of(identity),
         progress=progress if chief else None,
+        history_csv=history_csv,
     )
     losses = fit_history.history.get("loss", [])
     last_logs = {key: float(values[-1]) for key, values in fit_history.history.items()}

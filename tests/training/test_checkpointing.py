@@ -6,6 +6,7 @@ subprocess runs in ``test_distributed.py``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -155,7 +156,6 @@ def _train_three_epochs(tmp_path, kill=None):
     """
     import tensorflow as tf
 
-    from neuroreg_tf.training.callbacks import ResumableCSVLogger
     from neuroreg_tf.training.checkpointing import AtomicCheckpointer
     from neuroreg_tf.training.driver import train_model
 
@@ -178,35 +178,60 @@ def _train_three_epochs(tmp_path, kill=None):
         patch.setattr(AtomicCheckpointer, "save", save)
         return train_model(
             model, tf.distribute.get_strategy(), make_epoch, epochs=3, steps_per_epoch=2,
-            backup_dir=str(tmp_path / "backup"), recorders=[ResumableCSVLogger(str(tmp_path / "history.csv"))],
+            backup_dir=str(tmp_path / "backup"), history_csv=str(tmp_path / "history.csv"),
             verbose=0, progress=None,
         ), model
 
 
+def _history_rows(path):
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _assert_same_history(path, reference_path):
+    got, expected = _history_rows(path), _history_rows(reference_path)
+    assert [row["epoch"] for row in got] == [row["epoch"] for row in expected]
+    for row, reference_row in zip(got, expected):
+        assert row.keys() == reference_row.keys()
+        for key in row:
+            assert row[key] == pytest.approx(reference_row[key], rel=0, abs=1e-6), (row["epoch"], key)
+
+
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_history_lists_each_epoch_once_whenever_the_run_is_killed(tmp_path, moment):
-    # Killed just before epoch 1's checkpoint: its history row is written but the model resumes
-    # at epoch 1 and trains it again. Killed just after: the row must already be there.
+    # Killed just before epoch 1's checkpoint: the model resumes at epoch 1 and trains it again.
+    # Killed just after it, before history.csv is rewritten: the row comes from the checkpoint.
     with pytest.raises(_Killed):
         _train_three_epochs(tmp_path, kill=(1, moment))
+    assert _history_epochs(tmp_path / "history.csv") == [0]
     resumed, model = _train_three_epochs(tmp_path)
-    assert _history_epochs(tmp_path / "history.csv") == [0, 1, 2]
     assert resumed.epoch == ([1, 2] if moment == "before" else [2])
     (tmp_path / "uninterrupted").mkdir()
     reference, reference_model = _train_three_epochs(tmp_path / "uninterrupted")
+    _assert_same_history(tmp_path / "history.csv", tmp_path / "uninterrupted" / "history.csv")
     for restored, expected in zip(model.get_weights(), reference_model.get_weights()):
         np.testing.assert_allclose(restored, expected, rtol=0, atol=1e-6)
 
 
+def test_each_checkpoint_carries_the_history_of_the_epochs_it_finished(tmp_path):
+    _train_three_epochs(tmp_path)
+    rows = _history_rows(tmp_path / "history.csv")
+    assert [row["epoch"] for row in rows] == [0, 1, 2] and {"loss", "epoch"} <= rows[0].keys()
+    for name, epochs in (("step-000006", 3), ("step-000004", 2)):
+        state = json.loads((tmp_path / "backup" / name / "state.json").read_text())
+        assert state["history"] == rows[:epochs]
+
+
 def test_history_follows_the_fallback_when_the_newest_checkpoint_is_damaged(tmp_path):
-    # Killed just before epoch 2's checkpoint: rows 0, 1, 2 are written, checkpoints of epochs
-    # 0 and 1 kept. The newest is damaged, so the run falls back to epoch 0's and trains 1 and 2
-    # again; the file must not list them twice. A row cut short by the kill is dropped too.
+    # Killed just before epoch 2's checkpoint: history rows 0 and 1, checkpoints of epochs 0
+    # and 1 kept. The newest is damaged, so the run falls back to epoch 0's and trains 1 and 2
+    # again; the history must list them once, as an uninterrupted run does. A row that a
+    # stranger appended is dropped too: the history is rebuilt from the checkpoint.
     with pytest.raises(_Killed):
         _train_three_epochs(tmp_path, kill=(2, "before"))
     with open(tmp_path / "history.csv", "a", newline="") as f:
         f.write("3,0.12")
-    assert _history_epochs(tmp_path / "history.csv") == [0, 1, 2, 3]
+    assert _history_epochs(tmp_path / "history.csv") == [0, 1, 3]
     newest = json.loads((tmp_path / "backup" / "latest.json").read_text())
     assert newest["global_step"] == 4
     _flip_bytes(tmp_path / "backup" / "step-000004" / "model.weights.h5")
@@ -216,3 +241,50 @@ def test_history_follows_the_fallback_when_the_newest_checkpoint_is_damaged(tmp_
     rows = open(tmp_path / "history.csv", newline="").read().splitlines()
     assert _history_epochs(tmp_path / "history.csv") == [0, 1, 2]
     assert rows[:2] == rows_before[:2]  # header and epoch 0 kept byte for byte
+    (tmp_path / "uninterrupted").mkdir()
+    _train_three_epochs(tmp_path / "uninterrupted")
+    _assert_same_history(tmp_path / "history.csv", tmp_path / "uninterrupted" / "history.csv")
+
+
+def _train_small(directory, callbacks=()):
+    """The small model, 3 epochs of 2 steps with checkpoints and history.csv in ``directory``."""
+    import tensorflow as tf
+
+    from neuroreg_tf.training.driver import train_model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+    make_epoch = lambda epoch: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(8, seed=epoch).batch(4)
+    model = _small_model()
+    train_model(
+        model, tf.distribute.get_strategy(), make_epoch, epochs=3, steps_per_epoch=2,
+        backup_dir=str(directory / "backup"), history_csv=str(directory / "history.csv"),
+        callbacks=list(callbacks), verbose=0, progress=None,
+    )
+    return model
+
+
+def test_training_killed_at_every_step_boundary_resumes_to_the_uninterrupted_history(tmp_path):
+    # Every commit of a checkpoint (its state, its folder, latest.json) and of history.csv, just
+    # before and just after it, and every step's end. The trainer's own commits (artifacts,
+    # summary) are killed at in tests/training/test_kill_at_every_step.py.
+    from kill_switch import KillSwitch
+
+    reference_dir = tmp_path / "reference"
+    reference = KillSwitch(str(reference_dir))
+    with reference.armed():
+        reference_model = _train_small(reference_dir, [reference.step_ends()])
+    boundaries = reference.boundaries
+    assert sum(b.startswith("after step") for b in boundaries) == 6
+    assert "after committing backup/step-000004" in boundaries
+    assert boundaries[-1] == "after committing history.csv"
+    for kill_at, where in enumerate(boundaries):
+        directory = tmp_path / f"killed-{kill_at:02d}"
+        switch = KillSwitch(str(directory), kill_at)
+        with switch.armed():
+            _train_small(directory, [switch.step_ends()])
+        assert switch.killed_at == where
+        model = _train_small(directory)
+        _assert_same_history(directory / "history.csv", reference_dir / "history.csv")
+        for restored, expected in zip(model.get_weights(), reference_model.get_weights(), strict=True):
+            np.testing.assert_allclose(restored, expected, rtol=0, atol=1e-6, err_msg=f"killed {where}")
