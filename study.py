@@ -11,6 +11,8 @@ report.md and figures/. The same command again continues an interrupted study. S
 configs/study.py for the conditions and every setting.
 """
 
+import sys
+
 from neuroreg_tf import cli
 
 cli.quiet_tensorflow()
@@ -22,7 +24,13 @@ _WORKDIR = cli.define_workdir()
 
 
 def main(argv):
-    runner.run_study(_CONFIG.value, _WORKDIR.value)
+    report = runner.run_study(_CONFIG.value, _WORKDIR.value)
+    unfinished = report["unfinished_in_this_shard"]
+    if unfinished:
+        statuses = ", ".join(sorted({record["status"] for record in unfinished}))
+        print(f"{len(unfinished)} run(s) of this study did not finish ({statuses}); report.md lists "
+              "each with its reason. Fix what it says and run the same command again.", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

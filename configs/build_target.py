@@ -60,6 +60,7 @@ def get_config(arg=None):
     config.images = ml_collections.ConfigDict()
     config.images.color = "mean"  # mean | luminance | channel:K | weights:a,b,...
     config.images.size = "36,64"  # height,width (the paper's); "" keeps the stored size
+    config.images.scale = "auto"  # auto | unit | 255: stored values -> [0, 1] (auto: ints 0..255, floats [0, 1] clipped, or clearly 0..255)
 
     # What reading does with unusable data (neuroreg_tf.neural.recordings.treatments).
     config.read = ml_collections.ConfigDict()

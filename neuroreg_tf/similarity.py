@@ -236,8 +236,15 @@ def layer_similarity(features, mean=None) -> tf.Tensor:
 
 
 def combine_similarities(similarities, gamma_logits) -> tf.Tensor:
-    """S_CNN = sum_k softmax(gamma_logits)_k S_CNN-k (Eq 10)."""
-    stacked = tf.stack(list(similarities), axis=0)
+    """S_CNN = sum_k softmax(gamma_logits)_k S_CNN-k (Eq 10): one logit per layer similarity."""
+    similarities = list(similarities)
+    logits_shape = tf.convert_to_tensor(gamma_logits).shape
+    if logits_shape.rank != 1 or (logits_shape[0] is not None and logits_shape[0] != len(similarities)):
+        raise ValueError(
+            "combine_similarities needs one gamma logit per layer similarity. Received: "
+            f"{len(similarities)} similarities and gamma_logits of shape {tuple(logits_shape)}"
+        )
+    stacked = tf.stack(similarities, axis=0)
     gamma = tf.nn.softmax(tf.cast(gamma_logits, stacked.dtype))
     return tf.tensordot(gamma, stacked, axes=1)
 

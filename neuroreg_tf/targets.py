@@ -233,18 +233,35 @@ def _write_metadata(path, target, kind, simulated, metadata) -> str:
 
 
 def verify_files(path: str, metadata: dict) -> None:
-    """Checks the array files against the checksums in metadata.json.
+    """Checks metadata.json's own fingerprint, then the array files against its checksums.
+
+    Every entry the check needs must be there: a metadata.json without its ``files`` checksums
+    (or without one of them) or without its ``fingerprint`` is refused, not skipped.
 
     Raises:
-        TargetError: a file differs from what was written (damaged or replaced).
+        TargetError: an entry is missing, metadata.json was edited, or a file differs from
+            what was written (damaged or replaced).
     """
-    for name, expected in metadata.get("files", {}).items():
+    where = os.path.join(path, _METADATA)
+    rebuild = "Rebuild the target (build_target.py) or write it with neuroreg_tf.targets.save_target."
+    files = metadata.get("files")
+    needed = _array_files(path, metadata.get("form"))
+    missing = [name for name in needed if not isinstance(files, dict) or name not in files]
+    if missing or "fingerprint" not in metadata:
+        absent = [f"the checksum of {name}" for name in missing] + (["its fingerprint"] if "fingerprint" not in metadata else [])
+        raise TargetError(f"{where} lacks {' and '.join(absent)}, so the target's files cannot be verified. {rebuild}")
+    if metadata["fingerprint"] != fingerprint({k: v for k, v in metadata.items() if k != "fingerprint"}):
+        raise TargetError(
+            f"{where} was changed after the target was written: its fingerprint does not match its "
+            f"content. {rebuild}"
+        )
+    for name, expected in files.items():
         file = os.path.join(path, name)
         if not os.path.isfile(file) or sha256_file(file) != expected:
             raise TargetError(
                 f"{file} is damaged or was replaced: its checksum differs from the one recorded "
-                f"in {os.path.join(path, _METADATA)} when the target was written. Rebuild the "
-                "target (build_target.py) or restore the file."
+                f"in {where} when the target was written. Rebuild the target (build_target.py) "
+                "or restore the file."
             )
 
 

@@ -271,3 +271,9 @@ def test_similarity_matrix_stays_within_minus_one_after_rounding():
     else:
         pytest.fail("no rounding case found")
     assert similarity.similarity_matrix(responses)[0, 1] == -1.0
+
+
+def test_combining_needs_one_gamma_logit_per_layer():
+    layers = [tf.eye(3), tf.ones((3, 3))]
+    with pytest.raises(ValueError, match=r"one gamma logit per layer similarity. Received: 2 similarities and gamma_logits of shape \(3,\)"):
+        similarity.combine_similarities(layers, tf.zeros(3))

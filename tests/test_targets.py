@@ -96,17 +96,31 @@ def test_corruption_on_disk_is_caught_on_load(tmp_path, stimuli):
     np.save(tmp_path / "similarity.npy", _bad_matrix("asymmetric", 30).astype(np.float32))
     with pytest.raises(targets.TargetError, match="similarity.npy is damaged or was replaced"):
         targets.load_target(str(tmp_path))
-    # Without the checksums (an older target), validation still finds the asymmetry.
-    metadata = json.loads((tmp_path / "metadata.json").read_text())
-    del metadata["files"]
-    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    # Without validation, the asymmetry is still found by the target's own checks.
     with pytest.raises(targets.TargetError, match="symmetric"):
-        targets.load_target(str(tmp_path))
+        targets.load_target(str(tmp_path), validate=False).validate()
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     metadata["n_stimuli"] = 31
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(targets.TargetError, match="corrupted"):
         targets.load_target(str(tmp_path), validate=False)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("files"), "lacks the checksum of stimuli.npy and the checksum of similarity.npy,"),
+    (lambda m: m["files"].pop("stimuli.npy"), "lacks the checksum of stimuli.npy,"),
+    (lambda m: m.pop("fingerprint"), "lacks its fingerprint,"),
+    (lambda m: m.update(simulated=False), "was changed after the target was written"),
+])
+def test_metadata_missing_an_entry_or_edited_is_refused(tmp_path, stimuli, edit, message):
+    # The case reported: files entry removed and stimuli.npy reversed; nothing may train on it.
+    targets.save_target(str(tmp_path), stimuli, similarity=np.eye(30), simulated=True)
+    np.save(tmp_path / "stimuli.npy", stimuli[::-1])
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    edit(metadata)
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(targets.TargetError, match=message):
+        targets.load_target(str(tmp_path))
 
 
 def test_missing_target_names_the_fix(tmp_path):

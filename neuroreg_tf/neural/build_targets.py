@@ -641,9 +641,10 @@ def check_build_config(config) -> None:
     if int(config.model.workers) < -1:
         raise _config_error("model.workers", "must be -1 (one process per scan), 0 (in-process) or a positive count.", config.model.workers)
     try:
-        image_ops.ImageOptions(color=config.images.color, size=image_ops.parse_size(config.images.size))
+        image_ops.ImageOptions(color=config.images.color, size=image_ops.parse_size(config.images.size),
+                               scale=config.images.get("scale", "auto"))
     except image_ops.ImageFormatError as error:
-        key = "images.color" if "color" in str(error) else "images.size"
+        key = "images.color" if "color" in str(error) else "images.scale" if "scale" in str(error) else "images.size"
         raise _config_error(key, str(error).split(" Received:")[0], config.images[key.split(".")[1]]) from None
     for name, accepted in (("dead_neurons", treatments.DEAD_NEURONS), ("nonfinite", treatments.NONFINITE), ("unknown_tiers", treatments.UNKNOWN_TIERS)):
         if config.read[name] not in accepted:
@@ -672,7 +673,8 @@ def simulation_arguments(section) -> dict[str, Any]:
 def read_options(config) -> ReadOptions:
     """The ``ReadOptions`` of a build config's ``images`` and ``read`` sections."""
     return ReadOptions(
-        images=image_ops.ImageOptions(color=config.images.color, size=image_ops.parse_size(config.images.size)),
+        images=image_ops.ImageOptions(color=config.images.color, size=image_ops.parse_size(config.images.size),
+                                      scale=config.images.get("scale", "auto")),
         dead_neurons=config.read.dead_neurons,
         nonfinite=config.read.nonfinite,
         unknown_tiers=config.read.unknown_tiers,
@@ -782,6 +784,11 @@ def ensure_built(config, out_dir: str, *, progress: Reporter = print_line) -> st
     Returns:
         The primary target's path, ``out_dir/target``.
     """
+    with workdir_files.locked(out_dir, "target build", progress=progress):
+        return _ensure_built(config, out_dir, progress)
+
+
+def _ensure_built(config, out_dir: str, progress: Reporter) -> str:
     log = reporter(progress)
     status = workdir_files.claim(
         out_dir, build_identity(config), what="target build",

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import neuroreg_tf.models  # noqa: F401  (registers NeuralRegularizedModel for load_model)
 from neuroreg_tf import workdir as workdir_files
-from neuroreg_tf.errors import InputError, MissingDataError
+from neuroreg_tf.errors import InputError, MissingDataError, NeuroregError
 
 EXPORT_DIRNAME = workdir_files.EXPORT
 CLASSIFIER_FILENAME = workdir_files.CLASSIFIER
@@ -151,11 +151,22 @@ def load_classifier(path) -> LoadedClassifier:
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If ``path`` holds none of the expected artifacts.
+        InputError: If the artifact cannot be loaded (damaged), naming it.
     """
     resolved = resolve_classifier_path(path)
-    if os.path.isdir(resolved):
-        return _load_saved_model(resolved)
-    return _load_keras_file(resolved)
+    try:
+        if os.path.isdir(resolved):
+            return _load_saved_model(resolved)
+        return _load_keras_file(resolved)
+    except NeuroregError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to load a file is a damaged file to the user
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise InputError(
+            f"{resolved} cannot be loaded as a classifier ({type(error).__name__}"
+            f"{': ' + detail if detail else ''}): it is damaged or was not written by this package. "
+            "Train the run again (train.py with --config.overwrite=True) or restore the file."
+        ) from None
 
 
 _KERAS_FORWARDS = weakref.WeakKeyDictionary()  # one compiled forward pass per Keras model

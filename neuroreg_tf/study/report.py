@@ -1,7 +1,8 @@
 """A study's report: ``study.json``, ``study.csv``, ``report.md`` and figures, from the runs on disk.
 
 Every run of the plan appears: finished runs with their numbers, failed runs with their error,
-runs not run yet (another shard, an interrupted study) as missing. Per condition, each metric is
+stale runs (records that do not belong to the run's current model, ``run_state``) with the
+reason, runs not run yet (another shard, an interrupted study) as missing. Per condition, each metric is
 summarised as mean +- SEM over the training seeds that finished, and compared, paired by seed,
 with None and with Shuffle (``neuroreg_tf.study.statistics``).
 """
@@ -16,7 +17,7 @@ import platform
 import numpy as np
 
 from neuroreg_tf import __version__, workdir as workdir_files
-from neuroreg_tf.fileio import read_json, write_json_atomic
+from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.study import statistics
 from neuroreg_tf.study.plan import Run, StudyPlan
@@ -26,6 +27,53 @@ CSV = "study.csv"
 MARKDOWN = "report.md"
 FIGURES = "figures"
 REFERENCES = ("none", "shuffle")  # conditions every other one is compared with, paired by seed
+STATUSES = ("finished", "stale", "failed", "missing")  # of a run, in the order the report counts them
+
+
+def evaluation_problem(run: Run) -> str | None:
+    """Why the evaluation in ``run.evaluation_directory`` does not score the run's current model.
+
+    The evaluation's identity records the checksum of the model file it scored; it must be the
+    checksum of the file the run's directory holds now. None when it is.
+    """
+    from neuroreg_tf.robustness.loading import resolve_classifier_path
+
+    recorded = workdir_files.read_identity(run.evaluation_directory) or {}
+    scored = [model.get("artifact") for model in recorded.get("models", [])]
+    try:
+        current = sha256_tree(resolve_classifier_path(run.directory))
+    except (OSError, ValueError):
+        return f"{run.directory} holds no model"
+    if scored != [current]:
+        return ("its evaluation scored another model file than the one the run holds now (the run "
+                "was trained again after it was evaluated); the next study.py run evaluates it again")
+    return None
+
+
+def summary_problem(run: Run) -> str | None:
+    """Why ``summary.json`` does not describe the run's training (another identity); None when it does."""
+    summary = read_json(workdir_files.path(run.directory, workdir_files.SUMMARY), "a run's summary")
+    identity = workdir_files.read_identity(run.directory) or {}
+    if summary.get("identity") is None or summary.get("identity") != identity.get("fingerprint"):
+        return f"its {workdir_files.SUMMARY} belongs to another training config than its {workdir_files.IDENTITY}"
+    return None
+
+
+def run_state(run: Run) -> tuple[str, str | None]:
+    """(status, reason) of a run, from its files; status is one of ``STATUSES``.
+
+    "finished" needs the training summary and the evaluation report, each belonging to the
+    run's current model; "stale" is a run whose records do not (the reason says which);
+    "failed" a run whose last attempt recorded an error; "missing" one not run (yet).
+    """
+    if os.path.isfile(run.failed_path):
+        return "failed", read_json(run.failed_path, "a failed run's record")["error"]
+    trained = workdir_files.is_finished_training(run.directory)
+    evaluated = os.path.isfile(os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON))
+    if not (trained and evaluated):
+        return "missing", None
+    problem = summary_problem(run) or evaluation_problem(run)
+    return ("stale", problem) if problem else ("finished", None)
 
 
 def _number(value):
@@ -61,15 +109,12 @@ def collect(plan: StudyPlan) -> list[dict]:
     for run in plan.runs:
         record = {"condition": run.condition.name, "label": run.condition.label, "seed": run.seed,
                   "directory": run.directory}
-        finished = workdir_files.is_finished_training(run.directory) and os.path.isfile(
-            os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON)
-        )
-        if finished:
-            record.update(status="finished", **run_metrics(run))
-        elif os.path.isfile(run.failed_path):
-            record.update(status="failed", error=read_json(run.failed_path, "a failed run")["error"])
-        else:
-            record["status"] = "missing"
+        status, reason = run_state(run)
+        record["status"] = status
+        if status == "finished":
+            record.update(run_metrics(run))
+        elif reason:
+            record["error"] = reason
         records.append(record)
     return records
 
@@ -143,7 +188,7 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
         "label": data_label(plan, config),
         "test": statistics.TEST_NAME,
         "seconds_this_invocation": round(seconds, 1),
-        "counts": {status: sum(r["status"] == status for r in records) for status in ("finished", "failed", "missing")},
+        "counts": {status: sum(r["status"] == status for r in records) for status in STATUSES},
         "conditions": [
             {"name": c.name, "label": c.label, "alpha": c.alpha, "similarity_loss": c.similarity_loss,
              "note": c.note, "target": plan.target_path(c)} for c in plan.conditions
@@ -161,9 +206,13 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
     with open(os.path.join(plan.workdir, MARKDOWN), "w") as handle:
         handle.write(markdown(report, plan, figures))
     counts = report["counts"]
-    log(f"report: {counts['finished']} finished, {counts['failed']} failed, {counts['missing']} missing runs -> "
-        f"{os.path.join(plan.workdir, MARKDOWN)}")
+    log(f"report: {format_counts(counts)} runs -> {os.path.join(plan.workdir, MARKDOWN)}")
     return report
+
+
+def format_counts(counts: dict) -> str:
+    """"4 finished, 1 stale, 1 failed, 0 missing"."""
+    return ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)
 
 
 def _write_csv(path: str, records: list[dict]) -> None:
@@ -214,7 +263,7 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     lines = [
         f"# Study report: {report['label']}",
         "",
-        f"Runs: {counts['finished']} finished, {counts['failed']} failed, {counts['missing']} missing; "
+        f"Runs: {format_counts(counts)}; "
         f"mean ± SEM over training seeds (n per cell below). Comparisons: {report['test']}, paired by "
         "training seed; d_z = mean difference / SD of the differences; p_holm adjusts for the "
         "conditions compared with one reference on one metric (Holm).",

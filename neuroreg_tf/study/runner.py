@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -57,10 +58,8 @@ def build_study_targets(plan: StudyPlan, builds, progress: Reporter = print_line
 
 
 def is_finished(run: Run) -> bool:
-    """Whether ``run`` has trained and been evaluated (its evaluation report exists)."""
-    return workdir_files.is_finished_training(run.directory) and os.path.isfile(
-        os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON)
-    )
+    """Whether ``run`` has trained and been evaluated, its records matching its model (``report.run_state``)."""
+    return report_lib.run_state(run)[0] == "finished"
 
 
 def evaluation_arguments(config) -> dict:
@@ -85,6 +84,9 @@ def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Repo
         if os.path.exists(failed):
             os.remove(failed)
         trainer.train(plan.train_config(config.train, run), run.directory, progress=progress)
+        # An evaluation of a model the run no longer holds (it was trained again) is replaced.
+        stale = workdir_files.read_identity(run.evaluation_directory) is not None and \
+            report_lib.evaluation_problem(run) is not None
         x, y = examples if examples is not None else load_examples(config)
         evaluation.evaluate_models(
             [(run.condition.label, run.directory)],
@@ -97,7 +99,7 @@ def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Repo
             workdir=run.evaluation_directory,
             metadata={"dataset": config.train.data.dataset, "split": "test", "condition": run.condition.name,
                       "seed": run.seed},
-            overwrite=bool(config.overwrite),
+            overwrite=bool(config.overwrite) or stale,
             progress=progress,
         )
         return {"status": "finished"}
@@ -116,13 +118,18 @@ def load_examples(config):
     )
 
 
-def _run_in_worker(workdir: str, run: Run, threads: int) -> dict:
-    """Runs ``run`` in a fresh process (``neuroreg_tf.study.worker``), its output to its log."""
+def _run_in_worker(config: ml_collections.ConfigDict, workdir: str, run: Run, threads: int) -> dict:
+    """Runs ``run`` in a fresh process (``neuroreg_tf.study.worker``), its output to its log.
+
+    The worker gets this study's config on its standard input, not from ``config.json``, which
+    another shard of the study may rewrite meanwhile.
+    """
     os.makedirs(os.path.dirname(run.directory), exist_ok=True)
     command = [sys.executable, "-m", "neuroreg_tf.study.worker", f"--workdir={workdir}",
                f"--condition={run.condition.name}", f"--seed={run.seed}", f"--threads={threads}"]
     with open(run.log_path, "w") as log:
-        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        completed = subprocess.run(command, input=json.dumps(config.to_dict()), stdout=log,
+                                   stderr=subprocess.STDOUT, text=True)
     if completed.returncode == 0 and is_finished(run):
         return {"status": "finished"}
     failed = run.failed_path
@@ -153,13 +160,23 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, progress: Reporte
         progress: reporter of one line per finished target build and run (None: silent).
 
     Returns:
-        The report (``study.json``'s content).
+        The report (``study.json``'s content), with ``unfinished_in_this_shard``: the records
+        of this shard's runs that did not finish (``study.py`` exits 1 when there are any).
     """
+    plan = make_plan(config, workdir)
+    index, count = plan.shard
+    # Each shard holds its own lock: shards of one study run at once; the same shard twice does not.
+    lock = workdir_files.LOCK if count == 1 else f"{workdir_files.LOCK}-shard-{index}-of-{count}"
+    with workdir_files.locked(workdir, "study" if count == 1 else f"study shard {index}/{count}",
+                              name=lock, progress=progress):
+        return _run_study(config, plan, workdir, progress)
+
+
+def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
     log = reporter(progress)
     started = time.time()
-    plan = make_plan(config, workdir)
     workdir_files.claim(workdir, study_identity(config), what="study", finished_marker="(never)",
-                        overwrite=False)
+                        overwrite=False, start_over=f"delete {workdir} (or move it aside) to start this study over")
     write_json_atomic(workdir_files.path(workdir, workdir_files.CONFIG), config.to_dict())
     for name, reason in plan.skipped.items():
         log(f"skipping condition {name}: {reason}")
@@ -181,7 +198,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, progress: Reporte
         else:
             threads = max(1, (os.cpu_count() or 1) // int(config.workers))
             with ThreadPoolExecutor(max_workers=int(config.workers)) as pool:
-                futures = {pool.submit(_run_in_worker, workdir, run, threads): run for run in pending}
+                futures = {pool.submit(_run_in_worker, config, workdir, run, threads): run for run in pending}
                 for future in as_completed(futures):
                     counter.advance(_describe(futures[future], future.result()))
-    return report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress)
+    report = report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress)
+    mine = {run.directory for run in plan.shard_runs()}
+    report["unfinished_in_this_shard"] = [
+        record for record in report["runs"] if record["directory"] in mine and record["status"] != "finished"
+    ]
+    return report

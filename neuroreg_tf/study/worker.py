@@ -1,13 +1,15 @@
 """One run of a study in a fresh process: ``python -m neuroreg_tf.study.worker --workdir=...``.
 
-The study runner starts one per run (``config.workers`` at a time); it reads the study's
-``config.json``, trains and evaluates the run, and records a failure beside the run directory.
+The study runner starts one per run (``config.workers`` at a time) and writes the study's config
+to its standard input; it trains and evaluates the run, and records a failure beside the run
+directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
+import sys
 
 
 def main() -> None:
@@ -27,14 +29,10 @@ def main() -> None:
     if arguments.threads:
         tf.config.threading.set_intra_op_parallelism_threads(arguments.threads)
         tf.config.threading.set_inter_op_parallelism_threads(arguments.threads)
-    from neuroreg_tf import workdir as workdir_files
-    from neuroreg_tf.fileio import read_json
     from neuroreg_tf.study import plan as plan_lib
     from neuroreg_tf.study import runner
 
-    config = ml_collections.ConfigDict(
-        read_json(os.path.join(arguments.workdir, workdir_files.CONFIG), "the study's config")
-    )
+    config = ml_collections.ConfigDict(json.load(sys.stdin))
     plan = plan_lib.make_plan(config, arguments.workdir)
     (run,) = [r for r in plan.runs if r.condition.name == arguments.condition and r.seed == arguments.seed]
     outcome = runner.execute_run(config, plan, run)

@@ -469,3 +469,112 @@ def test_select_trials_and_neurons_keep_meta_aligned():
     subset = recording.select_neurons([0, 3]).select_trials(np.arange(24) >= 4)
     assert subset.neuron_meta["area"].tolist() == ["a", "d"]
     np.testing.assert_array_equal(subset.trial_meta["trial_idx"], np.arange(4, 24) * 10)
+
+
+def _hdf5_with_images(path, images):
+    import h5py
+
+    n = len(images)
+    rng = np.random.default_rng(4)
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+        f["responses"] = rng.gamma(2.0, size=(n, 4))
+        f["behavior"] = rng.normal(size=(n, 2))
+        f["pupil_center"] = rng.normal(size=(n, 2))
+        ids = np.arange(n) % (n - 2)  # the first two images shown twice, as test images
+        f["tiers"] = np.where(ids < 2, "test", "train").astype("S")
+        f["item_info/image_id"] = ids
+        f["neurons/unit_ids"] = np.arange(4)
+    return str(path)
+
+
+def _pictures(low, high, n=12):
+    """n images, the last two repeating the first two (as ``_hdf5_with_images`` numbers them)."""
+    pictures = np.random.default_rng(5).uniform(low, high, size=(n, 1, 36, 64)).astype(np.float32)
+    pictures[n - 2:] = pictures[:2]
+    return pictures
+
+
+def test_floats_slightly_above_one_are_clipped_with_a_count_not_divided_by_255(tmp_path):
+    # The case reported: HDF5 images in [0, 1.49] after an interpolation overshoot.
+    from neuroreg_tf.neural.recordings.images import ImageRangeWarning
+
+    pictures = _pictures(0.0, 1.0)
+    pictures[2, 0, :3, :5] = 1.49
+    path = _hdf5_with_images(tmp_path / "overshoot.h5", pictures)
+    with pytest.warns(ImageRangeWarning, match=r"overshoot\.h5:/images: 15 of \d+ pixel values lie outside \[0, 1\]"):
+        recording = recordings.read_recording(path)
+    assert recording.metadata["images_clipped_pixels"] == 15
+    assert "images_rescaled_from_0_255" not in recording.metadata
+    expected = np.clip(pictures[:, 0], 0, 1)  # 36 x 64 already: no resize
+    np.testing.assert_allclose(recording.images[..., 0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("low, high, scale, divisor", [
+    (0.0, 200.0, "auto", 255.0),  # clearly 0..255
+    (0.0, 0.9, "255", 255.0),  # told so: a dark 0..255 recording
+    (0.0, 3.0, "unit", 1.0),  # told to clip
+])
+def test_0_255_floats_are_rescaled_only_when_clear_or_told(tmp_path, low, high, scale, divisor):
+    import warnings
+
+    pictures = _pictures(low, high)
+    path = _hdf5_with_images(tmp_path / "images.h5", pictures)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        recording = recordings.read_recording(path, ReadOptions(images=ImageOptions(scale=scale)))
+    np.testing.assert_allclose(recording.images[..., 0], np.clip(pictures[:, 0] / divisor, 0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("low, high", [(0.0, 3.0), (0.0, 9.0), (-2.0, 200.0)])
+def test_ambiguous_float_ranges_are_refused_naming_the_option(tmp_path, low, high):
+    path = _hdf5_with_images(tmp_path / "ambiguous.h5", _pictures(low, high))
+    with pytest.raises(RecordingError, match=r"ambiguous\.h5:/images: .*--config\.images\.scale=unit.*"
+                                             r"--config\.images\.scale=255.*Received: values in"):
+        recordings.read_recording(path)
+
+
+def test_stimulus_sets_decide_their_scale_by_the_same_rule(tmp_path):
+    from neuroreg_tf.errors import InputError
+    from neuroreg_tf.neural.recordings.images import ImageRangeWarning
+    from neuroreg_tf.neural.stimulus_sets import open_stimulus_set
+
+    pictures = _pictures(0.0, 1.0)[:, 0]
+    pictures[0, :2, :2] = 1.3
+    np.save(tmp_path / "overshoot.npy", pictures)
+    with pytest.warns(ImageRangeWarning, match="4 of"):
+        stimuli = open_stimulus_set(str(tmp_path / "overshoot.npy"))
+    np.testing.assert_allclose(stimuli.read(0, 12)[..., 0], np.clip(pictures, 0, 1), atol=1e-6)
+    np.save(tmp_path / "ambiguous.npy", pictures * 3)
+    with pytest.raises(InputError, match="--config.images.scale=unit"):
+        open_stimulus_set(str(tmp_path / "ambiguous.npy"))
+    assert open_stimulus_set(str(tmp_path / "ambiguous.npy"), ImageOptions(scale="255")).read(0, 1).max() < 0.02
+
+
+def test_a_zip_member_with_damaged_compressed_data_is_named(tmp_path):
+    path, *_ = write_release_like(str(tmp_path / "release"), size=(36, 64))
+    deflated = str(tmp_path / "deflated.zip")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    with zipfile.ZipFile(deflated) as archive:
+        info = archive.getinfo("release/data/responses/3.npy")
+    data = bytearray(open(deflated, "rb").read())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for offset in range(start + 2, start + info.compress_size - 2):
+        data[offset] ^= 0x5A
+    open(deflated, "wb").write(bytes(data))
+    with pytest.raises(RecordingError, match=r"deflated\.zip:release/data/responses/3\.npy is damaged or truncated"):
+        recordings.read_recording(deflated)
+
+
+def test_hdf5_responses_stored_as_strings_are_refused_by_name(tmp_path):
+    import h5py
+
+    path = _hdf5_with_images(tmp_path / "strings.h5", _pictures(0.0, 1.0))
+    with h5py.File(path, "a") as f:
+        responses = f["responses"][()]
+        del f["responses"]
+        f["responses"] = responses.astype("S8")
+    with pytest.raises(RecordingError, match=r"strings\.h5:/responses must hold numbers; it holds \|S8 values"):
+        recordings.read_recording(path)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -378,3 +379,28 @@ def test_load_classifier_takes_classifier_of_training_model(tmp_path):
     loaded = robustness.load_classifier(str(tmp_path))  # a workdir with only model.keras
     assert loaded.source.endswith("model.keras")
     np.testing.assert_allclose(loaded(x).numpy(), classifier(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _flip(path, count=256):
+    data = bytearray(open(path, "rb").read())
+    middle = len(data) // 2
+    for offset in range(middle, min(middle + count, len(data))):
+        data[offset] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("artifact", ["classifier.keras", "export/saved_model.pb", "export/variables/variables.data-00000-of-00001"])
+def test_a_damaged_model_file_is_one_message_naming_it(tmp_path, artifact):
+    from neuroreg_tf.errors import InputError
+
+    workdir = write_workdir(str(tmp_path / "run"), quadrant_classifier())
+    if artifact == "classifier.keras":  # export/ would be preferred
+        shutil.rmtree(os.path.join(workdir, "export"))
+    else:
+        os.remove(os.path.join(workdir, "classifier.keras"))
+    _flip(os.path.join(workdir, artifact))
+    loaded = os.path.join(workdir, artifact.split("/")[0])
+    with pytest.raises(InputError, match=rf"{loaded} cannot be loaded as a classifier .*damaged.*--config.overwrite=True") as error:
+        classifier = robustness.load_classifier(workdir)
+        classifier(quadrant_data(2)[0])  # a damaged variables file may load and fail on first use
+    assert "\n" not in str(error.value)

@@ -67,3 +67,14 @@ def test_a_demo_of_another_config_in_the_same_workdir_is_refused(tmp_path):
     assert assert_short_error_lines, full.stderr[-2000:]
     assert "config.simulation.preset: \"tiny\" there, \"small\" here" in full.stderr
     assert "--config.overwrite=True" in full.stderr
+
+
+@pytest.mark.parametrize("workdir, fragment", [
+    ("", "--workdir is empty"),
+    ("a_file", "is a file, not a directory"),
+    ("a_file/run", "which is a file"),
+])
+def test_a_workdir_that_cannot_be_a_directory_is_refused_in_one_line(tmp_path, workdir, fragment):
+    (tmp_path / "a_file").write_text("not a directory")
+    completed = run("train.py", "--config=configs/demo.py:runlocal", f"--workdir={workdir}", cwd=tmp_path)
+    assert_short_error(completed, fragment)

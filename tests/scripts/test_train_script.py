@@ -157,3 +157,18 @@ def test_missing_dataset_fails_at_once_with_the_command(tmp_path, runlocal_targe
     config.data.data_dir = str(tmp_path / "empty")
     with pytest.raises(data.DatasetNotFoundError, match="download_and_prepare"):
         trainer.train(config, str(tmp_path / "run"))
+
+
+@needs_fashion_mnist
+def test_evaluate_py_never_replaces_a_training_run(finished_run):
+    # The advice of a refusal, followed: --config.overwrite=True must not delete the training run.
+    workdir, _ = finished_run
+    for extra in ([], ["--config.overwrite=True"]):
+        completed = subprocess.run(
+            [sys.executable, "evaluate.py", f"--workdir={workdir}", f"--config.models=M={workdir}",
+             "--config.num_examples=16", *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
+        )
+        assert completed.returncode == 2 and "Traceback" not in completed.stderr, completed.stderr[-2000:]
+        assert "holds a training run, not an evaluation: choose another --workdir" in completed.stderr
+    assert os.path.isfile(os.path.join(workdir, "model.keras")) and os.path.isfile(os.path.join(workdir, "summary.json"))

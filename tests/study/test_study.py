@@ -22,13 +22,13 @@ KINDS = ["none", "neural_model", "neural_data", "shuffle", "random", "ground_tru
          "neural_model_cka"]
 
 
-def study(workdir, *flags, **popen):
+def study(workdir, *flags, expect=0, **popen):
     command = [sys.executable, os.path.join(REPO_ROOT, "study.py"), "--config=configs/study.py:runlocal",
                f"--workdir={workdir}", "--config.workers=0", *flags]
     if popen:
         return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.returncode == expect, completed.stderr[-3000:]
     return completed
 
 
@@ -56,7 +56,7 @@ def test_every_condition_kind_runs_and_the_report_is_written(finished):
     for kind in KINDS:
         assert os.path.isfile(os.path.join(workdir, "runs", kind, "seed_0", "evaluation", "robustness.json")), kind
     report = json.load(open(os.path.join(workdir, "study.json")))
-    assert report["counts"] == {"finished": 4, "failed": 0, "missing": 0}
+    assert report["counts"] == {"finished": 4, "stale": 0, "failed": 0, "missing": 0}
     assert [c["name"] for c in report["conditions"]] == ["none", "neural_model"]
     assert report["label"] == "SIMULATED V1 / fashion_mnist"
     for name in ("report.md", "study.csv", "figures/noise_curves.png", "figures/adversarial.png", "figures/gamma.png"):
@@ -112,6 +112,40 @@ def test_an_interrupted_study_resumes_to_the_uninterrupted_numbers(finished, tmp
     for seed in (0, 1):
         for column in ("clean", "noise_0.2", "linf_median", "l2_median", "similarity_r"):
             assert resumed[("neural", seed)][column] == uninterrupted[("neural_model", seed)][column], column
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_records_of_another_model_are_stale_and_a_retrained_run_is_evaluated_again(finished, tmp_path):
+    import shutil
+
+    from neuroreg_tf.fileio import sha256_tree
+    from neuroreg_tf.workdir import read_identity
+
+    copy = str(tmp_path / "study")
+    shutil.copytree(finished[0], copy)
+    flags = ["--config.seeds=(0,1)", "--config.conditions=none,neural_model"]
+    run = os.path.join(copy, "runs", "none", "seed_1")
+    # The model file changes after its evaluation: the report must not use that evaluation.
+    os.makedirs(os.path.join(run, "export", "assets"), exist_ok=True)
+    with open(os.path.join(run, "export", "assets", "changed.txt"), "w") as f:
+        f.write("another model")
+    reported = study(copy, *flags, "--config.report_only=True", expect=1)
+    assert "1 run(s) of this study did not finish (stale)" in reported.stderr
+    report = json.load(open(os.path.join(copy, "study.json")))
+    assert report["counts"] == {"finished": 3, "stale": 1, "failed": 0, "missing": 0}
+    (stale,) = [r for r in report["runs"] if r["status"] == "stale"]
+    assert (stale["condition"], stale["seed"]) == ("none", 1) and "scored another model" in stale["error"]
+    assert "clean" not in stale and rows(copy)[("none", 1)]["clean"] == ""
+    assert "none seed 1: stale (its evaluation scored another model" in open(os.path.join(copy, "report.md")).read()
+    # A run that lost its summary is trained again; its old evaluation is replaced, not reused.
+    os.remove(os.path.join(run, "export", "assets", "changed.txt"))
+    os.remove(os.path.join(run, "summary.json"))
+    again = study(copy, *flags)
+    assert "1 to run" in again.stdout and "4 finished, 0 stale, 0 failed, 0 missing" in again.stdout
+    scored = read_identity(os.path.join(run, "evaluation"))["models"][0]["artifact"]
+    assert scored == sha256_tree(os.path.join(run, "export"))
+    assert json.load(open(os.path.join(copy, "study.json")))["counts"]["finished"] == 4
 
 
 def _config(**changes):

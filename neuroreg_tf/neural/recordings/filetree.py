@@ -249,7 +249,11 @@ def _read(source: Source, options: ReadOptions) -> Recording:
             prepared.append(image_ops.prepare(image[None], options.images)[0])
         except image_ops.ImageFormatError as error:
             raise RecordingError(f"{source.where(f'data/images/{t}.npy')}: {error}") from None
-    images = image_ops.to_unit_range(np.stack(prepared), stored_dtype, metadata)
+    try:
+        images = image_ops.to_unit_range(np.stack(prepared), stored_dtype, metadata, options.images.scale,
+                                         source.where("data/images"))
+    except image_ops.ImageFormatError as error:
+        raise RecordingError(str(error)) from None
     metadata["stored_image_shape"] = list(stored_shape)
     n_trials = responses.shape[0]
     missing_keys = []

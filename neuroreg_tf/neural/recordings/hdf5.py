@@ -130,7 +130,17 @@ def read_hdf5(path: str, options: ReadOptions | None = None) -> Recording:
             rows = np.asarray(rows)
             return f"{path}:/{key}" + (f" (rows {rows[:5].tolist()}{' ...' if rows.size > 5 else ''})" if rows.size else "")
 
-        responses = np.asarray(f["responses"][()])
+        def numeric(key):
+            """A dataset that must hold numbers, refused by name when it holds strings or objects."""
+            array = np.asarray(f[key][()])
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                raise RecordingError(
+                    f"{path}:/{key} must hold numbers; it holds {array.dtype} values. Re-save it as a "
+                    f"float array. Received: dtype {array.dtype}"
+                )
+            return array
+
+        responses = numeric("responses")
         n_trials = responses.shape[0]
         stored = f["images"]
         if stored.shape[0] != n_trials:
@@ -148,17 +158,21 @@ def read_hdf5(path: str, options: ReadOptions | None = None) -> Recording:
                 prepared.append(image_ops.prepare(block, options.images))
         except image_ops.ImageFormatError as error:
             raise RecordingError(f"{path}:/images: {error}") from None
-        images = image_ops.to_unit_range(np.concatenate(prepared), stored.dtype, metadata)
+        try:
+            images = image_ops.to_unit_range(np.concatenate(prepared), stored.dtype, metadata,
+                                             options.images.scale, f"{path}:/images")
+        except image_ops.ImageFormatError as error:
+            raise RecordingError(str(error)) from None
         metadata["stored_image_shape"] = list(shape)
         behavior_names = tuple(provenance.get("behavior_names", ()))
         if "behavior" in f:
-            behavior = np.asarray(f["behavior"][()]).reshape(n_trials, -1)
+            behavior = numeric("behavior").reshape(n_trials, -1)
             if len(behavior_names) != behavior.shape[1]:
                 behavior_names = tuple(f"behavior_{i}" for i in range(behavior.shape[1]))
         else:
             behavior_names = behavior_names or DEFAULT_BEHAVIOR_NAMES
             behavior = np.zeros((n_trials, len(behavior_names)), np.float32)
-        pupil_center = np.asarray(f["pupil_center"][()]).reshape(n_trials, -1) if "pupil_center" in f else np.zeros((n_trials, 2))
+        pupil_center = numeric("pupil_center").reshape(n_trials, -1) if "pupil_center" in f else np.zeros((n_trials, 2))
 
         def group(name, length):
             if name not in f:

@@ -20,9 +20,14 @@ works on 36 x 64 grayscale stimuli. Reading a recording therefore
    averaging, exact); otherwise ``skimage.transform.resize`` with anti-aliasing
    (Gaussian pre-filter, bilinear interpolation);
 
-3. scales to [0, 1]: uint8 images are divided by 255; float images whose
-   largest value over the whole recording exceeds 1 (and is at most 255) are
-   taken to be 0..255 and divided by 255 too (recorded in the metadata).
+3. scales to [0, 1] (``ImageOptions.scale``, ``unit_range_divisor``): with
+   ``"auto"`` (default) integer images are 0..255 and divided by 255; float images
+   are [0, 1] when their values over the whole recording lie within [-0.5, 1.5]
+   (values outside [0, 1] are clipped, with a warning that counts them), 0..255
+   only when clearly so (a largest value of at least 10, at most 255, nothing
+   below 0), and refused in between, naming the option that decides: ``"unit"``
+   (clip to [0, 1]) or ``"255"`` (divide by 255). A rescale and a clip are
+   recorded in the metadata.
 
 Steps 1 and 2 are linear, so they are applied trial by trial in the stored units
 (a 144 x 256 recording never has to fit in memory at full size) and step 3 once,
@@ -32,9 +37,11 @@ on the whole recording.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
+SCALES = ("auto", "unit", "255")
 COLOR_MODES = ("mean", "luminance", "channel:K", "weights:a,b,...")
 PAPER_SIZE = (36, 64)
 _LUMINANCE = (0.299, 0.587, 0.114)
@@ -52,13 +59,17 @@ class ImageOptions:
     Attributes:
         color: channel reduction, one of ``COLOR_MODES`` (see the module docstring).
         size: (height, width) to resize to, or None to keep the stored size.
+        scale: how stored values map to [0, 1], one of ``SCALES`` (step 3 of the module docstring).
     """
 
     color: str = "mean"
     size: tuple[int, int] | None = PAPER_SIZE
+    scale: str = "auto"
 
     def __post_init__(self):
         channel_weights(self.color, None)
+        if str(self.scale) not in SCALES:
+            raise ImageFormatError(f"`scale` must be one of {', '.join(SCALES)}. Received: scale={self.scale!r}")
         if self.size is not None:
             size = tuple(int(s) for s in self.size)
             if len(size) != 2 or min(size) < 1:
@@ -189,12 +200,64 @@ def prepare(images: np.ndarray, options: ImageOptions) -> np.ndarray:
     return resize(to_grayscale(images, options.color), options.size)
 
 
-def to_unit_range(images: np.ndarray, stored_dtype, metadata: dict) -> np.ndarray:
-    """Scales prepared images to [0, 1] (see step 3 of the module docstring); records a rescale."""
+class ImageRangeWarning(UserWarning):
+    """Stimulus values slightly outside [0, 1] were clipped."""
+
+
+def unit_range_divisor(low: float, high: float, integer: bool, scale: str, where: str) -> float:
+    """The divisor that brings stored values in [low, high] to [0, 1] (step 3 of the module docstring).
+
+    Raises:
+        ImageFormatError: values that ``scale`` cannot map, or ambiguous ones under ``"auto"``,
+            with the option that decides.
+    """
+    received = f"Received: values in [{low:g}, {high:g}]"
+    if scale == "255" or (scale == "auto" and integer):
+        if low < 0 or high > 255:
+            raise ImageFormatError(f"{where}: 0..255 images must lie in [0, 255]. {received}")
+        return 255.0
+    if scale == "unit" or (-0.5 <= low and high <= 1.5):
+        return 1.0
+    if low >= 0 and 10 <= high <= 255:
+        return 255.0
+    raise ImageFormatError(
+        f"{where}: float images must lie in [0, 1] (within [-0.5, 1.5], clipped) or clearly in 0..255 "
+        "(largest value 10 to 255, none below 0); these are neither. Pass --config.images.scale=unit "
+        f"to clip them to [0, 1], or --config.images.scale=255 to divide them by 255. {received}"
+    )
+
+
+def warn_clipped(where: str, outside: int, total: int, low: float, high: float, metadata: dict | None = None) -> None:
+    """Warns that ``outside`` of ``total`` values (scaled range [low, high]) were clipped to [0, 1]."""
+    warnings.warn(
+        f"{where}: {outside} of {total} pixel values lie outside [0, 1] (in [{low:g}, {high:g}] after "
+        "scaling) and were clipped to it; pass --config.images.scale=255 if the images are 0..255.",
+        ImageRangeWarning, stacklevel=3,
+    )
+    if metadata is not None:
+        metadata["images_clipped_pixels"] = int(outside)
+
+
+def clip_to_unit(images: np.ndarray, where: str, metadata: dict | None = None) -> np.ndarray:
+    """``images`` clipped to [0, 1]; clipped pixels are counted in a warning (and the metadata)."""
+    outside = int(np.count_nonzero((images < 0) | (images > 1)))
+    if outside:
+        warn_clipped(where, outside, images.size, float(images.min()), float(images.max()), metadata)
+    return np.clip(images, 0.0, 1.0)
+
+
+def to_unit_range(images: np.ndarray, stored_dtype, metadata: dict, scale: str = "auto",
+                  where: str = "images") -> np.ndarray:
+    """Scales prepared images to [0, 1] (step 3 of the module docstring); records a rescale or clip."""
     images = np.asarray(images, dtype=np.float32)
-    if np.dtype(stored_dtype) == np.uint8:
-        return images / np.float32(255.0)
-    if images.size and np.isfinite(images).all() and images.min() >= 0.0 and 1.0 < images.max() <= 255.0:
-        metadata["images_rescaled_from_0_255"] = True
-        return images / np.float32(255.0)
-    return images
+    if not images.size:
+        return images
+    if not np.isfinite(images).all():
+        return images  # refused, naming the trials, by Recording.validate
+    integer = np.issubdtype(np.dtype(stored_dtype), np.integer)
+    divisor = unit_range_divisor(float(images.min()), float(images.max()), integer, str(scale), where)
+    if divisor != 1.0:
+        if not integer:
+            metadata["images_rescaled_from_0_255"] = True
+        images = images / np.float32(divisor)
+    return clip_to_unit(images, where, metadata)

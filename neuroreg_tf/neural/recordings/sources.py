@@ -14,6 +14,7 @@ import json
 import os
 import posixpath
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Source:
                 f"{self.where(relative)} cannot be read as a plain NumPy array ({error}). Re-save it with "
                 "np.save on a numeric or string array (not an object array). Received: an unreadable .npy"
             ) from None
-        except (OSError, EOFError, zipfile.BadZipFile) as error:
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise RecordingError(
                 f"{self.where(relative)} is damaged or truncated ({error}); restore it from the original "
                 "release. Received: an unreadable .npy"
