@@ -219,3 +219,15 @@ def test_a_refusal_names_the_work_the_workdir_holds(tmp_path):
     with pytest.raises(WorkdirError, match="it holds an evaluation of another config"):
         workdir.claim(str(path), {"kind": "evaluation", "models": [2]}, what="evaluation",
                       finished_marker="robustness.json", overwrite=False)
+
+
+def test_the_advice_for_a_lock_of_another_host_works_when_followed(tmp_path):
+    path = tmp_path / "run"
+    _write_lock(path, 1, host="another-machine")
+    with pytest.raises(WorkdirError) as refused:
+        with workdir.locked(str(path), "training run"):
+            pass
+    lock = str(refused.value).split("delete ")[1].rstrip(").")
+    os.remove(lock)  # the advice, followed (that process has ended)
+    with workdir.locked(str(path), "training run"):
+        assert json.loads((path / workdir.LOCK).read_text())["pid"] == os.getpid()

@@ -188,3 +188,23 @@ def test_condition_names_cover_sweeps_and_ablations():
     assert [r.key for r in study_plan.runs][:3] == ["none/seed_0", "none/seed_1", "high_sf_model/seed_0"]
     sharded = plan.make_plan(_config(shard="2/3"), "/tmp/x")
     assert [r.index % 3 for r in sharded.shard_runs()] == [1] * len(sharded.shard_runs())
+
+
+def test_the_advice_for_a_changed_study_config_works_when_followed(tmp_path):
+    import shutil
+
+    from neuroreg_tf import workdir
+    from neuroreg_tf.errors import WorkdirError
+    from neuroreg_tf.study import runner
+
+    path = str(tmp_path / "study")
+    workdir.claim(path, plan.study_identity(_config()), what="study", finished_marker="(never)", overwrite=False)
+    changed = _config(**{"train.alpha": 5.0}, report_only=True)
+    with pytest.raises(WorkdirError) as refused:
+        runner.run_study(changed, path, progress=None)
+    assert f"delete {path} (or move it aside) to start this study over" in str(refused.value)
+    assert "--config.overwrite=True" not in str(refused.value)  # study.py never overwrites
+    shutil.rmtree(path)  # the advice, followed
+    report = runner.run_study(changed, path, progress=None)  # report_only: nothing trains
+    assert report["counts"]["missing"] == len(report["runs"]) > 0
+    assert len(report["unfinished_in_this_shard"]) == len(report["runs"])
