@@ -362,3 +362,54 @@ def cka_from_similarity(s_pred, s_target) -> tf.Tensor:
 def cka_loss(s_pred, s_target) -> tf.Tensor:
     """log(1 - CKA) between the Gram matrices (Dapello et al. 2023)."""
     return tf.math.log(tf.maximum(1.0 - cka_from_similarity(s_pred, s_target), _NORM_EPS))
+
+
+# ---------------------------------------------------------------------------------------------
+# Similarity losses by name (config.similarity.loss), in the style of keras.losses.get.
+# ---------------------------------------------------------------------------------------------
+
+_SIMILARITY_LOSSES: dict = {}
+
+
+def register_similarity_loss(name: str, loss=None):
+    """Registers ``loss(s_pred, s_target, *, eps) -> scalar`` as ``name``; usable as a decorator.
+
+    The model (``NeuralRegularizedModel(similarity_loss=name)``), the training config's check
+    and the study's conditions then accept ``name``; nothing else names it.
+    """
+    def register(function):
+        if name in _SIMILARITY_LOSSES:
+            raise ValueError(f"A similarity loss named {name!r} is registered already.")
+        _SIMILARITY_LOSSES[name] = function
+        return function
+
+    return register if loss is None else register(loss)
+
+
+def unregister_similarity_loss(name: str) -> None:
+    """Removes the loss ``name`` (tests register and remove their own)."""
+    _SIMILARITY_LOSSES.pop(name, None)
+
+
+def similarity_loss_names() -> tuple[str, ...]:
+    """The registered loss names, in registration order."""
+    return tuple(_SIMILARITY_LOSSES)
+
+
+def get_similarity_loss(name: str):
+    """The loss registered as ``name``.
+
+    Raises:
+        ValueError: no such loss, listing the registered ones.
+    """
+    try:
+        return _SIMILARITY_LOSSES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Unknown similarity loss {name!r}; registered: {', '.join(_SIMILARITY_LOSSES)} "
+            "(neuroreg_tf.similarity.register_similarity_loss adds one)."
+        ) from None
+
+
+register_similarity_loss("arctanh", lambda s_pred, s_target, *, eps=ARCTANH_EPS: similarity_loss(s_pred, s_target, eps))
+register_similarity_loss("cka", lambda s_pred, s_target, *, eps=ARCTANH_EPS: cka_loss(s_pred, s_target))

@@ -11,7 +11,6 @@ afterwards ``tfds.load('fashion_mnist', data_dir=...)`` works offline.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pathlib
 import tempfile
@@ -22,6 +21,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
 from neuroreg_tf import determinism
+from neuroreg_tf.fileio import sha256_file
 from neuroreg_tf.data import common
 
 _SOURCE_FILENAMES = (
@@ -30,14 +30,6 @@ _SOURCE_FILENAMES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -53,7 +45,7 @@ def _local_url_infos(source_dir: pathlib.Path):
         path = source_dir / filename
         url = tfds_mnist.FashionMNIST.URL + filename
         url_infos[url] = tfds.download.checksums.UrlInfo(
-            size=path.stat().st_size, checksum=_sha256(path), filename=filename)
+            size=path.stat().st_size, checksum=sha256_file(path), filename=filename)
     return url_infos
 
 

@@ -55,7 +55,6 @@ from neuroreg_tf import similarity
 from neuroreg_tf.models.resnet import feature_model, resolve_tap_layers
 
 CENTERINGS = ("batch", "ema")
-SIMILARITY_LOSSES = ("arctanh", "cka")
 STIMULUS_BN_MODES = ("batch_stats", "train", "inference")
 DATA_KEYS = ("images", "labels", "stimuli", "target_similarity")
 
@@ -181,7 +180,7 @@ class NeuralRegularizedModel(keras.Model):
         self.alpha = float(alpha)
         self.centering = _choice("centering", centering, CENTERINGS)
         self.ema_momentum = float(ema_momentum)
-        self.similarity_loss_name = _choice("similarity_loss", similarity_loss, SIMILARITY_LOSSES)
+        self.similarity_loss_name = _choice("similarity_loss", similarity_loss, similarity.similarity_loss_names())
         self.arctanh_eps = float(arctanh_eps)
         self.stimulus_bn = _choice("stimulus_bn", stimulus_bn, STIMULUS_BN_MODES)
         self.stimulus_shape = None if stimulus_shape is None else tuple(int(s) for s in stimulus_shape)
@@ -292,10 +291,9 @@ class NeuralRegularizedModel(keras.Model):
         return updated
 
     def similarity_loss(self, s_pred, s_target) -> tf.Tensor:
-        """The model's similarity loss between S_CNN and the target: Eq 8, or log(1 - CKA)."""
-        if self.similarity_loss_name == "cka":
-            return similarity.cka_loss(s_pred, s_target)
-        return similarity.similarity_loss(s_pred, s_target, self.arctanh_eps)
+        """The model's similarity loss between S_CNN and the target: Eq 8 ("arctanh"), log(1 - CKA)
+        ("cka"), or another registered one (``similarity.register_similarity_loss``)."""
+        return similarity.get_similarity_loss(self.similarity_loss_name)(s_pred, s_target, eps=self.arctanh_eps)
 
     @staticmethod
     def _unpack(data):

@@ -40,6 +40,7 @@ from neuroreg_tf.neural.recordings import (
     check_ids_agree_across_scans,
     read_recording,
 )
+from neuroreg_tf.neural.recordings import formats as recording_formats
 from neuroreg_tf.neural.recordings import images as image_ops
 from neuroreg_tf.neural.recordings import treatments
 from neuroreg_tf.neural.simulation import (
@@ -575,9 +576,9 @@ def check_build_config(config) -> None:
         raise ConfigError(f"config: unknown key(s) {unknown}; the build config has {sorted(_CONFIG_KEYS)}. Received: {unknown}")
     for path in _paths(config.recordings):
         if not os.path.exists(path):
-            raise _config_error("recordings", f"no recording at {path!r}; give comma-separated FileTree folders, .zip or .h5/.hdf5 files.", config.recordings)
-        if not (os.path.isdir(path) or path.endswith((".zip", ".h5", ".hdf5"))):
-            raise _config_error("recordings", f"{path!r} is not a folder, .zip, .h5 or .hdf5.", config.recordings)
+            raise _config_error("recordings", f"no recording at {path!r}; give comma-separated paths, each {recording_formats.described()}.", config.recordings)
+        if recording_formats.find_format(path) is None:
+            raise _config_error("recordings", f"{path!r} is not {recording_formats.described()}.", config.recordings)
     if config.stimuli:
         if not os.path.exists(config.stimuli):
             raise _config_error("stimuli", "no stimulus set there; give a folder of images or a .npy/.npz file (or '' for the images the scans saw).", config.stimuli)

@@ -13,6 +13,7 @@ accuracy curve of one seed is computed on the same noise pattern scaled by sigma
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import checks
@@ -20,14 +21,6 @@ from neuroreg_tf.robustness.loading import as_logits_fn
 
 DEFAULT_SIGMAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
-
-
-def standard_error(values) -> float:
-    """Standard error of the mean (ddof=1); 0.0 for fewer than two values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return 0.0
-    return float(np.std(values, ddof=1) / np.sqrt(values.size))
 
 
 def _num_classes(logits_fn, x):
@@ -147,13 +140,15 @@ def noise_robustness(
     for sigma in sigmas:
         if sigma == 0:
             per_seed = [clean_correct / len(x)]
+            sem = 0.0  # no noise: one deterministic accuracy, no spread to estimate
         else:
             per_seed = [correct[(seed, sigma)] / len(x) for seed in seeds]
+            sem = float(scipy.stats.sem(per_seed)) if len(per_seed) > 1 else None  # None: one seed
         results.append(
             {
                 "sigma": sigma,
                 "accuracy": float(np.mean(per_seed)),
-                "sem": standard_error(per_seed),
+                "sem": sem,
                 "accuracies_per_seed": per_seed,
             }
         )

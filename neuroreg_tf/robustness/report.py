@@ -108,7 +108,7 @@ def plot_noise(model_results: list[dict], path: str, title: str | None = None) -
         axes.errorbar(
             [entry["sigma"] for entry in noise],
             [entry["accuracy"] for entry in noise],
-            yerr=[entry["sem"] for entry in noise],
+            yerr=[entry["sem"] or 0.0 for entry in noise],
             marker="o",
             markersize=4,
             capsize=3,
@@ -148,7 +148,8 @@ def format_noise_table(model_results: list[dict]) -> str:
         cells = [f"{result['label']:<{label_width}}", f"{result['clean_accuracy']:>7.3f}"]
         for sigma in sigmas:
             entry = by_sigma.get(sigma)
-            cell = f"{entry['accuracy']:.3f}+-{entry['sem']:.3f}" if entry else "-"
+            spread = "" if entry is None or entry["sem"] is None else f"+-{entry['sem']:.3f}"
+            cell = f"{entry['accuracy']:.3f}{spread}" if entry else "-"
             cells.append(f"{cell:>14}")
         lines.append("  ".join(cells))
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def summarize(values) -> Summary:
     finite = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if finite.size == 0:
         return Summary(None, None, 0)
-    sem = float(finite.std(ddof=1) / math.sqrt(finite.size)) if finite.size > 1 else None
+    sem = float(stats.sem(finite)) if finite.size > 1 else None  # None: one seed, no spread
     return Summary(float(finite.mean()), sem, int(finite.size))
 
 

@@ -7,37 +7,38 @@ directory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from absl import app, flags
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--condition", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: its default)")
-    arguments = parser.parse_args()
+_WORKDIR = flags.DEFINE_string("workdir", None, "The study's directory.", required=True)
+_CONDITION = flags.DEFINE_string("condition", None, "The run's condition name.", required=True)
+_SEED = flags.DEFINE_integer("seed", None, "The run's training seed.", required=True)
+_THREADS = flags.DEFINE_integer("threads", 0, "TensorFlow threads (0: its default).")
 
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from neuroreg_tf.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     import ml_collections
     import tensorflow as tf
 
-    if arguments.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(arguments.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(arguments.threads)
+    if _THREADS.value:
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
     from neuroreg_tf.study import plan as plan_lib
     from neuroreg_tf.study import runner
 
     config = ml_collections.ConfigDict(json.load(sys.stdin))
-    plan = plan_lib.make_plan(config, arguments.workdir)
-    (run,) = [r for r in plan.runs if r.condition.name == arguments.condition and r.seed == arguments.seed]
+    plan = plan_lib.make_plan(config, _WORKDIR.value)
+    (run,) = [r for r in plan.runs if r.condition.name == _CONDITION.value and r.seed == _SEED.value]
     outcome = runner.execute_run(config, plan, run)
     raise SystemExit(0 if outcome["status"] == "finished" else 1)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -45,12 +45,12 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from neuroreg_tf import data, determinism, targets, workdir as workdir_files
+from neuroreg_tf import data, determinism, similarity, targets, workdir as workdir_files
 from neuroreg_tf.config import ConfigChecker
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet
-from neuroreg_tf.models.regularized import CENTERINGS, SIMILARITY_LOSSES, STIMULUS_BN_MODES
+from neuroreg_tf.models.regularized import CENTERINGS, STIMULUS_BN_MODES
 from neuroreg_tf.models.resnet import STAGE_BLOCKS, layer_names
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.training.callbacks import SimilarityMonitor
@@ -103,7 +103,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check.number("model.weight_decay", minimum=0)
     check.choice("similarity.centering", CENTERINGS)
     check.number("similarity.ema_momentum", minimum=0, maximum=1, exclusive_maximum=True)
-    check.choice("similarity.loss", SIMILARITY_LOSSES)
+    check.choice("similarity.loss", similarity.similarity_loss_names())
     check.number("similarity.arctanh_eps", minimum=0, maximum=0.5, exclusive_minimum=True)
     check.choice("similarity.stimulus_bn", STIMULUS_BN_MODES)
     check.number("optim.learning_rate", minimum=0, exclusive_minimum=True)

@@ -10,6 +10,7 @@ import tensorflow as tf
 import oracles
 from conftest import JOINT_BATCH as BATCH
 from conftest import SUBPROCESS_TIMEOUT_S
+from neuroreg_tf import similarity
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet18
 
 
@@ -599,3 +600,42 @@ def test_joint_step_with_alpha_zero_ignores_the_similarity_and_monitors_it_after
     assert logs["similarity_loss"] == pytest.approx(sim_after, rel=1e-12)
     r = oracles.pearson(oracles.upper_pairs(s_after), oracles.upper_pairs(batch["target_similarity"]))
     assert logs["similarity_r"] == pytest.approx(r, rel=1e-10)
+
+
+def test_a_registered_similarity_loss_is_what_the_step_and_the_config_check_use(training_data):
+    # The registry's contract: one register call, and the model and the training config accept it.
+    from neuroreg_tf.config import base_train_config
+    from neuroreg_tf.errors import ConfigError
+    from neuroreg_tf.training.trainer import check_config
+
+    def mean_absolute_pairs(s_pred, s_target, *, eps):
+        mask = np.triu(np.ones((BATCH, BATCH), bool), k=1)
+        return tf.reduce_mean(tf.abs(tf.boolean_mask(s_pred - s_target, mask)))
+
+    config = base_train_config()
+    config.similarity.loss = "mean_absolute_pairs"
+    with pytest.raises(ConfigError, match="similarity.loss"):
+        check_config(config)
+    similarity.register_similarity_loss("mean_absolute_pairs", mean_absolute_pairs)
+    try:
+        check_config(config)
+        model = _model(3.0, similarity_loss="mean_absolute_pairs")
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+        batch = next(iter(training_data))
+        logs = {k: v[0] for k, v in model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history.items()}
+        taps = model.tap_model(batch["stimuli"], training=True)
+        per_layer = []
+        for output in taps:
+            flat = output.numpy().reshape(BATCH, -1).astype(np.float64)
+            centred = flat - flat.mean(axis=0)
+            unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+            per_layer.append(unit @ unit.T)
+        rows, cols = np.triu_indices(BATCH, k=1)
+        expected = np.mean(np.abs(np.mean(per_layer, axis=0) - batch["target_similarity"].numpy())[rows, cols])
+        assert logs["similarity_loss"] == pytest.approx(expected, rel=2e-3)
+        with pytest.raises(ValueError, match="registered already"):
+            similarity.register_similarity_loss("mean_absolute_pairs", mean_absolute_pairs)
+    finally:
+        similarity.unregister_similarity_loss("mean_absolute_pairs")
+    with pytest.raises(ValueError, match="Unknown similarity loss 'mean_absolute_pairs'; registered: arctanh, cka"):
+        similarity.get_similarity_loss("mean_absolute_pairs")

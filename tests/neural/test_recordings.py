@@ -578,3 +578,38 @@ def test_hdf5_responses_stored_as_strings_are_refused_by_name(tmp_path):
         f["responses"] = responses.astype("S8")
     with pytest.raises(RecordingError, match=r"strings\.h5:/responses must hold numbers; it holds \|S8 values"):
         recordings.read_recording(path)
+
+
+def test_a_registered_format_is_read_written_and_accepted_by_the_build_config(tmp_path):
+    # The registry's contract: one register_format call; read_recording, write_recording and
+    # the build config's check of config.recordings then take its paths.
+    from neuroreg_tf import cli
+    from neuroreg_tf.errors import ConfigError
+    from neuroreg_tf.neural import build_targets
+    from neuroreg_tf.neural.recordings import formats
+
+    path, *_ = write_release_like(str(tmp_path / "release"), size=(36, 64))
+    recording = recordings.read_recording(path)
+    scan = str(tmp_path / "scan.tree")
+    config = cli.load_config("build_target.py", "runlocal")
+    config.recordings = scan
+    written = []
+    tree = formats.RecordingFormat(
+        name="tree", description="a .tree folder", claims=lambda p: p.endswith(".tree"),
+        read=lambda p, options: recordings.read_filetree(p, options),
+        write=lambda p, rec, *, images=None: written.append(p) or recordings.write_filetree(p, rec, images=images),
+    )
+    formats.register_format(tree)
+    try:
+        assert formats.formats()[-1].name == "filetree", "the catch-all FileTree stays last"
+        assert recordings.write_recording(scan, recording) and written == [scan]
+        again = recordings.read_recording(scan)
+        np.testing.assert_array_equal(again.responses, recording.responses)
+        build_targets.check_build_config(config)  # accepted
+    finally:
+        formats.unregister_format("tree")
+    odd = tmp_path / "scan.npz"
+    odd.write_bytes(b"")
+    with pytest.raises(RecordingError, match=r"A recording must be a StaticImageSet file \(\.h5/\.hdf5\) or a FileTree"):
+        recordings.read_recording(str(odd))
+    assert formats.find_format(scan).name == "filetree"  # unregistered: a folder, which the FileTree claims

@@ -404,3 +404,12 @@ def test_a_damaged_model_file_is_one_message_naming_it(tmp_path, artifact):
         classifier = robustness.load_classifier(workdir)
         classifier(quadrant_data(2)[0])  # a damaged variables file may load and fail on first use
     assert "\n" not in str(error.value)
+
+
+def test_one_noise_seed_has_no_standard_error_rather_than_zero():
+    x, y = quadrant_data(20)
+    result = robustness.noise_robustness(quadrant_classifier(), x, y, (0.0, 0.3), seeds=(0,), progress=None)
+    assert result[0]["sem"] == 0.0  # sigma 0: one deterministic accuracy
+    assert result[1]["sem"] is None  # one seed: the spread is unknown, not zero
+    row = report.format_noise_table([{"label": "m", "clean_accuracy": 1.0, "noise": result}]).splitlines()[-1]
+    assert row.split()[-1] == f"{result[1]['accuracy']:.3f}"  # no "+-" for an unknown spread

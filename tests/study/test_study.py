@@ -139,9 +139,10 @@ def test_records_of_another_model_are_stale_and_a_retrained_run_is_evaluated_aga
     assert "clean" not in stale and rows(copy)[("none", 1)]["clean"] == ""
     assert "none seed 1: stale (its evaluation scored another model" in open(os.path.join(copy, "report.md")).read()
     # A run that lost its summary is trained again; its old evaluation is replaced, not reused.
+    # (In a worker process: the study's config reaches it on its standard input.)
     os.remove(os.path.join(run, "export", "assets", "changed.txt"))
     os.remove(os.path.join(run, "summary.json"))
-    again = study(copy, *flags)
+    again = study(copy, *flags, "--config.workers=1")
     assert "1 to run" in again.stdout and "4 finished, 0 stale, 0 failed, 0 missing" in again.stdout
     scored = read_identity(os.path.join(run, "evaluation"))["models"][0]["artifact"]
     assert scored == sha256_tree(os.path.join(run, "export"))

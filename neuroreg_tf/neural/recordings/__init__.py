@@ -9,10 +9,12 @@ Modules, one per concept, as in neuralpredictors' ``data/datasets``:
 * ``sources``: a FileTree read in place from a folder or a zip;
 * ``layout``: what neuralpredictors' readers need (statistics, neuron and trial meta);
 * ``filetree``: the FileTree layout (folder or ``.zip``), read and written;
-* ``hdf5``: the StaticImageSet HDF5 layout, read and written.
+* ``hdf5``: the StaticImageSet HDF5 layout, read and written;
+* ``formats``: the registry of layouts by the paths they claim (``register_format``).
 
 ``read_recording(path)`` and ``write_recording(path, recording)`` pick the layout from the
-path: a folder or ``.zip`` is a FileTree, ``.h5``/``.hdf5`` a StaticImageSet. Every error
+path (``formats.find_format``): a folder or ``.zip`` is a FileTree, ``.h5``/``.hdf5`` a
+StaticImageSet, and a registered format whatever it claims. Every error
 names the file it came from. Simulated recordings carry ``simulated=True`` and a label in
 every file.
 """
@@ -23,6 +25,8 @@ import os
 
 from neuroreg_tf.errors import MissingDataError
 from neuroreg_tf.neural.recordings.filetree import read_filetree, write_filetree
+from neuroreg_tf.neural.recordings.formats import HDF5_SUFFIXES, RecordingFormat, find_format, register_format
+from neuroreg_tf.neural.recordings.formats import described as _formats_described
 from neuroreg_tf.neural.recordings.hdf5 import read_hdf5, write_hdf5
 from neuroreg_tf.neural.recordings.images import ImageOptions
 from neuroreg_tf.neural.recordings.recording import (
@@ -37,22 +41,24 @@ from neuroreg_tf.neural.recordings.recording import (
 )
 from neuroreg_tf.neural.recordings.treatments import ReadOptions
 
-HDF5_SUFFIXES = (".h5", ".hdf5")
-
 __all__ = [
     "DEFAULT_BEHAVIOR_NAMES",
+    "HDF5_SUFFIXES",
     "IMAGE_ID_NAMES",
     "TIERS",
     "ImageOptions",
     "ReadOptions",
     "Recording",
+    "RecordingFormat",
     "RecordingError",
     "RecordingWarning",
     "check_ids_agree_across_scans",
+    "find_format",
     "image_class_name",
     "read_filetree",
     "read_hdf5",
     "read_recording",
+    "register_format",
     "write_filetree",
     "write_hdf5",
     "write_recording",
@@ -60,7 +66,8 @@ __all__ = [
 
 
 def read_recording(path: str, options: ReadOptions | None = None) -> Recording:
-    """Reads a FileTree folder, a zipped FileTree (``.zip``) or a StaticImageSet (``.h5``/``.hdf5``).
+    """Reads a recording in the format that claims ``path`` (``formats``): a FileTree folder, a
+    zipped FileTree (``.zip``), a StaticImageSet (``.h5``/``.hdf5``) or a registered format.
 
     Args:
         path: the recording.
@@ -74,22 +81,17 @@ def read_recording(path: str, options: ReadOptions | None = None) -> Recording:
     """
     path = str(path)
     if not os.path.exists(path):
-        raise MissingDataError(
-            f"No recording at {path}: expected a FileTree folder, a zipped FileTree (.zip) or a "
-            f"StaticImageSet file (.h5/.hdf5). Received: path={path!r}"
-        )
-    if os.path.isdir(path) or path.endswith(".zip"):
-        return read_filetree(path, options)
-    if path.endswith(HDF5_SUFFIXES):
-        return read_hdf5(path, options)
-    raise RecordingError(
-        "A recording path must be a FileTree folder, a .zip of one, or an HDF5 file ending in .h5 "
-        f"or .hdf5. Received: path={path!r}"
-    )
+        raise MissingDataError(f"No recording at {path}: expected {_formats_described()}. Received: path={path!r}")
+    recording_format = find_format(path)
+    if recording_format is None:
+        raise RecordingError(f"A recording must be {_formats_described()}. Received: path={path!r}")
+    return recording_format.read(path, options)
 
 
 def write_recording(path: str, recording: Recording, *, images=None) -> str:
-    """Writes HDF5 when ``path`` ends in .h5/.hdf5, a zipped FileTree for .zip, else a FileTree folder."""
-    if str(path).endswith(HDF5_SUFFIXES):
-        return write_hdf5(path, recording, images=images)
-    return write_filetree(path, recording, images=images)
+    """Writes the format that claims ``path``: HDF5 for .h5/.hdf5, a zipped FileTree for .zip, a
+    FileTree folder for a path without a suffix (``formats``)."""
+    recording_format = find_format(str(path))
+    if recording_format is None:
+        raise RecordingError(f"A recording is written as {_formats_described()}. Received: path={str(path)!r}")
+    return recording_format.write(path, recording, images=images)
