@@ -10,9 +10,11 @@ with None and with Shuffle (``neuroreg_tf.study.statistics``).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import platform
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,6 +30,74 @@ MARKDOWN = "report.md"
 FIGURES = "figures"
 REFERENCES = ("none", "shuffle")  # conditions every other one is compared with, paired by seed
 STATUSES = ("finished", "stale", "failed", "missing")  # of a run, in the order the report counts them
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One number the report gives per run, summarises per condition and may compare by seed.
+
+    Attributes:
+        name: the run record's key and the study.csv column.
+        title: the heading in report.md.
+        digits: decimals in report.md.
+        higher_is_better: its direction (shown as ↑ or ↓ beside the title).
+        compared: whether the paired comparison tables show it.
+        in_csv: whether study.csv has a column for it.
+        read: ``read(summary, evaluated_model) -> value or None`` from a run's summary.json and
+            its entry in robustness.json.
+    """
+
+    name: str
+    title: str
+    digits: int
+    higher_is_better: bool
+    compared: bool
+    in_csv: bool
+    read: Callable[[dict, dict], Any]
+
+    @property
+    def heading(self) -> str:
+        return f"{self.title} {'↑' if self.higher_is_better else '↓'}"
+
+
+def _noise_accuracies(model: dict) -> dict:
+    return {float(entry["sigma"]): float(entry["accuracy"]) for entry in model["noise"] if entry["sigma"] > 0}
+
+
+def _adversarial_median(norm: str):
+    def read(summary, model):
+        entry = model.get("adversarial", {}).get(norm)
+        return _number(entry["median"]) if entry else None
+    return read
+
+
+# The report's metrics, in table order; the per-sigma noise accuracies (``noise_metric``) go
+# after the first. A new metric is one entry here.
+METRICS = (
+    Metric("clean", "clean", 3, True, True, True, lambda summary, model: float(model["clean_accuracy"])),
+    Metric("noise_mean", "noise (mean over σ)", 3, True, True, False,
+           lambda summary, model: float(np.mean(list(_noise_accuracies(model).values()))) if _noise_accuracies(model) else None),
+    Metric("linf_median", "L∞ median", 4, True, True, True, _adversarial_median("linf")),
+    Metric("l2_median", "L2 median", 4, True, True, True, _adversarial_median("l2")),
+    Metric("similarity_r", "held-out r", 3, True, False, True,
+           lambda summary, model: summary["final"].get("val_similarity_r")),
+)
+_BY_NAME = {metric.name: metric for metric in METRICS}
+
+
+def noise_metric(sigma: float, *, noisiest: bool = False) -> Metric:
+    """The accuracy at noise level ``sigma`` (compared by seed only at the noisiest level)."""
+    return Metric(f"noise_{sigma:g}", f"σ = {sigma:g}", 3, True, noisiest, True,
+                  lambda summary, model: _noise_accuracies(model).get(float(sigma)))
+
+
+def metric(name: str) -> Metric:
+    """The declared metric ``name`` (``noise_<sigma>`` for a noise level)."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    if name.startswith("noise_"):
+        return noise_metric(float(name[len("noise_"):]))
+    raise KeyError(f"No metric {name!r}; the report has {', '.join(_BY_NAME)} and noise_<sigma>.")
 
 
 def evaluation_problem(run: Run) -> str | None:
@@ -85,19 +155,13 @@ def _number(value):
 
 
 def run_metrics(run: Run) -> dict:
-    """The numbers of a finished run: clean and noisy accuracy, adversarial medians, gamma, r."""
+    """The numbers of a finished run: every declared metric, the accuracy per noise level, gamma."""
     summary = read_json(workdir_files.path(run.directory, workdir_files.SUMMARY), "a run's summary")
     robustness = read_json(os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON),
                            "a run's evaluation")
     (model,) = robustness["models"]
-    metrics = {"clean": float(model["clean_accuracy"])}
-    noise = {float(entry["sigma"]): float(entry["accuracy"]) for entry in model["noise"] if entry["sigma"] > 0}
-    metrics["noise"] = noise
-    metrics["noise_mean"] = float(np.mean(list(noise.values()))) if noise else None
-    for norm in ("linf", "l2"):
-        entry = model.get("adversarial", {}).get(norm)
-        metrics[f"{norm}_median"] = _number(entry["median"]) if entry else None
-    metrics["similarity_r"] = summary["final"].get("val_similarity_r")
+    metrics = {declared.name: declared.read(summary, model) for declared in METRICS}
+    metrics["noise"] = _noise_accuracies(model)
     metrics["gamma"] = summary.get("gamma", {})
     metrics["train_seconds"] = summary.get("train_seconds_this_process")
     return metrics
@@ -119,10 +183,17 @@ def collect(plan: StudyPlan) -> list[dict]:
     return records
 
 
-def metric_names(records) -> list[str]:
-    """The scalar metrics the report summarises, in table order."""
+def report_metrics(records) -> list[Metric]:
+    """The metrics the report summarises, in table order: the first declared, one per noise
+    level of the finished runs, then the other declared ones."""
     sigmas = sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
-    return ["clean"] + [f"noise_{s:g}" for s in sigmas] + ["noise_mean", "linf_median", "l2_median", "similarity_r"]
+    noise = [noise_metric(s, noisiest=s == sigmas[-1]) for s in sigmas]
+    return [METRICS[0], *noise, *METRICS[1:]]
+
+
+def metric_names(records) -> list[str]:
+    """The names of ``report_metrics``."""
+    return [declared.name for declared in report_metrics(records)]
 
 
 def _value(record: dict, metric: str):
@@ -218,16 +289,14 @@ def format_counts(counts: dict) -> str:
 def _write_csv(path: str, records: list[dict]) -> None:
     sigmas = sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
     layers = sorted({layer for r in records if r["status"] == "finished" for layer in r["gamma"]})
-    header = (["condition", "seed", "status", "clean"] + [f"noise_{s:g}" for s in sigmas]
-              + ["linf_median", "l2_median", "similarity_r"] + [f"gamma_{layer}" for layer in layers] + ["error"])
+    columns = [declared.name for declared in report_metrics(records) if declared.in_csv]
+    header = ["condition", "seed", "status", *columns] + [f"gamma_{layer}" for layer in layers] + ["error"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for r in records:
             done = r["status"] == "finished"
-            row = [r["condition"], r["seed"], r["status"], r.get("clean")]
-            row += [r["noise"].get(s) if done else None for s in sigmas]
-            row += [r.get("linf_median"), r.get("l2_median"), r.get("similarity_r")]
+            row = [r["condition"], r["seed"], r["status"]] + [_value(r, name) for name in columns]
             row += [r["gamma"].get(layer) if done else None for layer in layers]
             writer.writerow(row + [r.get("error", "")])
 
@@ -246,12 +315,8 @@ def _p(value) -> str:
     return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
 
 
-METRIC_TITLES = {"clean": "clean", "noise_mean": "noise (mean over σ)", "linf_median": "L∞ median",
-                 "l2_median": "L2 median", "similarity_r": "held-out r"}
-
-
-def _title(metric: str) -> str:
-    return METRIC_TITLES.get(metric) or f"σ = {metric[len('noise_'):]}"
+def _title(name: str) -> str:
+    return metric(name).heading
 
 
 def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
@@ -281,11 +346,10 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
               "|---|" + "---|" * len(metrics)]
     for c in conditions:
         lines.append(f"| {c.label} | " + " | ".join(
-            _format(summaries[c.name][m], 4 if m.endswith("median") else 3) for m in metrics) + " |")
+            _format(summaries[c.name][m], metric(m).digits) for m in metrics) + " |")
     for reference, family in comparisons.items():
         ref_label = next(c.label for c in conditions if c.name == reference)
-        noisiest = [m for m in metrics if m.startswith("noise_") and m != "noise_mean"][-1:]
-        shown = [m for m in ["clean", "noise_mean", *noisiest, "linf_median", "l2_median"] if m in family]
+        shown = [m.name for m in report_metrics(report["runs"]) if m.compared and m.name in family]
         lines += ["", f"## Each condition vs {ref_label} (paired by seed)", "",
                   "| condition | " + " | ".join(f"{_title(m)}: Δ, d_z, p (p_holm)" for m in shown) + " |",
                   "|---|" + "---|" * len(shown)]
@@ -298,7 +362,7 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
                 if r["difference"] is None:
                     cells.append("-")
                     continue
-                digits = 4 if m.endswith("median") else 3
+                digits = metric(m).digits
                 d_z = "-" if r["d_z"] is None else f"{r['d_z']:+.2f}"
                 cells.append(f"{r['difference']:+.{digits}f}, {d_z}, {_p(r['p'])} ({_p(r['p_holm'])})")
             lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
