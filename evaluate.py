@@ -16,8 +16,6 @@ cli.quiet_tensorflow()
 
 from absl import flags
 
-from neuroreg_tf import workdir as workdir_files
-from neuroreg_tf.fileio import write_json_atomic
 from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import evaluation
 
@@ -55,8 +53,8 @@ def main(argv):
         workdir=_WORKDIR.value,
         metadata={"dataset": dataset, "split": config.split},
         overwrite=config.overwrite,
+        config=config.to_dict(),
     )
-    write_json_atomic(workdir_files.path(_WORKDIR.value, workdir_files.EVALUATE_CONFIG), config.to_dict())
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.config import ConfigChecker
 from neuroreg_tf.data import known_datasets
 from neuroreg_tf.errors import ConfigError
-from neuroreg_tf.fileio import read_json, sha256_tree
+from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import noise as noise_lib
@@ -195,6 +195,7 @@ def evaluate_models(
     metadata=None,
     overwrite: bool = False,
     progress: Reporter = print_line,
+    config: dict | None = None,
 ):
     """Evaluates several classifiers on the same examples and (optionally) writes the report.
 
@@ -217,21 +218,23 @@ def evaluate_models(
         metadata: Extra top-level entries for the report (dataset, split, ...).
         overwrite: Replace what ``workdir`` holds instead of refusing.
         progress: Reporter of one-line progress messages (None: silent).
+        config: the calling script's resolved config, written to ``evaluate_config.json`` as
+            soon as the workdir is claimed (before any result), as every script writes its config.
 
     Returns:
         The report dict (see ``neuroreg_tf.robustness.report``); with a workdir, also
         ``report["files"]``, the paths written.
     """
+    settings = dict(sigmas=sigmas, seeds=seeds, batch_size=batch_size, adversarial=adversarial,
+                    workdir=workdir, metadata=metadata, overwrite=overwrite, progress=progress, config=config)
     if workdir is None:
-        return _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, None, metadata,
-                                overwrite, progress)
+        return _evaluate_models(models, x, y, **settings)
     with workdir_files.locked(workdir, "evaluation", progress=progress):
-        return _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, workdir, metadata,
-                                overwrite, progress)
+        return _evaluate_models(models, x, y, **settings)
 
 
-def _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, workdir, metadata,
-                     overwrite, progress):
+def _evaluate_models(models, x, y, *, sigmas, seeds, batch_size, adversarial, workdir, metadata,
+                     overwrite, progress, config):
     """``evaluate_models`` once the workdir (if any) is held."""
     report_line = reporter(progress)
     loaded = _load_models(models)
@@ -248,6 +251,8 @@ def _evaluate_models(models, x, y, sigmas, seeds, batch_size, adversarial, workd
             if adversarial is not None:
                 report_line("\n" + report_lib.format_adversarial_table(report["models"]))
             return report
+        if config is not None:
+            write_json_atomic(workdir_files.path(workdir, workdir_files.EVALUATE_CONFIG), config)
     results = []
     adversarial_outputs = {}
     for label, path, model in loaded:

@@ -119,7 +119,10 @@ def test_evaluate_reads_dataset_from_workdir_and_writes_report(
         assert model["clean_accuracy"] == brightness_accuracy(30) == 27 / 30
         assert [entry["sigma"] for entry in model["noise"]] == [0.0, 0.2]
     assert (out / "noise_robustness.png").exists()
-    assert (out / "evaluate_config.json").exists()
+    # Written first, as every script writes its config (the workdir contract), then the results.
+    config_written = (out / "evaluate_config.json").stat().st_mtime_ns
+    assert config_written <= (out / "noise_robustness.png").stat().st_mtime_ns
+    assert config_written <= (out / "robustness.json").stat().st_mtime_ns
 
 
 def test_evaluate_dataset_override_and_plain_path(tmp_path, evaluate_script, fake_examples):
