@@ -21,27 +21,9 @@ def json_default(value):
     raise TypeError(f"Cannot store {type(value).__name__} as JSON.")
 
 
-def write_json_atomic(path: str, payload) -> None:
-    """Writes JSON to ``path`` via a uniquely named temporary file, fsync and a rename.
-
-    A process killed at any moment leaves either the old file or the new one.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(payload, f, indent=2, default=json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def write_text_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` as ``write_json_atomic`` writes JSON: the old file or the new one."""
+    """Writes ``text`` to ``path`` via a uniquely named temporary file, fsync and a rename: a process
+    killed at any moment leaves either the old file or the new one."""
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
     try:
@@ -54,6 +36,14 @@ def write_text_atomic(path: str, text: str) -> None:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_json_atomic(path: str, payload) -> None:
+    """Writes JSON to ``path`` via a uniquely named temporary file, fsync and a rename.
+
+    A process killed at any moment leaves either the old file or the new one.
+    """
+    write_text_atomic(path, json.dumps(payload, indent=2, default=json_default))
 
 
 def sha256_file(path: str, chunk_bytes: int = 1 << 22) -> str:

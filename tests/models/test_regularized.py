@@ -242,6 +242,17 @@ def test_task_loss_is_the_batch_mean_for_one_image_and_zero_for_none(float64_ker
         assert logs["task_loss"] == pytest.approx(_cross_entropy(params, images, labels), rel=1e-12, abs=0)
 
 
+def _uniform_gamma_similarity(model, stimuli):
+    """S_CNN in float64 by hand: batch-mean-centred cosine per tap, averaged (gamma at its uniform start)."""
+    per_layer = []
+    for output in model.tap_model(stimuli, training=True):
+        flat = output.numpy().reshape(BATCH, -1).astype(np.float64)
+        centred = flat - flat.mean(axis=0)
+        unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+        per_layer.append(unit @ unit.T)
+    return np.mean(per_layer, axis=0)
+
+
 def test_train_step_loss_is_task_plus_alpha_times_eq8(training_data):
     alpha = 5.0
     model = _model(alpha)
@@ -254,14 +265,7 @@ def test_train_step_loss_is_task_plus_alpha_times_eq8(training_data):
     # mode (what the step used) normalises with the batch's own statistics.
     logits = model.classifier(batch["images"], training=True)
     task = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(batch["labels"], logits)
-    taps = model.tap_model(batch["stimuli"], training=True)
-    per_layer = []
-    for output in taps:
-        flat = output.numpy().reshape(BATCH, -1).astype(np.float64)
-        centred = flat - flat.mean(axis=0)
-        unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
-        per_layer.append(unit @ unit.T)
-    s_cnn = np.mean(per_layer, axis=0)  # gamma starts uniform
+    s_cnn = _uniform_gamma_similarity(model, batch["stimuli"])
     target = batch["target_similarity"].numpy().astype(np.float64)
     rows, cols = np.triu_indices(BATCH, k=1)
     clamp = lambda s: np.clip(s, -1 + 1e-5, 1 - 1e-5)
@@ -623,15 +627,9 @@ def test_a_registered_similarity_loss_is_what_the_step_and_the_config_check_use(
         model.compile(optimizer=keras.optimizers.SGD(0.0))
         batch = next(iter(training_data))
         logs = {k: v[0] for k, v in model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history.items()}
-        taps = model.tap_model(batch["stimuli"], training=True)
-        per_layer = []
-        for output in taps:
-            flat = output.numpy().reshape(BATCH, -1).astype(np.float64)
-            centred = flat - flat.mean(axis=0)
-            unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
-            per_layer.append(unit @ unit.T)
         rows, cols = np.triu_indices(BATCH, k=1)
-        expected = np.mean(np.abs(np.mean(per_layer, axis=0) - batch["target_similarity"].numpy())[rows, cols])
+        s_cnn = _uniform_gamma_similarity(model, batch["stimuli"])
+        expected = np.mean(np.abs(s_cnn - batch["target_similarity"].numpy())[rows, cols])
         assert logs["similarity_loss"] == pytest.approx(expected, rel=2e-3)
         with pytest.raises(ValueError, match="registered already"):
             similarity.register_similarity_loss("mean_absolute_pairs", mean_absolute_pairs)
