@@ -15,6 +15,10 @@ A workdir holds everything a run produces (file names: ``neuroreg_tf.workdir``):
 Artifacts are written to a temporary name and renamed into place, so a
 killed run never leaves a partial file that looks complete.
 
+``train`` runs three stages a reader can follow: ``prepare_run`` (claim the workdir, write the
+config, seed, build data and model), ``fit_run`` (``driver.train_model`` with our callbacks) and
+``finalise_run`` (refuse a diverged run, save the artifacts, the history and, last, the summary).
+
 Distribution (``config.strategy``): "default" (one device), "mirrored" (all
 visible GPUs, else the logical CPU devices) or "multi_worker" (the workers of
 TF_CONFIG). ``config.batch_size`` is the GLOBAL batch: every replica gets its
@@ -34,11 +38,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 import os
 import shutil
 import tempfile
 import time
+from typing import Callable
 
 import keras
 import ml_collections
@@ -309,8 +315,39 @@ def train(
         return _train(config, workdir, callbacks, strategy, chief, target_id, progress)
 
 
+@dataclasses.dataclass
+class PreparedRun:
+    """What ``prepare_run`` makes ready: the run's data, model and where its records go."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    target: targets.SimilarityTarget
+    fingerprint: str  # the run's identity fingerprint, recorded in checkpoints and the summary
+    make_epoch: Callable[[int], tf.data.Dataset]
+    steps_per_epoch: int
+    test_images: tf.data.Dataset
+    holdout_indices: np.ndarray
+    model: NeuralRegularizedModel
+    history_csv: str
+    backup_dir: str
+
+
 def _train(config, workdir, callbacks, strategy, chief, target_id, progress) -> dict:
-    """``train`` once the strategy exists and (on the chief) the workdir is held."""
+    """``train`` once the strategy exists and (on the chief) the workdir is held: three stages."""
+    run = prepare_run(config, workdir, strategy, chief, target_id, progress)
+    if isinstance(run, dict):  # a finished run of the same config and target, reused
+        return run
+    started = time.time()
+    fit_history = fit_run(run, strategy, chief, callbacks, progress)
+    return finalise_run(run, fit_history, chief, seconds=time.time() - started)
+
+
+def prepare_run(config, workdir, strategy, chief, target_id, progress):
+    """Stage 1: claims the workdir, writes the config, seeds, and builds the data and the model.
+
+    Returns:
+        A ``PreparedRun``, or the summary of a finished run of the same config and target.
+    """
     report = reporter(progress)
     target = targets.load_target(config.target.path)
     target_id = target_id or target_identity(target, config.target.path)
@@ -368,35 +405,49 @@ def _train(config, workdir, callbacks, strategy, chief, target_id, progress) -> 
         # Optimizer slots made now, not inside the first traced step (which then traces twice).
         model.optimizer.build(model.trainable_variables)
 
-    history_csv = workdir_files.path(workdir, workdir_files.HISTORY_CSV)
-    backup_dir = workdir_files.path(workdir, workdir_files.BACKUP)
+    return PreparedRun(
+        config=config, workdir=workdir, target=target, fingerprint=workdir_files.fingerprint_of(identity),
+        make_epoch=make_epoch, steps_per_epoch=steps_per_epoch, test_images=test_images,
+        holdout_indices=holdout_indices, model=model,
+        history_csv=workdir_files.path(workdir, workdir_files.HISTORY_CSV),
+        backup_dir=workdir_files.path(workdir, workdir_files.BACKUP),
+    )
+
+
+def fit_run(run: PreparedRun, strategy, chief, callbacks, progress) -> keras.callbacks.History:
+    """Stage 2: trains (resuming from the run's checkpoints) with our callbacks, then ``callbacks``."""
+    config = run.config
     recorders = [
         keras.callbacks.TerminateOnNaN(),
-        SimilarityMonitor(target, holdout_indices, verbose=config.verbose != 0 and chief),
+        SimilarityMonitor(run.target, run.holdout_indices, verbose=config.verbose != 0 and chief),
     ]
     all_callbacks = [
         keras.callbacks.TensorBoard(
-            workdir_files.path(workdir, workdir_files.TENSORBOARD), write_graph=False
+            workdir_files.path(run.workdir, workdir_files.TENSORBOARD), write_graph=False
         ),
         *callbacks,
     ]
-    started = time.time()
-    fit_history = train_model(
-        model,
+    return train_model(
+        run.model,
         strategy,
-        make_epoch,
+        run.make_epoch,
         epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        backup_dir=backup_dir,
+        steps_per_epoch=run.steps_per_epoch,
+        backup_dir=run.backup_dir,
         callbacks=all_callbacks,
         recorders=recorders,
-        validation_data=test_images,
+        validation_data=run.test_images,
         save_every_steps=config.checkpoint_every_steps,
         verbose=config.verbose,
-        identity=workdir_files.fingerprint_of(identity),
+        identity=run.fingerprint,
         progress=progress if chief else None,
-        history_csv=history_csv,
+        history_csv=run.history_csv,
     )
+
+
+def finalise_run(run: PreparedRun, fit_history: keras.callbacks.History, chief: bool, *, seconds: float) -> dict:
+    """Stage 3: refuses a diverged run, saves the artifacts, the history and (last) the summary."""
+    config, model, workdir = run.config, run.model, run.workdir
     losses = fit_history.history.get("loss", [])
     last_logs = {key: float(values[-1]) for key, values in fit_history.history.items()}
     if losses and not math.isfinite(losses[-1]):
@@ -417,20 +468,20 @@ def _train(config, workdir, callbacks, strategy, chief, target_id, progress) -> 
             "final": last_logs,
         }
     _save_artifacts(model, workdir)
-    history = read_history(history_csv)
+    history = read_history(run.history_csv)
     write_json_atomic(workdir_files.path(workdir, workdir_files.HISTORY_JSON), history)
     final = history[-1] if history else last_logs
     summary = {
         "workdir": os.path.abspath(workdir),
         "dataset": config.data.dataset,
         "alpha": config.alpha,
-        "target": {"path": config.target.path, "kind": target.kind, "simulated": target.simulated},
-        "identity": workdir_files.fingerprint_of(identity),
+        "target": {"path": config.target.path, "kind": run.target.kind, "simulated": run.target.simulated},
+        "identity": run.fingerprint,
         "epochs": len(history),
-        "train_seconds_this_process": round(time.time() - started, 1),
+        "train_seconds_this_process": round(seconds, 1),
         "final": final,
         "gamma": dict(zip(model.tap_layers, np.asarray(model.gamma()).tolist())),
     }
     write_json_atomic(workdir_files.path(workdir, workdir_files.SUMMARY), summary)
-    shutil.rmtree(backup_dir, ignore_errors=True)  # A finished run needs no backup.
+    shutil.rmtree(run.backup_dir, ignore_errors=True)  # A finished run needs no backup.
     return summary
