@@ -346,14 +346,6 @@ def stream_model_target(
     )
 
 
-def oracle_target_matrix(scans) -> np.ndarray:
-    """Mean over scans of S_oracle (Eq 3), clipped to [-1, 1], unit diagonal."""
-    matrix = np.mean([scan.oracle_similarity for scan in scans], axis=0)
-    matrix = np.clip((matrix + matrix.T) / 2.0, -1.0, 1.0)
-    np.fill_diagonal(matrix, 1.0)
-    return matrix
-
-
 def pixel_embedding(stimuli) -> np.ndarray:
     """Eq 2 on the stimuli's own pixels: is any image-derived similarity enough?"""
     stimuli = np.asarray(stimuli, dtype=np.float32)

@@ -27,7 +27,7 @@ from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
 from neuroreg_tf.training import trainer
 
-TARGETS_DIR = "targets"
+BUILDS_DIR = "targets"  # <study>/targets/<build>/: one target build per name (not workdir.TARGETS)
 RUNS_DIR = "runs"
 EVALUATION_DIR = "evaluation"
 # Beside a run directory (not in it: the directory is the training run's own):
@@ -75,7 +75,7 @@ class StudyPlan:
     shard: tuple[int, int]
 
     def build_directory(self, build: str) -> str:
-        return os.path.join(self.workdir, TARGETS_DIR, build)
+        return os.path.join(self.workdir, BUILDS_DIR, build)
 
     def target_path(self, condition: Condition) -> str:
         """The target directory a condition trains with."""
