@@ -172,3 +172,26 @@ def test_evaluate_py_never_replaces_a_training_run(finished_run):
         assert completed.returncode == 2 and "Traceback" not in completed.stderr, completed.stderr[-2000:]
         assert "holds a training run, not an evaluation: choose another --workdir" in completed.stderr
     assert os.path.isfile(os.path.join(workdir, "model.keras")) and os.path.isfile(os.path.join(workdir, "summary.json"))
+
+
+@needs_fashion_mnist
+def test_the_advice_for_damaged_checkpoints_works_when_followed(tmp_path, runlocal_target):
+    from neuroreg_tf.errors import CheckpointError
+
+    workdir = str(tmp_path / "run")
+    config = tiny_config(runlocal_target, epochs=2)
+    with pytest.raises(_Interrupt):
+        trainer.train(config, workdir, callbacks=[_InterruptAfterFirstEpoch()], progress=None)
+    backup = os.path.join(workdir, "backup")
+    for name in os.listdir(backup):
+        weights = os.path.join(backup, name, "model.weights.h5")
+        if os.path.isfile(weights):
+            data = bytearray(open(weights, "rb").read())
+            data[len(data) // 2] ^= 0xFF
+            open(weights, "wb").write(bytes(data))
+    with pytest.raises(CheckpointError, match="No usable checkpoint.*--config.overwrite=True") as refused:
+        trainer.train(config, workdir, progress=None)
+    assert "damaged" in str(refused.value)
+    config.overwrite = True  # the advice, followed
+    summary = trainer.train(config, workdir, progress=None)
+    assert summary["epochs"] == 2 and not os.path.exists(backup)
