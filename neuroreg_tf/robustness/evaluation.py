@@ -16,12 +16,12 @@ from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.config import ConfigChecker
 from neuroreg_tf.data import known_datasets
 from neuroreg_tf.errors import ConfigError
-from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
+from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import noise as noise_lib
 from neuroreg_tf.robustness import report as report_lib
-from neuroreg_tf.robustness.loading import load_classifier, resolve_classifier_path
+from neuroreg_tf.robustness.loading import artifact_fingerprint, load_classifier
 from neuroreg_tf.robustness.settings import NORMS
 
 CONFIG_FILENAME = workdir_files.CONFIG
@@ -294,7 +294,7 @@ def evaluation_identity(loaded, x, y, sigmas, seeds, batch_size, adversarial, me
     models = []
     for label, path, model in loaded:
         if path is not None:
-            fingerprint = sha256_tree(resolve_classifier_path(path))
+            fingerprint = artifact_fingerprint(path)
         elif hasattr(model, "get_weights"):
             weights = hashlib.sha256()
             for array in model.get_weights():

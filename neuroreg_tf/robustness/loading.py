@@ -17,6 +17,7 @@ import tensorflow as tf
 import neuroreg_tf.models  # noqa: F401  (registers NeuralRegularizedModel for load_model)
 from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.errors import InputError, MissingDataError, NeuroregError
+from neuroreg_tf.fileio import sha256_tree
 
 EXPORT_DIRNAME = workdir_files.EXPORT
 CLASSIFIER_FILENAME = workdir_files.CLASSIFIER
@@ -134,6 +135,15 @@ def resolve_classifier_path(path) -> str:
     raise InputError(
         f"The directory {path!r} holds no classifier. {_EXPECTED} Received: path={path!r}"
     )
+
+
+def artifact_fingerprint(path) -> str:
+    """The SHA-256 of the artifact ``load_classifier(path)`` loads (a file, or a SavedModel's files).
+
+    An evaluation records it as the identity of each model it scores; a study compares it with
+    the run's current artifact to tell a current evaluation from a stale one.
+    """
+    return sha256_tree(resolve_classifier_path(path))
 
 
 def load_classifier(path) -> LoadedClassifier:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neuroreg_tf import __version__, workdir as workdir_files
-from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
+from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.study import statistics
 from neuroreg_tf.study.plan import Run, StudyPlan
@@ -64,6 +64,11 @@ def _noise_accuracies(model: dict) -> dict:
     return {float(entry["sigma"]): float(entry["accuracy"]) for entry in model["noise"] if entry["sigma"] > 0}
 
 
+def _noise_mean(model: dict) -> float | None:
+    noise = _noise_accuracies(model)
+    return float(np.mean(list(noise.values()))) if noise else None
+
+
 def _adversarial_median(norm: str):
     def read(summary, model):
         entry = model.get("adversarial", {}).get(norm)
@@ -75,8 +80,7 @@ def _adversarial_median(norm: str):
 # after the first. A new metric is one entry here.
 METRICS = (
     Metric("clean", "clean", 3, True, True, True, lambda summary, model: float(model["clean_accuracy"])),
-    Metric("noise_mean", "noise (mean over σ)", 3, True, True, False,
-           lambda summary, model: float(np.mean(list(_noise_accuracies(model).values()))) if _noise_accuracies(model) else None),
+    Metric("noise_mean", "noise (mean over σ)", 3, True, True, False, lambda summary, model: _noise_mean(model)),
     Metric("linf_median", "L∞ median", 4, True, True, True, _adversarial_median("linf")),
     Metric("l2_median", "L2 median", 4, True, True, True, _adversarial_median("l2")),
     Metric("similarity_r", "held-out r", 3, True, False, True,
@@ -106,12 +110,12 @@ def evaluation_problem(run: Run) -> str | None:
     The evaluation's identity records the checksum of the model file it scored; it must be the
     checksum of the file the run's directory holds now. None when it is.
     """
-    from neuroreg_tf.robustness.loading import resolve_classifier_path
+    from neuroreg_tf.robustness.loading import artifact_fingerprint
 
     recorded = workdir_files.read_identity(run.evaluation_directory) or {}
     scored = [model.get("artifact") for model in recorded.get("models", [])]
     try:
-        current = sha256_tree(resolve_classifier_path(run.directory))
+        current = artifact_fingerprint(run.directory)
     except (OSError, ValueError):
         return f"{run.directory} holds no model"
     if scored != [current]:
