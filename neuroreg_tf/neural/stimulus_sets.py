@@ -88,25 +88,28 @@ def _array_stimuli(path: str, options, chunk: int) -> StimulusSet:
             return block[:, None]
         return np.moveaxis(block, -1, 1) if channel_last else block
 
-    low, high, below, above_1, above_255 = np.inf, -np.inf, 0, 0, 0
-    for start in range(0, array.shape[0], chunk):
-        block = np.asarray(array[start : start + chunk], dtype=np.float64)
-        if not np.isfinite(block).all():
-            bad = start + np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
-            raise InputError(
-                f"{path}: {bad.size} stimulus image(s) contain NaN or inf (first indices {bad[:5].tolist()}). "
-                "Remove or repair them. Received: non-finite stimuli"
-            )
-        low, high = min(low, block.min()), max(high, block.max())
-        below += int(np.count_nonzero(block < 0))
-        above_1 += int(np.count_nonzero(block > 1))
-        above_255 += int(np.count_nonzero(block > 255))
+    def blocks():
+        for start in range(0, array.shape[0], chunk):
+            yield start, np.asarray(array[start : start + chunk], dtype=np.float64)
+
+    if array.dtype == np.uint8 and options.scale != "unit":
+        low, high = 0.0, 255.0  # the dtype's own range: nothing to scan
+    else:
+        low, high = np.inf, -np.inf
+        for start, block in blocks():
+            if not np.isfinite(block).all():
+                bad = start + np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+                raise InputError(
+                    f"{path}: {bad.size} stimulus image(s) contain NaN or inf (first indices {bad[:5].tolist()}). "
+                    "Remove or repair them. Received: non-finite stimuli"
+                )
+            low, high = min(low, block.min()), max(high, block.max())
     try:
         scale = image_ops.unit_range_divisor(low, high, np.issubdtype(array.dtype, np.integer), options.scale, path)
     except image_ops.ImageFormatError as error:
         raise InputError(str(error)) from None
-    outside = below + (above_1 if scale == 1.0 else above_255)
-    if outside:  # each read clips them
+    if low < 0 or high > scale:  # rare: count what each read will clip, for the warning
+        outside = sum(int(np.count_nonzero((block < 0) | (block > scale))) for _, block in blocks())
         image_ops.warn_clipped(path, outside, array.size, low / scale, high / scale)
     return StimulusSet(path, array.shape[0], first.shape, options, reader, scale)
 
