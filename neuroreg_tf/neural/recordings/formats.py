@@ -8,8 +8,8 @@ look a path up here (``find_format``), so a new on-disk format is one ``register
         name="npz", description="a .npz of one scan's arrays",
         claims=lambda path: path.endswith(".npz"), read=read_npz, write=write_npz))
 
-Formats are tried in registration order; the FileTree, which claims folders and ``.zip`` files,
-comes last.
+Formats are tried in registration order, then the FileTree (``FILETREE``), which claims folders
+and ``.zip`` files.
 """
 
 from __future__ import annotations
@@ -43,15 +43,14 @@ class RecordingFormat:
     write: Callable
 
 
-_FORMATS: list[RecordingFormat] = []
+_FORMATS: list[RecordingFormat] = []  # registered formats, tried in order before FILETREE
 
 
 def register_format(recording_format: RecordingFormat) -> RecordingFormat:
     """Adds a format, tried before the FileTree (the catch-all for folders); returns it."""
-    if any(f.name == recording_format.name for f in _FORMATS):
+    if recording_format.name in {f.name for f in formats()}:
         raise ValueError(f"A recording format named {recording_format.name!r} is registered already.")
-    _FORMATS.insert(max(0, len(_FORMATS) - 1) if _FORMATS and _FORMATS[-1].name == "filetree" else len(_FORMATS),
-                    recording_format)
+    _FORMATS.append(recording_format)
     return recording_format
 
 
@@ -61,28 +60,28 @@ def unregister_format(name: str) -> None:
 
 
 def formats() -> tuple[RecordingFormat, ...]:
-    """The registered formats, in the order they are tried."""
-    return tuple(_FORMATS)
+    """The formats in the order they are tried: the registered ones, then the FileTree."""
+    return (*_FORMATS, FILETREE)
 
 
 def find_format(path: str) -> RecordingFormat | None:
     """The first format that claims ``path``, or None."""
     path = str(path)
-    return next((f for f in _FORMATS if f.claims(path)), None)
+    return next((f for f in formats() if f.claims(path)), None)
 
 
 def described() -> str:
     """"a StaticImageSet file (.h5/.hdf5), ..., or a FileTree folder or .zip": for messages."""
-    descriptions = [f.description for f in _FORMATS]
+    descriptions = [f.description for f in formats()]
     return descriptions[0] if len(descriptions) == 1 else ", ".join(descriptions[:-1]) + " or " + descriptions[-1]
 
 
-register_format(RecordingFormat(
-    name="hdf5", description="a StaticImageSet file (.h5/.hdf5)",
-    claims=lambda path: path.endswith(HDF5_SUFFIXES), read=read_hdf5, write=write_hdf5,
-))
-register_format(RecordingFormat(
+FILETREE = RecordingFormat(
     name="filetree", description="a FileTree folder or a .zip of one",
     claims=lambda path: path.endswith(".zip") or os.path.isdir(path) or not os.path.splitext(path)[1],
     read=read_filetree, write=write_filetree,
+)
+register_format(RecordingFormat(
+    name="hdf5", description="a StaticImageSet file (.h5/.hdf5)",
+    claims=lambda path: path.endswith(HDF5_SUFFIXES), read=read_hdf5, write=write_hdf5,
 ))
