@@ -17,7 +17,12 @@ from neuroreg_tf import cli
 
 cli.quiet_tensorflow()
 
-from neuroreg_tf.neural import build_targets
+from neuroreg_tf.neural import build_config, build_targets, target_registry
+
+__doc__ += (  # noqa: A001  (--help lists every registered kind, those of NEUROREG_TF_PLUGINS modules too)
+    "\nTarget kinds (config.target.kind, config.target.extra_kinds; neuroreg_tf.neural.target_registry):\n"
+    + target_registry.describe_kinds() + "\n"
+)
 
 _CONFIG = cli.define_config("build_target.py", "Target config")
 _WORKDIR = cli.define_workdir()
@@ -29,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, check=build_targets.check_build_config)
+    cli.run(main, check=build_config.check_build_config)

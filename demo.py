@@ -34,7 +34,7 @@ _WORKDIR = cli.define_workdir(required=False, default="runs/demo")
 def check_config(config) -> None:
     """The training config's checks plus the demo's evaluation section."""
     trainer.check_config(config)
-    evaluation.check_noise_settings(config.evaluation, "config.evaluation")
+    evaluation.check_noise_settings(config.evaluation.noise, "config.evaluation.noise")
 
 
 def main(argv):
@@ -66,8 +66,8 @@ def main(argv):
         list(runs.items()),
         x,
         y,
-        sigmas=config.evaluation.sigmas,
-        seeds=config.evaluation.seeds,
+        sigmas=config.evaluation.noise.sigmas,
+        seeds=config.evaluation.noise.seeds,
         workdir=os.path.join(workdir, "evaluation"),
         metadata={
             "dataset": config.data.dataset,

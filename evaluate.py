@@ -1,10 +1,10 @@
 r"""Evaluates trained classifiers: clean accuracy, Gaussian-noise robustness, adversarial robustness.
 
   python evaluate.py --workdir=runs/demo/eval
-  python evaluate.py --workdir=runs/demo/eval --adversarial \
+  python evaluate.py --workdir=runs/demo/eval --config.adversarial.enabled=True \
       --config.models="None=runs/demo/none,Neural=runs/demo/neural"
 
-Writes robustness.json, noise_robustness.png (and, with --adversarial, per-sample CSV files and
+Writes robustness.json, noise_robustness.png (and, with config.adversarial.enabled, per-sample CSV files and
 adversarial plots) to --workdir and prints the tables. See configs/evaluate.py for every option.
 The same evaluation again reuses the finished one; another one in --workdir is refused unless
 --config.overwrite=True.
@@ -14,18 +14,12 @@ from neuroreg_tf import cli
 
 cli.quiet_tensorflow()
 
-from absl import flags
-
 from neuroreg_tf.robustness import adversarial as adversarial_lib
 from neuroreg_tf.robustness import evaluation
 
-_CONFIG = cli.define_config("evaluate.py", "Evaluation config")
+_CONFIG = cli.define_config("evaluate.py", "Evaluation config",
+                            renamed_flags={"--adversarial": "--config.adversarial.enabled=True"})
 _WORKDIR = cli.define_workdir()
-_ADVERSARIAL = flags.DEFINE_bool(
-    "adversarial",
-    False,
-    "Also run the adversarial evaluation (same as --config.adversarial.enabled).",
-)
 
 
 def main(argv):
@@ -40,7 +34,7 @@ def main(argv):
         dataset, config.split, num_examples=config.num_examples, data_dir=data_dir
     )
     adversarial = None
-    if config.adversarial.enabled or _ADVERSARIAL.value:
+    if config.adversarial.enabled:
         adversarial = adversarial_lib.arguments_from_config(config.adversarial)
     evaluation.evaluate_models(
         model_specs,

@@ -60,10 +60,12 @@ def _train(config, workdir, strategy, chief) -> dict:
     if not config.target.path:
         build_config = cli.load_config("build_target.py", config.target.build)
         build_config.overwrite = config.overwrite
-        target_id = {"build": f"configs/build_target.py:{config.target.build}",
-                     "fingerprint": workdir_files.fingerprint_of(build_targets.build_identity(build_config))}
+        build = f"configs/build_target.py:{config.target.build}"
+        target_id = {"build": build, "fingerprint": workdir_files.fingerprint_of(build_targets.build_identity(build_config))}
+        legacy_id = {"build": build,
+                     "fingerprint": workdir_files.fingerprint_of(build_targets.legacy_build_identity(build_config))}
         if chief:
-            status = trainer.claim(config, workdir, target_id)
+            status = trainer.claim(config, workdir, target_id, legacy_targets=[legacy_id])
             if status == workdir_files.FINISHED:
                 config.target.path = os.path.join(workdir, workdir_files.TARGET_BUILD, workdir_files.TARGET)
             else:

@@ -26,8 +26,10 @@ Colour images are reduced to grayscale (config.images.color) and resized to the
 paper's 36 x 64 (config.images.size); dead neurons are dropped with a warning,
 NaN trials and unknown tiers refused unless config.read says otherwise.
 
-The VGG control needs ImageNet VGG19 weights, which cannot be downloaded here:
-  --config.target.extra_kinds=neural_data,vgg --config.vgg.weights=/path/vgg19_..._notop.h5
+Kinds (``neuroreg_tf.neural.target_registry``; ``build_target.py --help`` lists every registered
+one) with settings of their own have them under config.kinds.<kind>. The VGG control needs
+ImageNet VGG19 weights, which cannot be downloaded here:
+  --config.target.extra_kinds=neural_data,vgg --config.kinds.vgg.weights=/path/vgg19_..._notop.h5
 
 Variants (``--config=configs/build_target.py:<arg>``):
   small     a small SIMULATED design (2 scans x 150 neurons, 1200 + 40 x 6 trials each;
@@ -42,8 +44,12 @@ Variants (``--config=configs/build_target.py:<arg>``):
 import ml_collections
 
 from neuroreg_tf.config import check_variant
+from neuroreg_tf.neural import build_config, target_registry
+from neuroreg_tf.neural.predictive import PredictiveModelConfig
 
 VARIANTS = ("small", "demo", "runlocal", "paper", "recordings")
+# Keys older versions used: a command line with one is refused naming the new key.
+RENAMED = build_config.RENAMED
 
 
 def get_config(arg=None):
@@ -87,34 +93,24 @@ def get_config(arg=None):
 
     config.target = ml_collections.ConfigDict()
     config.target.kind = "neural_model"  # written to workdir/target (what train.py reads)
-    # Comma-separated; each written to workdir/targets/<kind>; "ground_truth" is skipped for
-    # real data, "vgg" needs vgg.weights. Empty: only the primary target.
+    # Comma-separated; each written to workdir/targets/<kind>; "ground_truth" is refused for
+    # real data, "vgg" needs kinds.vgg.weights. Empty: only the primary target.
     config.target.extra_kinds = "neural_data,oracle,shuffle,random,ground_truth"
     config.target.seed = 0  # shuffle permutation and random-control seed
 
-    config.model = ml_collections.ConfigDict()
-    config.model.channels = 12
-    config.model.input_kernel = 9  # smooth, Gabor-sized first-layer kernels (Laplace-penalised)
-    config.model.hidden_kernel = 3
-    config.model.readout = "factorized"  # or "gaussian"
-    config.model.readout_pool = 4  # factorized readout on 9 x 16 features: fewer weights per neuron
-    config.model.laplace_weight = 0.1
-    config.model.readout_l1 = 0.05
-    config.model.use_shifter = True
-    config.model.use_modulator = True
-    config.model.learning_rate = 1e-2
-    config.model.batch_size = 64
-    config.model.max_epochs = 15
-    config.model.patience = 3  # early stopping on the validation correlation
-    config.model.seed = 0
-    config.model.jit_compile = False  # XLA for the predictive models' training step
+    # Each kind's own settings (target_registry: TargetKind.options), e.g. kinds.vgg.weights: a
+    # Keras VGG19 notop weights file, required for the "vgg" kind.
+    config.kinds = ml_collections.ConfigDict(target_registry.default_options())
+
+    # The predictive models (neuroreg_tf.neural.predictive.PredictiveModelConfig, the one
+    # definition of these fields and their defaults): a 3-layer core with smooth, Gabor-sized
+    # first-layer kernels (Laplace-penalised), a factorized readout on pooled features, shifter
+    # and modulator, Adam, early stopping on the validation correlation.
+    config.model = ml_collections.ConfigDict(PredictiveModelConfig().as_dict())
     # Processes fitting the scans' models at once, each single-threaded, so that the models
     # and the target are the same bit for bit on every run; -1: one per scan; 0: in-process
     # (faster to start, not reproducible bit for bit).
     config.model.workers = -1
-
-    config.vgg = ml_collections.ConfigDict()
-    config.vgg.weights = ""  # a Keras VGG19 notop weights file; required for the "vgg" kind
 
     config.figures = True
     # Replace what --workdir holds (another build, or an unfinished one) instead of refusing.

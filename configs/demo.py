@@ -13,9 +13,11 @@ Minutes on a 2-core CPU. ``:runlocal`` shrinks it further (tests use that).
 
 import ml_collections
 
-from neuroreg_tf.config import base_train_config, check_variant, runlocal
+from neuroreg_tf.config import base_train_config, check_variant, noise_section, runlocal
 
 VARIANTS = ("runlocal",)
+# Keys older versions used: a command line with one is refused naming the new key.
+RENAMED = {"evaluation.sigmas": "evaluation.noise.sigmas", "evaluation.seeds": "evaluation.noise.seeds"}
 
 
 def get_config(arg=None):
@@ -35,11 +37,10 @@ def get_config(arg=None):
     # demo.py only: the noise evaluation of both models (train.py ignores it).
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.num_examples = 2000
-    config.evaluation.sigmas = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
-    config.evaluation.seeds = (0, 1, 2)  # the default study's noise seeds
+    # The default study's noise seeds; the noise section is the same in every config.
+    config.evaluation.noise = noise_section(sigmas=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5), seeds=(0, 1, 2))
     if arg == "runlocal":
         config = runlocal(config)
         config.evaluation.num_examples = 200
-        config.evaluation.sigmas = (0.0, 0.2)
-        config.evaluation.seeds = (0, 1)
+        config.evaluation.noise = noise_section(sigmas=(0.0, 0.2), seeds=(0, 1))
     return config

@@ -1,10 +1,10 @@
 r"""Evaluation config: clean accuracy, Gaussian noise and (optionally) adversarial robustness.
 
 Run on the demo models (writes robustness.json, plots and tables to the workdir; about a minute on
-2 CPU cores for the noise part, a few minutes more with --adversarial):
+2 CPU cores for the noise part, a few minutes more with the adversarial part):
 
   python evaluate.py --workdir=runs/demo/eval
-  python evaluate.py --workdir=runs/demo/eval --adversarial
+  python evaluate.py --workdir=runs/demo/eval --config.adversarial.enabled=True
   python evaluate.py --workdir=runs/eval --config.models="None=runs/none,Neural=runs/neural"
 
 Variants (``--config=configs/evaluate.py:<arg>``):
@@ -16,7 +16,7 @@ Variants (``--config=configs/evaluate.py:<arg>``):
 import ml_collections
 from ml_collections import config_dict
 
-from neuroreg_tf.config import check_variant
+from neuroreg_tf.config import check_variant, noise_section
 from neuroreg_tf.robustness import settings
 
 VARIANTS = ("paper", "runlocal")
@@ -36,15 +36,14 @@ def get_config(arg=None):
     config.batch_size = 256
     config.overwrite = False  # replace what --workdir holds instead of refusing
 
-    config.noise = ml_collections.ConfigDict()
-    # Std of additive Gaussian noise in [0, 1] pixel units (noisy images are clipped to [0, 1]).
-    config.noise.sigmas = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
-    config.noise.seeds = (0, 1, 2, 3, 4)  # the paper averages 5 seeds and shows the SEM
+    # Std of additive Gaussian noise in [0, 1] pixel units (noisy images are clipped to [0, 1]);
+    # the paper averages 5 seeds and shows the SEM.
+    config.noise = noise_section(sigmas=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), seeds=(0, 1, 2, 3, 4))
 
     # Evaluation-level keys, then every attack and search setting with its default, from the one
     # definition (neuroreg_tf.robustness.settings.AttackSettings; its docstring explains each).
     config.adversarial = ml_collections.ConfigDict()
-    config.adversarial.enabled = False  # --adversarial is a shortcut for True
+    config.adversarial.enabled = False
     config.adversarial.num_examples = 100  # the paper scores the median over 1000 test samples
     config.adversarial.norms = ("linf", "l2")
     attack_preset = None
@@ -54,8 +53,7 @@ def get_config(arg=None):
         attack_preset = "paper"
     elif arg == "runlocal":
         config.num_examples = 200
-        config.noise.sigmas = (0.0, 0.1, 0.3)
-        config.noise.seeds = (0, 1)
+        config.noise = noise_section(sigmas=(0.0, 0.1, 0.3), seeds=(0, 1))
         config.adversarial.num_examples = 20
         attack_preset = "runlocal"
     for key, value in settings.preset(attack_preset).as_dict().items():

@@ -27,17 +27,20 @@ Variants (``--config=configs/study.py:<arg>``):
              low vs high spatial frequency, 30/150/600 neurons, low vs high SNR, one vs three
              scans), each as a denoised (model) and a raw (data) target; many hours on a CPU.
   paper      grayscale CIFAR-10 ResNet18, 40 epochs, 5 seeds, the paper's conditions (None,
-             Neural (model), Neural (data), Shuffle, VGG with --config.vgg_weights=...), 1000
+             Neural (model), Neural (data), Shuffle, VGG with --config.build.kinds.vgg.weights=...), 1000
              adversarial samples with the paper's attack grid: a GPU study.
 """
 
 import ml_collections
 
 from neuroreg_tf import cli
-from neuroreg_tf.config import check_variant
-from neuroreg_tf.study import conditions
+from neuroreg_tf.config import check_variant, noise_section
+from neuroreg_tf.study import conditions, plan
 
 VARIANTS = ("runlocal", "alpha", "ablations", "paper")
+# Keys older versions used: a command line with one is refused naming the new key, and a study
+# workdir recorded with them is read in the new names (neuroreg_tf.study.plan.upgrade_identity).
+RENAMED = plan.RENAMED
 
 
 def get_config(arg=None):
@@ -52,9 +55,9 @@ def get_config(arg=None):
     # The CKA loss log(1 - CKA) has gradients ~1 / (1 - CKA): at alpha 20 it overrode the task
     # in a demo-sized trial run (clean accuracy 0.60 vs 0.71 at alpha 2), so its alpha is lower.
     config.alpha_cka = 2.0
-    config.vgg_weights = ""  # ImageNet VGG19 notop weights; without them VGG is listed as skipped
 
     # The main target build (configs/build_target.py); its target kinds come from the conditions.
+    # ImageNet VGG19 notop weights go to build.kinds.vgg.weights; without them VGG is skipped.
     config.build = cli.load_config("build_target.py")
     # Every run's training config (configs/demo.py); alpha, seed, the similarity loss and the
     # target path are set per run.
@@ -74,11 +77,11 @@ def get_config(arg=None):
 
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.num_examples = 2000  # the first N test images (0: all), the same for every run
-    config.evaluation.sigmas = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
-    config.evaluation.noise_seeds = (0, 1, 2)
-    config.evaluation.adversarial_examples = 200  # the first N of them (0: no adversarial evaluation)
-    config.evaluation.norms = ("linf", "l2")
-    config.evaluation.attacks = "study"  # neuroreg_tf.robustness.settings.preset
+    config.evaluation.noise = noise_section(sigmas=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5), seeds=(0, 1, 2))
+    config.evaluation.adversarial = ml_collections.ConfigDict()
+    config.evaluation.adversarial.num_examples = 200  # the first N of them (0: no adversarial evaluation)
+    config.evaluation.adversarial.norms = ("linf", "l2")
+    config.evaluation.adversarial.preset = "study"  # neuroreg_tf.robustness.settings.preset
     config.evaluation.batch_size = 256
 
     config.shard = "1/1"  # K/N: this invocation runs every N-th run, from the K-th
@@ -101,11 +104,10 @@ def get_config(arg=None):
         config.train.data.eval_limit = 64
         config.train.batch_size = 16
         config.evaluation.num_examples = 64
-        config.evaluation.sigmas = (0.0, 0.2)
-        config.evaluation.noise_seeds = (0, 1)
-        config.evaluation.adversarial_examples = 6
-        config.evaluation.norms = ("linf",)
-        config.evaluation.attacks = "runlocal"
+        config.evaluation.noise = noise_section(sigmas=(0.0, 0.2), seeds=(0, 1))
+        config.evaluation.adversarial.num_examples = 6
+        config.evaluation.adversarial.norms = ("linf",)
+        config.evaluation.adversarial.preset = "runlocal"
     elif arg == "alpha":
         config.conditions = ",".join(conditions.alpha_sweep((0, 2, 5, 10, 20, 40)))
     elif arg == "ablations":
@@ -116,8 +118,7 @@ def get_config(arg=None):
         config.build = cli.load_config("build_target.py", "paper")
         config.train = cli.load_config("cifar10_resnet18.py")
         config.evaluation.num_examples = 0
-        config.evaluation.sigmas = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
-        config.evaluation.noise_seeds = (0, 1, 2, 3, 4)
-        config.evaluation.adversarial_examples = 1000
-        config.evaluation.attacks = "paper"
+        config.evaluation.noise = noise_section(sigmas=(0.0, 0.02, 0.04, 0.06, 0.08, 0.1), seeds=(0, 1, 2, 3, 4))
+        config.evaluation.adversarial.num_examples = 1000
+        config.evaluation.adversarial.preset = "paper"
     return config

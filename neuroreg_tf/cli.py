@@ -32,6 +32,7 @@ import pathlib
 import sys
 from typing import Callable
 
+from neuroreg_tf import plugins
 from neuroreg_tf.quiet import quiet_tensorflow
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -78,11 +79,15 @@ def resolve_config_path(spec: str) -> tuple[str, str | None]:
     )
 
 
-def _load(path: str, arg: str | None):
+def _module(path: str):
     spec = importlib.util.spec_from_file_location(f"neuroreg_config_{pathlib.Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    return module
+
+
+def _load(path: str, arg: str | None):
+    return _module(path).get_config(arg or None)
 
 
 def load_config(name: str, arg: str | None = None):
@@ -101,10 +106,20 @@ def config_fields(config, prefix: str = "") -> list[tuple[str, object]]:
     return fields
 
 
-def _check_override(config, key: str, config_spec: str) -> None:
-    """Raises ``ConfigError`` unless ``key`` (dotted, below ``config``) names an existing field."""
+def _check_override(config, key: str, config_spec: str, renamed: dict | None = None) -> None:
+    """Raises ``ConfigError`` unless ``key`` (dotted, below ``config``) names an existing field.
+
+    ``renamed``: the config file's ``RENAMED`` (old dotted key -> new), so an old spelling is
+    refused with its new name.
+    """
     from neuroreg_tf.errors import ConfigError
 
+    for old, new in (renamed or {}).items():
+        if key == old or key.startswith(old + "."):
+            raise ConfigError(
+                f"config.{old} is now config.{new} ({config_spec}): use --config.{new + key[len(old):]}. "
+                f"Received: --config.{key}"
+            )
     section, walked = config, []
     for part in key.split("."):
         known = list(section.keys()) if hasattr(section, "keys") else []
@@ -129,7 +144,7 @@ def _argv_config_spec(argv: list[str]) -> tuple[int | None, str | None]:
     return None, None
 
 
-def define_config(default: str, help_text: str = "Config file"):
+def define_config(default: str, help_text: str = "Config file", renamed_flags: dict[str, str] | None = None):
     """Defines ``--config`` (a config file, optionally ``FILE:variant``) after checking sys.argv.
 
     The config is loaded and the variant and every ``--config.<key>`` override are checked here,
@@ -139,6 +154,8 @@ def define_config(default: str, help_text: str = "Config file"):
     Args:
         default: the default config, a file name in ``configs/`` (``"demo.py"``).
         help_text: the flag's help; the default config's fields are appended.
+        renamed_flags: flags the script had before (``"--adversarial"``) -> what replaces them;
+            given one, the script stops with a one-line error naming the replacement.
 
     Returns:
         The flag holder (``.value`` is the ConfigDict with overrides applied).
@@ -148,14 +165,20 @@ def define_config(default: str, help_text: str = "Config file"):
 
     from neuroreg_tf.errors import NeuroregError
 
+    for old, new in (renamed_flags or {}).items():
+        if any(a == old or a.startswith(old + "=") for a in sys.argv[1:]):
+            fail(f"{old} is now {new}. Received: {old}")
     index, spec = _argv_config_spec(sys.argv)
     spec = spec or str(CONFIGS_DIR / default)
     try:
+        plugins.load()  # kinds, losses, formats and conditions of your own, before any config
         path, arg = resolve_config_path(spec)
-        config = _load(path, arg)
+        module = _module(path)
+        config = module.get_config(arg or None)
         for argument in sys.argv[1:]:
             if argument.startswith("--config."):
-                _check_override(config, argument[len("--config."):].split("=", 1)[0], spec)
+                _check_override(config, argument[len("--config."):].split("=", 1)[0], spec,
+                                getattr(module, "RENAMED", None))
     except NeuroregError as error:
         fail(str(error))
     except ValueError as error:  # a config file's own argument check

@@ -204,3 +204,52 @@ class ConfigChecker:
         if not ok:
             expected = "a non-empty list of integers" if non_empty else "a list of integers"
             self.fail(key, expected + (f" >= {minimum}" if minimum is not None else ""), values)
+
+
+def comma_list(text) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: a config's list of names or paths.
+
+    Lists of strings stay comma strings in the configs: ml_collections reads ``--config.x=a,b``
+    for a tuple of strings as the one element ``"a,b"`` (and refuses paths), while it reads
+    tuples of numbers well (``--config.seeds=0,1``), so number lists are tuples.
+    """
+    return [item.strip() for item in str(text or "").split(",") if item.strip()]
+
+
+def noise_section(sigmas, seeds) -> ml_collections.ConfigDict:
+    """The Gaussian-noise evaluation's section, the same in every config that evaluates.
+
+    ``sigmas``: noise standard deviations in [0, 1] pixel units (noisy images are clipped to
+    [0, 1]); ``seeds``: the noise draws averaged per sigma (their SEM is reported).
+    """
+    section = ml_collections.ConfigDict()
+    section.sigmas = tuple(float(s) for s in sigmas)
+    section.seeds = tuple(int(s) for s in seeds)
+    return section
+
+
+def rename_keys(payload: dict, renamed: dict[str, str]) -> dict:
+    """A copy of a nested config dict with each dotted key ``old`` of ``renamed`` moved to ``new``.
+
+    How a workdir recorded with older key names is read in today's names (``workdir.claim``'s
+    ``upgrade``); keys absent from ``payload`` are skipped.
+    """
+    import copy
+
+    payload = copy.deepcopy(payload)
+    for old, new in renamed.items():
+        *parents, leaf = old.split(".")
+        section = payload
+        for parent in parents:
+            section = section.get(parent) if isinstance(section, dict) else None
+            if section is None:
+                break
+        if not isinstance(section, dict) or leaf not in section:
+            continue
+        value = section.pop(leaf)
+        *new_parents, new_leaf = new.split(".")
+        target = payload
+        for parent in new_parents:
+            target = target.setdefault(parent, {})
+        target[new_leaf] = value
+    return payload

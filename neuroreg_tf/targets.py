@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -31,23 +32,19 @@ _STIMULI = "stimuli.npy"
 _MATRIX = "similarity.npy"
 _EMBEDDING = "embedding.npy"
 
-KNOWN_KINDS = (
-    "neural_model",
-    "neural_data",
-    "oracle",
-    "shuffle",
-    "random",
-    "vgg",
-    "ground_truth",
-    "gabor_v1",
-    "pixel",
-    "custom",
-)
+# A target's kind is a name: a registered kind (``neural.target_registry``) or "custom".
+_KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 _SYMMETRY_ATOL = 1e-5
 _RANGE_ATOL = 1e-5
 _DIAGONAL_ATOL = 1e-4
 _CHUNK_ROWS = 4096
+
+
+def _check_kind(kind) -> None:
+    if not isinstance(kind, str) or not _KIND_NAME.match(kind):
+        raise ValueError(f"`kind` must be a name of lower-case letters, digits and '_' (a registered kind or "
+                         f"'custom'). Received: kind={kind!r}")
 
 
 class TargetError(InputError):
@@ -282,7 +279,7 @@ def save_target(
         stimuli: (n, height, width, 1) images in [0, 1].
         similarity: (n, n) matrix; give this or ``embedding``.
         embedding: (n, d) unit-norm rows with S = E E^T.
-        kind: one of ``KNOWN_KINDS``.
+        kind: its name (lower-case letters, digits and '_'): a registered kind or "custom".
         simulated: whether the target comes from simulated neural data. Required,
             so that no target is ever unlabelled.
         metadata: extra provenance (source recordings, parameters, ...).
@@ -290,8 +287,7 @@ def save_target(
     Returns:
         ``path``.
     """
-    if kind not in KNOWN_KINDS:
-        raise ValueError(f"`kind` must be one of {KNOWN_KINDS}. Received: kind={kind!r}")
+    _check_kind(kind)
     stimuli = np.asarray(stimuli, dtype=np.float32)
     if stimuli.ndim == 3:
         stimuli = stimuli[..., None]
@@ -329,15 +325,14 @@ def finish_target(
 
     Args:
         path: the directory holding the arrays.
-        kind: one of ``KNOWN_KINDS``.
+        kind: its name (lower-case letters, digits and '_'): a registered kind or "custom".
         simulated: whether the target comes from simulated neural data.
         metadata: extra provenance.
 
     Returns:
         ``path``.
     """
-    if kind not in KNOWN_KINDS:
-        raise ValueError(f"`kind` must be one of {KNOWN_KINDS}. Received: kind={kind!r}")
+    _check_kind(kind)
     has_embedding = os.path.isfile(os.path.join(path, _EMBEDDING))
     has_matrix = os.path.isfile(os.path.join(path, _MATRIX))
     if has_embedding == has_matrix or not os.path.isfile(os.path.join(path, _STIMULI)):

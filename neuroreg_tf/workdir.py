@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import time
+from typing import Callable
 
 from neuroreg_tf import fileio
 from neuroreg_tf.errors import WorkdirError
@@ -273,7 +274,8 @@ def _a(noun: str) -> str:
 
 
 def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, overwrite: bool,
-          start_over: str = "pass --config.overwrite=True to replace what is there") -> str:
+          start_over: str = "pass --config.overwrite=True to replace what is there",
+          upgrade: Callable[[dict], dict] | None = None) -> str:
     """Takes ``workdir`` for the work that ``identity`` describes.
 
     * An empty or new workdir: the identity is written (``NEW``).
@@ -297,6 +299,9 @@ def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, over
         overwrite: start over whatever is there.
         start_over: how the caller's user starts over, for the refusal ("Either choose a new
             --workdir, or <start_over>.").
+        upgrade: turns an identity an older version recorded (renamed config keys, ...) into
+            today's form; when that equals ``identity``, the workdir is the same work and its
+            ``identity.json`` is rewritten in today's form.
 
     Returns:
         ``NEW``, ``RESUME`` or ``FINISHED``.
@@ -312,6 +317,11 @@ def claim(workdir: str, identity: dict, *, what: str, finished_marker: str, over
                 raise
             recorded = None
         same = recorded is not None and recorded.get("fingerprint") == identity["fingerprint"]
+        if recorded is not None and not same and upgrade is not None:
+            upgraded = upgrade({k: v for k, v in recorded.items() if k != "fingerprint"})
+            if fingerprint_of(upgraded) == identity["fingerprint"]:
+                fileio.write_json_atomic(path(workdir, IDENTITY), identity)
+                same = True
         if same and not overwrite:
             return FINISHED if os.path.exists(path(workdir, finished_marker)) else RESUME
         held = (recorded or {}).get("kind")

@@ -5,7 +5,7 @@ never a higher layer or a sibling of its own layer (neural, training and robustn
 independent steps of the recordings -> target -> training -> saved model -> evaluation chain):
 
     0  errors
-    1  fileio, progress, determinism, quiet, similarity
+    1  fileio, progress, determinism, quiet, similarity, plugins
     2  workdir, config
     3  data
     4  targets
@@ -25,7 +25,7 @@ from conftest import REPO_ROOT
 PACKAGE = pathlib.Path(REPO_ROOT) / "neuroreg_tf"
 LAYERS = [
     {"errors", "__init__"},
-    {"fileio", "progress", "determinism", "quiet", "similarity"},
+    {"fileio", "progress", "determinism", "quiet", "similarity", "plugins"},
     {"workdir", "config"},
     {"data"},
     {"targets"},

@@ -18,6 +18,8 @@ from typing import Sequence
 
 import keras
 
+from neuroreg_tf.config import comma_list
+
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 BASE_WIDTHS = (64, 128, 256, 512)
 INPUT_SCALE = 5.0
@@ -167,7 +169,7 @@ def resolve_tap_layers(model: keras.Model, names: Sequence[str] | str) -> list[s
     if isinstance(names, str):
         if names == "paper":
             return paper_tap_layers(model)
-        names = [n.strip() for n in names.split(",") if n.strip()]
+        names = comma_list(names)
     names = list(names)
     if not names:
         raise ValueError("At least one tap layer is needed. Received: names=[]")

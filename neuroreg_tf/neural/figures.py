@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -133,3 +134,75 @@ def plot_scatter(path, panels, *, r_data: float, r_model: float, simulated: bool
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path, labels
+
+
+def _short_source(source: str) -> str:
+    """``/data/static1.zip:static1`` -> ``static1``; ``/data/scan.h5`` -> ``scan.h5``."""
+    source = str(source).split(".zip:")[0].rstrip("/")
+    return os.path.basename(source[:-4] if source.endswith(".zip") else source)
+
+
+def plot_build_figures(figure_dir, scans, per_scan, extras, report, oracle_ids, unavailable, *, simulated: bool,
+                       fit_models: bool):
+    """A target build's Fig. 1A/B, 1C and 1D (what the scans support) in ``figure_dir``.
+
+    Args:
+        figure_dir: where the PNGs go.
+        scans: the build's ``ScanAnalysis`` objects.
+        per_scan, extras: ``fig1d.scan_metrics`` of each scan.
+        report: the build's report (``fig1d.measure``).
+        oracle_ids: the repeated images every scan saw.
+        unavailable: what the build could not measure.
+        simulated: title the figures SIMULATED.
+        fit_models: whether the scans have predictive models.
+
+    Returns:
+        (paths written, the Fig. 1D panel labels or None).
+    """
+    from neuroreg_tf import similarity
+    from neuroreg_tf.neural import fig1d, statistics, target_kinds
+
+    os.makedirs(figure_dir, exist_ok=True)
+    paths, labels = [], None
+    if "fig1ab_similarity_matrices" not in unavailable:
+        ids = oracle_ids if len(scans) >= 2 else scans[0].oracle_ids
+        if ids.size >= fig1d.MIN_SHARED:
+            paths.append(
+                plot_similarity_matrices(
+                    os.path.join(figure_dir, "fig1ab_similarity_matrices.png"),
+                    [target_kinds.oracle_similarity_on(s, ids) for s in scans],
+                    [target_kinds.model_similarity_on(s, ids) for s in scans] if fit_models else None,
+                    simulated=simulated,
+                )
+            )
+    if len(scans) >= 2 and report.get("fluctuation_std_across_scans") is not None:
+        delta_scan, delta_repeat = statistics.scan_and_repeat_fluctuations(
+            fig1d.shared_repeats(scans, oracle_ids), [s.weights for s in scans])
+        paths.append(plot_fluctuations(os.path.join(figure_dir, "fig1c_fluctuations.png"), delta_scan, delta_repeat,
+                                       simulated=simulated))
+    if fit_models:
+        panels = []
+        for h, (scan, metrics, extra) in enumerate(zip(scans, per_scan, extras)):
+            if metrics["r_data_vs_oracle"] is None or "model_oracle" not in extra:
+                continue
+            n_repeats = scan.repeated.shape[1]
+            panels.append(
+                ScatterPanel(
+                    title=f"scan {h + 1}: {_short_source(metrics['source'])}\n({metrics['n_oracle']} oracle images)",
+                    oracle_pairs=np.repeat(extra["oracle_upper"], n_repeats**2),
+                    data_pairs=extra["trial_pairs"].reshape(-1),
+                    model_pairs=(extra["oracle_upper"], similarity.upper_triangle(extra["model_oracle"])),
+                    r_data=metrics["r_data_vs_oracle"],
+                    r_model=metrics["r_model_vs_oracle"],
+                )
+            )
+        if panels:
+            path, labels = plot_scatter(
+                os.path.join(figure_dir, "fig1d_scatter.png"),
+                panels,
+                r_data=report["r_data_vs_oracle"],
+                r_model=report["r_model_vs_oracle"],
+                simulated=simulated,
+            )
+            paths.append(path)
+    return paths, labels

@@ -3,36 +3,25 @@
 Every target kind is written in the format of ``neuroreg_tf.targets`` (load it
 with ``load_target``), in embedding form where the target comes from
 responses (S = E E^T, so no N x N matrix is ever held) and in matrix form for
-the small oracle target:
+the small oracle target.
 
-* ``neural_model`` (Eq 6): each scan's predictive model predicts every
-  stimulus at neutral behaviour and eye position; neurons are scaled by
-  w_a * v_a (Eq 1 weight times test correlation, negative v_a clipped to 0);
-  the per-scan unit embeddings are concatenated and divided by sqrt(H), which
-  makes E E^T the average of the scans' similarity matrices.
-* ``neural_data`` (Eq 1-2 on single trials): for each image the first trial of
-  each scan, SNR-weighted; averaged over scans the same way.
-* ``oracle`` (Eq 3): the repeated images only, averaged over scans, unit
-  diagonal.
-* ``shuffle``: the neural-model target with stimulus identities permuted: the
-  embedding rows are permuted, so the distribution and structure of
-  similarities are exactly the neural ones but attached to the wrong images
-  (the paper's "Shuffle" control). The permutation seed is in the metadata.
-* ``random``: Gaussian random vectors of dimension d, centred over stimuli and
-  unit-normalised (Eq 2 applied to noise), with d = round(1 / std^2) so the
-  off-diagonal spread matches the neural target's (std of S_ij ~ 1/sqrt(d)).
-* ``vgg``: centred cosine similarity (Eq 9) of VGG19 ``block3_conv1``
-  features, with a user-supplied weights file.
-* ``ground_truth``: SIMULATED only: Eq 2 on the noiseless neutral-state rates.
-* ``gabor_v1``: Eq 2 on a fixed, noiseless bank of Gabor simple and complex cells (a model-V1
-  control in the spirit of VOneNet; needs only the stimuli).
-* ``pixel``: Eq 2 on the stimuli's pixels (is any image-derived similarity enough?).
+The kinds themselves -- what each needs and how it is built -- are entries of
+``target_registry`` (the built-in ones in ``builtin_kinds`` and ``pretrained_kinds``); this
+module holds the maths they share:
+
+* Eq 1-3 per scan (``analyse_scan``), the images the scans share, and the oracle matrix;
+* Eq 2 / Eq 6 embeddings of single trials (``data_embedding``) and of the predictive models'
+  neutral-state predictions scaled by w_a * max(v_a, 0) (``model_embedding``), averaged over
+  scans so that E E^T is the mean of the scans' similarity matrices (``average_embeddings``);
+* the controls: permuted rows (``shuffle_embedding``), Gaussian vectors with the model target's
+  spread (``random_embedding``), a fixed Gabor bank (``gabor_v1_embedding``) and pixels
+  (``pixel_embedding``);
+* writing a target, and the Neural (model) target streamed for large stimulus sets.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import numpy as np
@@ -42,14 +31,8 @@ from neuroreg_tf.neural import statistics
 from neuroreg_tf.neural.recordings import Recording
 from neuroreg_tf.neural.simulation import SIMULATED_LABEL, make_v1_population
 
-RESPONSE_KINDS = (
-    "neural_model", "neural_data", "oracle", "shuffle", "random", "vgg", "ground_truth", "gabor_v1", "pixel",
-)
-# Kinds made from the stimuli alone: they need no recording, so they also work beside real data.
-STIMULUS_KINDS = ("gabor_v1", "pixel", "vgg")
 GABOR_NEURONS = 1000
 GABOR_SEED = 2019
-VGG_LAYER = "block3_conv1"
 _MAX_PAIRS = 200_000
 
 
@@ -146,6 +129,26 @@ def model_embedding(scan: ScanAnalysis, images, batch_size: int = 256) -> np.nda
     return similarity.stimulus_embedding(predictions, scan.model_weights)
 
 
+def oracle_similarity_on(scan: ScanAnalysis, oracle_ids) -> np.ndarray:
+    """S_oracle (Eq 3) of one scan on the given repeated images, with the scan's own weights."""
+    return similarity.oracle_similarity(scan.recording.repeated_responses(oracle_ids), scan.weights)
+
+
+def model_similarity_on(scan: ScanAnalysis, image_ids) -> np.ndarray:
+    """S_model (Eq 6, neutral state) of one scan on the given images it saw."""
+    ids, images, _ = scan.recording.unique_images()
+    return similarity.similarity_matrix(scan.predictor.predict_neutral(images[np.searchsorted(ids, image_ids)]),
+                                        scan.model_weights)
+
+
+def oracle_matrix(scans, oracle_ids) -> np.ndarray:
+    """Mean over scans of S_oracle (Eq 3) on the shared oracle images, clipped, unit diagonal."""
+    matrix = np.mean([oracle_similarity_on(s, oracle_ids) for s in scans], axis=0)
+    matrix = np.clip((matrix + matrix.T) / 2.0, -1.0, 1.0)
+    np.fill_diagonal(matrix, 1.0)
+    return matrix
+
+
 def average_embeddings(embeddings) -> np.ndarray:
     """One embedding whose Gram matrix is the mean of the embeddings' Gram matrices."""
     embeddings = list(embeddings)
@@ -215,65 +218,6 @@ def random_embedding(n_stimuli: int, spread: float, seed: int = 0) -> np.ndarray
     return similarity.stimulus_embedding(noise).astype(np.float32)
 
 
-VGG_WEIGHTS_HELP = (
-    "ImageNet VGG19 weights cannot be downloaded in this environment. Download "
-    "'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5' (keras.applications.VGG19("
-    "weights='imagenet', include_top=False) fetches it to ~/.keras/models/) on a "
-    "machine with internet access, copy it here and pass its path (build_target.py: "
-    "--config.vgg.weights=/path/to/file.h5)."
-)
-
-
-def vgg_features(stimuli, weights: str, *, layer: str = VGG_LAYER, batch_size: int = 64) -> np.ndarray:
-    """Flattened VGG19 features of grayscale stimuli at ``layer``.
-
-    Grayscale is repeated to RGB, scaled to 0..255 and passed through VGG19's
-    own preprocessing (BGR, ImageNet mean subtracted).
-
-    Args:
-        stimuli: (n, height, width, 1) images in [0, 1]; height, width >= 32.
-        weights: path to a Keras VGG19 weights file (the ``notop`` h5 or a
-            ``.weights.h5``), or the string ``"random"`` to use seeded random
-            (He-normal) weights -- only for testing the mechanics, never for a
-            real target.
-        layer: VGG19 layer name.
-
-    Returns:
-        (n, features) float32.
-    """
-    import keras
-
-    if weights != "random" and not (isinstance(weights, str) and os.path.isfile(weights)):
-        raise FileNotFoundError(f"No VGG19 weights file at {weights!r}. {VGG_WEIGHTS_HELP}")
-    stimuli = np.asarray(stimuli, dtype=np.float32)
-    base = keras.applications.VGG19(include_top=False, weights=None, input_shape=stimuli.shape[1:3] + (3,))
-    if weights == "random":
-        rng = np.random.default_rng(0)
-        for variable in base.weights:
-            shape = tuple(variable.shape)
-            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-            scale = np.sqrt(2.0 / fan_in) if len(shape) > 1 else 0.0
-            variable.assign(rng.normal(0.0, 1.0, shape).astype(np.float32) * scale)
-    else:
-        base.load_weights(weights)
-    try:
-        output = base.get_layer(layer).output
-    except ValueError as error:
-        raise ValueError(f"`layer` must name a VGG19 layer such as {VGG_LAYER!r}. Received: layer={layer!r}") from error
-    extractor = keras.Model(base.input, output)
-    outputs = []
-    for start in range(0, stimuli.shape[0], batch_size):
-        rgb = np.repeat(stimuli[start : start + batch_size], 3, axis=-1) * 255.0
-        batch = keras.applications.vgg19.preprocess_input(rgb)
-        outputs.append(np.asarray(extractor(batch, training=False)).reshape(batch.shape[0], -1))
-    return np.concatenate(outputs).astype(np.float32)
-
-
-def vgg_embedding(stimuli, weights: str, *, layer: str = VGG_LAYER) -> np.ndarray:
-    """Centred unit embedding of VGG19 features (Eq 9 similarity = E E^T)."""
-    return similarity.stimulus_embedding(vgg_features(stimuli, weights, layer=layer)).astype(np.float32)
-
-
 def write_target(
     path: str,
     kind: str,
@@ -308,7 +252,7 @@ def stream_model_target(
 ) -> str:
     """The Neural (model) target for stimuli too many to hold: streamed to disk.
 
-    Like the ``neural_model`` kind of ``build_targets.build_targets``, but the
+    Like the in-memory ``neural_model`` kind (``builtin_kinds``), but the
     predictions are made chunk by chunk (twice: once for the mean, once for the
     rows) and written straight to ``embedding.npy``
     (``streaming.stream_averaged_embedding_target``; see there for

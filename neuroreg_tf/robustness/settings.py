@@ -159,6 +159,9 @@ def field_names() -> list[str]:
     return [field.name for field in dataclasses.fields(AttackSettings)]
 
 
+PRESETS = ("paper", "study", "runlocal")  # named attack schedules (None or "": the CPU default)
+
+
 def preset(name: str | None) -> AttackSettings:
     """The settings of an evaluation variant: None (CPU default), "paper", "study" or "runlocal"."""
     if name in (None, ""):

@@ -2,8 +2,11 @@
 
 A condition's target is either a kind of the study's main target build (the SIMULATED V1, or the
 recordings given), a kind of an ablation build (the simulator with one property changed), or a
-target directory given by path. ``STANDARD`` names the default study's conditions; ``ABLATIONS``
-the simulator variations; ``alpha_sweep`` the Neural (model) condition at several alphas.
+target directory given by path. Conditions are registered (``register_condition``); every
+registered target kind (``neural.target_registry``) is also a condition of the same name on the
+main build, so a new kind needs no entry here. ``STANDARD_NAMES`` names the default study's
+conditions; ``ABLATIONS`` the simulator variations; ``alpha_sweep`` the Neural (model) condition
+at several alphas.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import dataclasses
 import re
 
 from neuroreg_tf.errors import ConfigError
+from neuroreg_tf.neural import target_registry
 
 MAIN_BUILD = "main"  # the study's own target build (simulated V1 or its recordings)
 PATH_PREFIX = "path:"  # a condition whose target is a directory: "path:/data/target"
+STUDY_ALPHA = "alpha"  # Condition.alpha: the study's config.alpha
+STUDY_ALPHA_CKA = "alpha_cka"  # Condition.alpha: the study's config.alpha_cka
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +33,10 @@ class Condition:
         build: the target build it draws from (``MAIN_BUILD``, an ablation name, or "" when
             ``path`` is given).
         kind: the target kind within that build (``neural_model``, ``shuffle``, ...).
-        alpha: weight of the similarity loss (0: the None control, no stimulus pass).
-        similarity_loss: "arctanh" (Eq 8) or "cka".
+        alpha: weight of the similarity loss (0: the None control, no stimulus pass); in a
+            registered condition also ``STUDY_ALPHA`` or ``STUDY_ALPHA_CKA``, the study's value.
+        similarity_loss: a registered similarity loss (``similarity.similarity_loss_names``).
         path: a target directory, instead of a build.
-        needs_simulation: the target exists only for SIMULATED data (ground truth).
-        needs_vgg: the target needs VGG19 weights.
         note: a sentence the report prints beside the condition.
     """
 
@@ -39,47 +44,60 @@ class Condition:
     label: str
     build: str
     kind: str
-    alpha: float
+    alpha: float | str
     similarity_loss: str = "arctanh"
     path: str = ""
-    needs_simulation: bool = False
-    needs_vgg: bool = False
     note: str = ""
 
+    @property
+    def target_kind(self) -> target_registry.TargetKind | None:
+        """The registered kind of a build's condition (None for a target given by path)."""
+        return None if self.path else target_registry.get_target_kind(self.kind)
 
-def _standard(alpha: float, alpha_cka: float) -> dict[str, Condition]:
-    conditions = [
-        Condition("none", "None", MAIN_BUILD, "neural_model", 0.0,
-                  note="alpha = 0: the plain classifier (the target only sets the held-out monitor)"),
-        Condition("neural_model", "Neural (model)", MAIN_BUILD, "neural_model", alpha,
-                  note="Eq 6: predictive-model responses, scans averaged"),
-        Condition("neural_data", "Neural (data)", MAIN_BUILD, "neural_data", alpha,
-                  note="Eq 1-2 on raw single trials"),
-        Condition("shuffle", "Shuffle", MAIN_BUILD, "shuffle", alpha,
-                  note="the Neural (model) target with stimulus identities permuted (the paper's control)"),
-        Condition("random", "Random", MAIN_BUILD, "random", alpha,
-                  note="random vectors with the Neural (model) similarity spread"),
-        Condition("ground_truth", "Ground truth", MAIN_BUILD, "ground_truth", alpha, needs_simulation=True,
-                  note="the SIMULATED population's noiseless responses: what denoising could reach"),
-        Condition("gabor_v1", "Gabor V1", MAIN_BUILD, "gabor_v1", alpha,
-                  note="a fixed, noiseless Gabor filter bank (model V1, VOneNet-like); on SIMULATED "
-                       "data it shares the simulator's receptive-field model class"),
-        Condition("pixel", "Pixel", MAIN_BUILD, "pixel", alpha,
-                  note="the stimuli's own pixel similarity"),
-        Condition("neural_model_cka", "Neural (model), CKA", MAIN_BUILD, "neural_model", alpha_cka,
-                  similarity_loss="cka", note="log(1 - CKA) loss (Dapello et al. 2023) on the Neural (model) target"),
-        Condition("vgg", "VGG", MAIN_BUILD, "vgg", alpha, needs_vgg=True,
-                  note="VGG19 block3_conv1 feature similarity (needs ImageNet weights)"),
-    ]
-    return {condition.name: condition for condition in conditions}
+    def at(self, alpha: float, alpha_cka: float) -> "Condition":
+        """This condition with the study's alphas filled in."""
+        value = {STUDY_ALPHA: alpha, STUDY_ALPHA_CKA: alpha_cka}.get(self.alpha, self.alpha)
+        return dataclasses.replace(self, alpha=float(value))
 
 
-STANDARD_NAMES = tuple(_standard(1.0, 1.0))
+_CONDITIONS: dict[str, Condition] = {}
+
+
+def register_condition(condition: Condition, *, replace: bool = False) -> Condition:
+    """Adds a condition the study accepts by name; an existing name is refused unless ``replace``."""
+    if condition.name in _CONDITIONS and not replace and _CONDITIONS[condition.name] != condition:
+        raise ValueError(f"A condition {condition.name!r} is already registered; pass replace=True to replace it.")
+    _CONDITIONS[condition.name] = condition
+    return condition
+
+
+def unregister_condition(name: str) -> None:
+    """Removes a registered condition (tests register and remove their own)."""
+    _CONDITIONS.pop(name, None)
+
+
+def _kind_condition(name: str) -> Condition:
+    kind = target_registry.get_target_kind(name)
+    return Condition(name, kind.label, MAIN_BUILD, name, STUDY_ALPHA, note=kind.description)
+
+
+for _condition in (
+    Condition("none", "None", MAIN_BUILD, "neural_model", 0.0,
+              note="alpha = 0: the plain classifier (the target only sets the held-out monitor)"),
+    *(_kind_condition(name) for name in ("neural_model", "neural_data", "shuffle", "random", "ground_truth",
+                                          "gabor_v1", "pixel")),
+    Condition("neural_model_cka", "Neural (model), CKA", MAIN_BUILD, "neural_model", STUDY_ALPHA_CKA,
+              similarity_loss="cka", note="log(1 - CKA) loss (Dapello et al. 2023) on the Neural (model) target"),
+    _kind_condition("vgg"),
+):
+    register_condition(_condition)
+
+STANDARD_NAMES = tuple(_CONDITIONS)
 
 
 def standard_conditions(alpha: float, alpha_cka: float) -> list[Condition]:
     """The standard conditions (``STANDARD_NAMES``) at these alphas; all use the main build."""
-    return list(_standard(alpha, alpha_cka).values())
+    return [_CONDITIONS[name].at(alpha, alpha_cka) for name in STANDARD_NAMES]
 
 
 # Simulator variations, each changing one property of the SIMULATED population (the rest as in
@@ -105,16 +123,18 @@ _ABLATION_NAME = re.compile(r"^(?P<ablation>[a-z0-9_]+)_(?P<form>model|data)$")
 def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
     """The ``Condition`` called ``name``.
 
-    Names: the standard ones (``STANDARD_NAMES``), ``neural_model_alpha<value>`` (the alpha
+    Names: the registered ones (``STANDARD_NAMES`` and any added since), every registered
+    target kind, ``neural_model_alpha<value>`` (the alpha
     sweep), ``<ablation>_model`` / ``<ablation>_data`` for an ``ABLATIONS`` key, and
     ``path:<label>=<directory>`` for a target of your own.
 
     Raises:
         ConfigError: an unknown name, listing the accepted ones.
     """
-    standard = _standard(alpha, alpha_cka)
-    if name in standard:
-        return standard[name]
+    if name in _CONDITIONS:
+        return _CONDITIONS[name].at(alpha, alpha_cka)
+    if name in target_registry.target_kind_names():
+        return _kind_condition(name).at(alpha, alpha_cka)
     if name.startswith(PATH_PREFIX):
         label, _, directory = name[len(PATH_PREFIX):].partition("=")
         if not label or not directory or not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
@@ -126,8 +146,8 @@ def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
     match = _ALPHA_NAME.match(name)
     if match:
         value = float(match.group("value"))
-        return dataclasses.replace(standard["neural_model"], name=name, label=f"Neural (model), alpha {value:g}",
-                                   alpha=value)
+        return dataclasses.replace(_kind_condition("neural_model"), name=name,
+                                   label=f"Neural (model), alpha {value:g}", alpha=value)
     match = _ABLATION_NAME.match(name)
     if match and match.group("ablation") in ABLATIONS:
         ablation, form = match.group("ablation"), match.group("form")
@@ -138,7 +158,7 @@ def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
             note=f"SIMULATED ablation: {description}; {'denoised (Eq 6)' if form == 'model' else 'raw single trials'}",
         )
     raise ConfigError(
-        f"Unknown condition {name!r}. Accepted: {', '.join(STANDARD_NAMES)}; neural_model_alpha<value> "
+        f"Unknown condition {name!r}. Accepted: {', '.join(dict.fromkeys([*_CONDITIONS, *target_registry.target_kind_names()]))}; neural_model_alpha<value> "
         f"(e.g. neural_model_alpha5); <ablation>_model or <ablation>_data with <ablation> one of "
         f"{', '.join(ABLATIONS)}; path:<label>=<target directory>."
     )

@@ -20,11 +20,12 @@ import os
 import ml_collections
 
 from neuroreg_tf import workdir as workdir_files
-from neuroreg_tf.config import ConfigChecker
+from neuroreg_tf.config import ConfigChecker, comma_list, rename_keys
 from neuroreg_tf.errors import ConfigError
-from neuroreg_tf.neural import build_targets, target_kinds
+from neuroreg_tf.neural import build_config, target_registry
 from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
+from neuroreg_tf.robustness.settings import NORMS, PRESETS
 from neuroreg_tf.training import trainer
 
 BUILDS_DIR = "targets"  # <study>/targets/<build>/: one target build per name (not workdir.TARGETS)
@@ -35,6 +36,17 @@ FAILED_SUFFIX = ".failed.json"  # runs/<condition>/seed_<k>.failed.json: why the
 LOG_SUFFIX = ".log"  # runs/<condition>/seed_<k>.log: a worker process's output
 # Keys that may change between invocations of one study without changing what its runs compute.
 IDENTITY_EXCLUDED = ("conditions", "seeds", "shard", "workers", "overwrite", "report_only")
+# Keys older versions used, and their names now (configs/study.py refuses the old names on the
+# command line; ``upgrade_identity`` reads a workdir recorded with them).
+RENAMED = {
+    "vgg_weights": "build.kinds.vgg.weights",
+    "build.vgg.weights": "build.kinds.vgg.weights",
+    "evaluation.sigmas": "evaluation.noise.sigmas",
+    "evaluation.noise_seeds": "evaluation.noise.seeds",
+    "evaluation.adversarial_examples": "evaluation.adversarial.num_examples",
+    "evaluation.norms": "evaluation.adversarial.norms",
+    "evaluation.attacks": "evaluation.adversarial.preset",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +130,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def condition_names(config) -> list[str]:
-    names = [name.strip() for name in str(config.conditions).split(",") if name.strip()]
+    names = comma_list(config.conditions)
     if not names:
         raise ConfigError("config.conditions names no condition. Received: ''")
     if len(set(names)) != len(names):
@@ -144,7 +156,8 @@ def check_config(config) -> None:
         condition = conditions_lib.resolve(name, alpha=config.alpha, alpha_cka=config.alpha_cka)
         if condition.alpha < 0:
             raise ConfigError(f"Condition {name!r} has alpha {condition.alpha} < 0. Received: {name!r}")
-        if condition.needs_simulation and config.build.recordings:
+        kind = condition.target_kind
+        if kind is not None and target_registry.GROUND_TRUTH in kind.needs and config.build.recordings:
             raise ConfigError(
                 f"Condition {name!r} needs the SIMULATED population's ground truth, which real "
                 "recordings (config.build.recordings) do not have: drop it from config.conditions. "
@@ -159,12 +172,15 @@ def check_config(config) -> None:
         if condition.path and not os.path.isfile(os.path.join(condition.path, "metadata.json")):
             raise ConfigError(f"Condition {name!r}: no target at {condition.path!r} (no metadata.json).")
     trainer.check_config(_probe_train_config(config))
-    build_targets.check_build_config(config.build)
+    build_config.check_build_config(config.build)
     check.integer("evaluation.num_examples", minimum=0)
-    check.choice("evaluation.attacks", ("", "default", "study", "runlocal", "paper"))
-    check.integer("evaluation.adversarial_examples", minimum=0)
-    check.numbers("evaluation.sigmas", minimum=0)
-    check.integers("evaluation.noise_seeds", minimum=0)
+    check.choice("evaluation.adversarial.preset", ("", "default", *PRESETS))
+    check.integer("evaluation.adversarial.num_examples", minimum=0)
+    norms = check.value("evaluation.adversarial.norms")
+    if not norms or any(norm not in NORMS for norm in norms):
+        check.fail("evaluation.adversarial.norms", f"a non-empty list of {NORMS}")
+    check.numbers("evaluation.noise.sigmas", minimum=0)
+    check.integers("evaluation.noise.seeds", minimum=0)
     check.integer("evaluation.batch_size", minimum=1)
 
 
@@ -181,41 +197,34 @@ def make_plan(config, workdir: str) -> StudyPlan:
     resolved = [conditions_lib.resolve(n, alpha=config.alpha, alpha_cka=config.alpha_cka) for n in names]
     skipped = {}
     kept = []
+    options = build_config.kind_options(config.build)
     for condition in resolved:
-        if condition.needs_vgg and not config.vgg_weights:
+        kind = condition.target_kind
+        missing = kind.missing_options(options.get(kind.name, {})) if kind is not None else []
+        if missing:
             skipped[condition.name] = (
-                "needs ImageNet VGG19 weights (--config.vgg_weights=/path/vgg19_weights_tf_dim_ordering_"
-                "tf_kernels_notop.h5), which cannot be downloaded here"
+                f"needs --config.build.kinds.{kind.name}.{missing[0]} ({kind.options_help.split('. ')[0]})"
             )
         else:
             kept.append(condition)
-    builds = {}
-    needed = {}
+    # Each build writes the kinds its conditions train with; a study grown later extends the
+    # finished build with the kinds it lacks (build_targets.ensure_built).
+    needed: dict[str, set] = {}
     for condition in kept:
-        if condition.path:
-            continue
-        needed.setdefault(condition.build, set()).add(condition.kind)
-    if MAIN_BUILD in needed:
-        # The main build writes every standard kind the data allows, whichever conditions this
-        # invocation runs: a study grown or narrowed later reuses the same target build.
-        needed[MAIN_BUILD] |= {
-            c.kind for c in conditions_lib.standard_conditions(config.alpha, config.alpha_cka)
-            if not c.needs_vgg and not (c.needs_simulation and config.build.recordings)
-        }
+        if not condition.path:
+            needed.setdefault(condition.build, set()).add(condition.kind)
+    builds = {}
     for build, kinds in needed.items():
-        build_config = copy.deepcopy(config.build)
+        build_config_ = copy.deepcopy(config.build)
         if build != MAIN_BUILD:
             overrides, _ = conditions_lib.ABLATIONS[build]
             for key, value in overrides.items():
-                build_config.simulation[key] = value
-        primary = build_config.target.kind
-        kinds = set(kinds) | {primary}
-        extra = sorted(kinds - {primary}, key=target_kinds.RESPONSE_KINDS.index)
-        build_config.target.extra_kinds = ",".join(extra)
-        if "vgg" in kinds:
-            build_config.vgg.weights = config.vgg_weights
-        build_config.overwrite = bool(config.overwrite)
-        builds[build] = build_config
+                build_config_.simulation[key] = value
+        primary = build_config_.target.kind
+        names = target_registry.target_kind_names()
+        build_config_.target.extra_kinds = ",".join(sorted(set(kinds) - {primary}, key=names.index))
+        build_config_.overwrite = bool(config.overwrite)
+        builds[build] = build_config_
     runs_root = os.path.join(workdir, RUNS_DIR)
     runs = [
         Run(condition, int(seed), index, os.path.join(runs_root, condition.name, f"seed_{int(seed)}"))
@@ -226,7 +235,22 @@ def make_plan(config, workdir: str) -> StudyPlan:
     return StudyPlan(workdir, kept, skipped, builds, runs, parse_shard(config.shard))
 
 
+def _identity_config(config: dict) -> dict:
+    relevant = {k: v for k, v in config.items() if k not in IDENTITY_EXCLUDED}
+    if isinstance(relevant.get("build"), dict):  # the build's kinds grow with the conditions
+        build = {k: v for k, v in relevant["build"].items() if k not in ("kinds", "vgg")}
+        build["target"] = {k: v for k, v in build.get("target", {}).items() if k != "extra_kinds"}
+        relevant["build"] = build
+    return relevant
+
+
 def study_identity(config) -> dict:
-    """What a study's runs depend on: everything but the conditions, seeds and how it is run."""
-    relevant = {k: v for k, v in config.to_dict().items() if k not in IDENTITY_EXCLUDED}
-    return {"kind": "study", "config": relevant}
+    """What a study's runs depend on: everything but the conditions, seeds, how it is run, and
+    the kinds its builds hold (a build grows with the conditions; each kind's options are checked
+    by the build itself)."""
+    return {"kind": "study", "config": _identity_config(config.to_dict())}
+
+
+def upgrade_identity(recorded: dict) -> dict:
+    """A study identity an older version recorded, in today's names (``workdir.claim``'s ``upgrade``)."""
+    return {**recorded, "config": _identity_config(rename_keys(recorded.get("config", {}), RENAMED))}

@@ -33,7 +33,7 @@ from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.robustness.adversarial import arguments_from_config
 from neuroreg_tf.robustness.settings import preset
 from neuroreg_tf.study import report as report_lib
-from neuroreg_tf.study.plan import Run, StudyPlan, make_plan, study_identity
+from neuroreg_tf.study.plan import Run, StudyPlan, make_plan, study_identity, upgrade_identity
 from neuroreg_tf.training import trainer
 
 
@@ -64,13 +64,11 @@ def is_finished(run: Run) -> bool:
 
 def evaluation_arguments(config) -> dict:
     """``evaluate_models``'s adversarial arguments for the study's ``evaluation`` section."""
-    section = config.evaluation
-    if not section.adversarial_examples:
+    section = config.evaluation.adversarial
+    if not section.num_examples:
         return None
-    settings = preset(None if section.attacks in ("", "default") else section.attacks).as_dict()
-    return arguments_from_config({
-        "norms": tuple(section.norms), "num_examples": int(section.adversarial_examples), **settings,
-    })
+    settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
+    return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples), **settings})
 
 
 def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Reporter = None) -> dict:
@@ -92,8 +90,8 @@ def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Repo
             [(run.condition.label, run.directory)],
             x,
             y,
-            sigmas=config.evaluation.sigmas,
-            seeds=config.evaluation.noise_seeds,
+            sigmas=config.evaluation.noise.sigmas,
+            seeds=config.evaluation.noise.seeds,
             batch_size=config.evaluation.batch_size,
             adversarial=evaluation_arguments(config),
             workdir=run.evaluation_directory,
@@ -176,7 +174,8 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
     log = reporter(progress)
     started = time.time()
     workdir_files.claim(workdir, study_identity(config), what="study", finished_marker="(never)",
-                        overwrite=False, start_over=f"delete {workdir} (or move it aside) to start this study over")
+                        overwrite=False, start_over=f"delete {workdir} (or move it aside) to start this study over",
+                        upgrade=upgrade_identity)
     write_json_atomic(workdir_files.path(workdir, workdir_files.CONFIG), config.to_dict())
     for name, reason in plan.skipped.items():
         log(f"skipping condition {name}: {reason}")

@@ -30,8 +30,11 @@ def main(argv) -> None:
     if _THREADS.value:
         tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
         tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
+    from neuroreg_tf import plugins
     from neuroreg_tf.study import plan as plan_lib
     from neuroreg_tf.study import runner
+
+    plugins.load()  # the kinds, losses and conditions of your own that the study's process had
 
     config = ml_collections.ConfigDict(json.load(sys.stdin))
     plan = plan_lib.make_plan(config, _WORKDIR.value)

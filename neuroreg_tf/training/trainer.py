@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf import data, determinism, similarity, targets, workdir as workdir_files
-from neuroreg_tf.config import ConfigChecker
+from neuroreg_tf.config import ConfigChecker, comma_list
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet
@@ -76,6 +76,7 @@ from neuroreg_tf.training.strategies import (
 # Config keys that do not change what a run computes: left out of its identity.
 IDENTITY_EXCLUDED = (
     "verbose", "overwrite", "checkpoint_every_steps", "data.data_dir", "target.path", "target.build",
+    "evaluation",  # demo.py's evaluation section: not the training's
 )
 LR_SCALINGS = ("none", "linear")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -125,7 +126,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     taps = config.similarity.tap_layers
     if taps != "paper":
         known = layer_names(config.model.depth)
-        unknown = [n.strip() for n in taps.split(",") if n.strip() and n.strip() not in known]
+        unknown = [n for n in comma_list(taps) if n not in known]
         if unknown:
             tappable = [n for n in known if n == "stem_relu" or n.endswith("_out")]
             raise ConfigError(
@@ -152,11 +153,21 @@ def run_identity(config: ml_collections.ConfigDict, target: dict) -> dict:
     return {"kind": "training run", "config": relevant, "target": target}
 
 
-def claim(config: ml_collections.ConfigDict, workdir: str, target: dict) -> str:
-    """Takes ``workdir`` for the run ``config`` describes (``workdir.claim``): NEW, RESUME or FINISHED."""
+def claim(config: ml_collections.ConfigDict, workdir: str, target: dict, *, legacy_targets=()) -> str:
+    """Takes ``workdir`` for the run ``config`` describes (``workdir.claim``): NEW, RESUME or FINISHED.
+
+    ``legacy_targets``: target ids older versions recorded for the same target (a run made then
+    is the same run).
+    """
+
+    def upgrade(recorded: dict) -> dict:
+        config_ = {k: v for k, v in recorded.get("config", {}).items() if k != "evaluation"}
+        target_ = target if recorded.get("target") in list(legacy_targets) else recorded.get("target")
+        return {**recorded, "config": config_, "target": target_}
+
     return workdir_files.claim(
         workdir, run_identity(config, target), what="training run",
-        finished_marker=workdir_files.SUMMARY, overwrite=config.overwrite,
+        finished_marker=workdir_files.SUMMARY, overwrite=config.overwrite, upgrade=upgrade,
     )
 
 

@@ -28,7 +28,7 @@ def built(tiny, tmp_path_factory):
             extra_kinds=("neural_data", "oracle", "shuffle", "random", "ground_truth", "vgg"),
             predictor_config=predictive.PredictiveModelConfig(channels=4, max_epochs=1, batch_size=32),
             experiment=tiny,
-            vgg_weights="random",
+            kind_options={"vgg": {"weights": "random"}},
             log=messages.append,
         )
     return out, report, messages, figures
@@ -133,11 +133,11 @@ def test_figures_show_the_reported_similarities_and_fluctuations(built, tiny):
 
 
 def test_build_targets_rejects_impossible_requests(tiny, tmp_path):
-    with pytest.raises(ValueError, match="only for simulated"):
+    with pytest.raises(ValueError, match="only for SIMULATED data"):
         build_targets.build_targets(tiny.recordings, str(tmp_path), primary_kind="neural_data", extra_kinds=("ground_truth",))
-    with pytest.raises(ValueError, match="cannot be downloaded"):
+    with pytest.raises(ValueError, match="cannot be downloaded.*Received: kinds.vgg.weights=''"):
         build_targets.build_targets(tiny.recordings, str(tmp_path), primary_kind="neural_data", extra_kinds=("vgg",))
-    with pytest.raises(ValueError, match="Received: kinds=\\['imagenet'\\]"):
+    with pytest.raises(ValueError, match="must be one of .*Received: target.kind='imagenet'"):
         build_targets.build_targets(tiny.recordings, str(tmp_path), primary_kind="imagenet")
 
 

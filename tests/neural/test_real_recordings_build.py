@@ -11,7 +11,7 @@ import oracles
 from conftest import capturing_figures
 from neuroreg_tf import cli, targets
 from neuroreg_tf.errors import ConfigError, InputError
-from neuroreg_tf.neural import build_targets, predictive, simulation
+from neuroreg_tf.neural import build_config, build_targets, predictive, simulation
 from neuroreg_tf.neural.recordings import ImageOptions
 from neuroreg_tf.neural.stimulus_sets import open_stimulus_set
 
@@ -194,23 +194,24 @@ def test_check_build_config_names_the_key(key, value, message):
     section, _, name = key.rpartition(".")
     (config[section] if section else config)[name] = value
     with pytest.raises(ConfigError, match=message):
-        build_targets.check_build_config(config)
+        build_config.check_build_config(config)
 
 
 def test_check_build_config_refuses_ground_truth_and_foreign_kinds_with_recordings(tmp_path):
     config = cli.load_config("build_target.py")
     config.recordings = str(tmp_path)
     with pytest.raises(ConfigError, match=r"config\.target\.extra_kinds: 'ground_truth' exists only for SIMULATED data"):
-        build_targets.check_build_config(config)
+        build_config.check_build_config(config)
     config = cli.load_config("build_target.py", "recordings")
     config.recordings = str(tmp_path)
-    build_targets.check_build_config(config)
+    build_config.check_build_config(config)
     config.stimuli = str(tmp_path)
     config.target.kind = "neural_data"
-    with pytest.raises(ConfigError, match=r"config\.target\.kind: must be 'neural_model' with config\.stimuli"):
-        build_targets.check_build_config(config)
+    with pytest.raises(ConfigError, match=r"config\.target\.kind: with a stimulus set of its own \(config\.stimuli\) the "
+                                          r"primary kind must be one built on it: \['neural_model', 'shuffle', 'random', 'vgg'\]"):
+        build_config.check_build_config(config)
     for arg in (None, "small", "demo", "runlocal", "paper", "recordings"):
         config = cli.load_config("build_target.py", arg)
         if arg == "recordings":
             config.recordings = str(tmp_path)
-        build_targets.check_build_config(config)
+        build_config.check_build_config(config)

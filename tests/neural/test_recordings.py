@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neuroreg_tf.errors import MissingDataError
-from neuroreg_tf.neural import recordings
+from neuroreg_tf.neural import build_config, recordings
 from neuroreg_tf.neural.recordings import ImageOptions, ReadOptions, Recording, RecordingError, RecordingWarning
 
 KEEP_SIZE = ReadOptions(images=ImageOptions(size=None))
@@ -585,7 +585,6 @@ def test_a_registered_format_is_read_written_and_accepted_by_the_build_config(tm
     # the build config's check of config.recordings then take its paths.
     from neuroreg_tf import cli
     from neuroreg_tf.errors import ConfigError
-    from neuroreg_tf.neural import build_targets
     from neuroreg_tf.neural.recordings import formats
 
     path, *_ = write_release_like(str(tmp_path / "release"), size=(36, 64))
@@ -605,7 +604,7 @@ def test_a_registered_format_is_read_written_and_accepted_by_the_build_config(tm
         assert recordings.write_recording(scan, recording) and written == [scan]
         again = recordings.read_recording(scan)
         np.testing.assert_array_equal(again.responses, recording.responses)
-        build_targets.check_build_config(config)  # accepted
+        build_config.check_build_config(config)  # accepted
     finally:
         formats.unregister_format("tree")
     odd = tmp_path / "scan.npz"

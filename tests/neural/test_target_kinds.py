@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from neuroreg_tf import similarity, targets
-from neuroreg_tf.neural import predictive, simulation, streaming, target_kinds
+from neuroreg_tf.neural import pretrained_kinds, predictive, simulation, streaming, target_kinds
 
 
 def pair_r(a, b):
@@ -107,11 +107,24 @@ def test_finish_target_rejects_incomplete_directories(tmp_path):
 def test_vgg_needs_a_weights_file_and_computes_centred_cosines(tmp_path):
     stimuli = np.random.default_rng(0).uniform(size=(4, 36, 64, 1)).astype(np.float32)
     with pytest.raises(FileNotFoundError, match="cannot be downloaded"):
-        target_kinds.vgg_embedding(stimuli, str(tmp_path / "missing.h5"))
-    features = target_kinds.vgg_features(stimuli, "random")
+        pretrained_kinds.pretrained_embedding(stimuli, str(tmp_path / "missing.h5"))
+    features = pretrained_kinds.pretrained_features(stimuli, "random")
     assert features.shape == (4, 9 * 16 * 256)
-    embedding = target_kinds.vgg_embedding(stimuli, "random")
+    embedding = pretrained_kinds.pretrained_embedding(stimuli, "random")
     np.testing.assert_allclose(embedding @ embedding.T, similarity.similarity_matrix(features), atol=1e-5)
+
+
+def test_pretrained_layer_kind_takes_any_keras_application_and_layer():
+    """The general kind: another architecture and layer give that layer's features (VGG16 block2)."""
+    stimuli = np.random.default_rng(1).uniform(size=(3, 36, 64, 1)).astype(np.float32)
+    features = pretrained_kinds.pretrained_features(stimuli, "random", architecture="VGG16", layer="block2_conv2",
+                                                    preprocessing="vgg16")
+    assert features.shape == (3, 18 * 32 * 128)  # block 2: input / 2, 128 channels
+    with pytest.raises(ValueError, match="must name a layer of VGG16"):
+        pretrained_kinds.pretrained_features(stimuli, "random", architecture="VGG16", layer="nope",
+                                             preprocessing="vgg16")
+    with pytest.raises(ValueError, match="keras.applications network"):
+        pretrained_kinds.pretrained_features(stimuli, "random", architecture="NoSuchNet", preprocessing="vgg16")
 
 
 def test_model_target_recovers_the_ground_truth_better_than_single_trials():

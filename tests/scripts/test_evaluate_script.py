@@ -165,7 +165,7 @@ def test_evaluate_adversarial_writes_medians_csv_and_plot(tmp_path, evaluate_scr
         f"--workdir={out}",
         f"--config.models=A={model_a},B={model_b}",
         "--config.adversarial.num_examples=12",
-        "--adversarial",
+        "--config.adversarial.enabled=True",
         variant="runlocal",
     )
     with open(out / "robustness.json") as handle:

@@ -27,7 +27,7 @@ TRAIN = ["--config=configs/demo.py:runlocal", "--config.epochs=2", "--config.bat
          "--config.data.train_limit=96", "--config.data.eval_limit=32", "--config.verbose=0",
          "--config.checkpoint_every_steps=2"]
 EVALUATE = ["--config=configs/evaluate.py:runlocal", "--config.num_examples=64",
-            "--config.noise.sigmas=(0.0,0.2)", "--adversarial", "--config.adversarial.num_examples=6"]
+            "--config.noise.sigmas=(0.0,0.2)", "--config.adversarial.enabled=True", "--config.adversarial.num_examples=6"]
 
 
 def command(script, *flags):

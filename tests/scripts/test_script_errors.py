@@ -38,7 +38,14 @@ def assert_short_error(completed, *fragments):
     ("evaluate.py", ["--config.noise.sigmas=(0.1,-0.2)"],
      ["config.noise.sigmas must be a non-empty list of finite numbers >= 0"]),
     ("build_target.py", ["--config.target.kind=imagenet"], ["config.target.kind", "'neural_model'"]),
-    ("demo.py", ["--config.evaluation.seeds=()"], ["config.evaluation.seeds must be a non-empty list"]),
+    ("demo.py", ["--config.evaluation.noise.seeds=()"], ["config.evaluation.noise.seeds must be a non-empty list"]),
+    # Old spellings are refused with the new name.
+    ("demo.py", ["--config.evaluation.seeds=(0,)"],
+     ["config.evaluation.seeds is now config.evaluation.noise.seeds", "use --config.evaluation.noise.seeds"]),
+    ("build_target.py", ["--config.vgg.weights=/x.h5"], ["config.vgg.weights is now config.kinds.vgg.weights"]),
+    ("study.py", ["--config.vgg_weights=/x.h5"], ["config.vgg_weights is now config.build.kinds.vgg.weights"]),
+    ("study.py", ["--config.evaluation.noise_seeds=(0,)"], ["is now config.evaluation.noise.seeds"]),
+    ("evaluate.py", ["--adversarial"], ["--adversarial is now --config.adversarial.enabled=True"]),
 ])
 def test_bad_config_is_refused_in_one_line_from_any_directory(tmp_path, script, flags, fragments):
     completed = run(script, f"--workdir={tmp_path / 'out'}", *flags, cwd=tmp_path)

@@ -1,4 +1,8 @@
-"""Hyper-parameters of a predictive model and of its training."""
+"""Hyper-parameters of a predictive model and of its training: the one definition.
+
+``configs/build_target.py``'s ``model`` section is made from these defaults
+(``PredictiveModelConfig().as_dict()``), and ``problems`` is its validator.
+"""
 
 from __future__ import annotations
 
@@ -41,15 +45,34 @@ class PredictiveModelConfig:
     use_modulator: bool = True
     learning_rate: float = 1e-2
     batch_size: int = 64
-    max_epochs: int = 20
+    max_epochs: int = 15
     patience: int = 3
     seed: int = 0
     jit_compile: bool = False
 
-    def validate(self) -> None:
-        if self.readout not in READOUTS:
-            raise ValueError(f"`readout` must be one of {READOUTS}. Received: readout={self.readout!r}")
-        for name in ("channels", "input_kernel", "hidden_kernel", "readout_pool", "batch_size", "max_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={getattr(self, name)}")
+    def as_dict(self) -> dict:
+        """The fields and their values, in definition order."""
+        return dataclasses.asdict(self)
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what it must be) for every invalid field; empty when all are valid."""
+        found = []
+        if self.readout not in READOUTS:
+            found.append(("readout", f"one of {READOUTS}"))
+        for name in ("channels", "input_kernel", "hidden_kernel", "readout_pool", "batch_size", "max_epochs", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                found.append((name, "a positive integer"))
+        for name in ("laplace_weight", "readout_l1"):
+            if not float(getattr(self, name)) >= 0:
+                found.append((name, ">= 0"))
+        if not float(self.learning_rate) > 0:
+            found.append(("learning_rate", "> 0"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            found.append(("seed", "an integer >= 0"))
+        return found
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first invalid field."""
+        for name, expected in self.problems():
+            raise ValueError(f"`{name}` must be {expected}. Received: {name}={getattr(self, name)!r}")
