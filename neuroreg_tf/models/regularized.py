@@ -52,80 +52,13 @@ import keras
 import tensorflow as tf
 
 from neuroreg_tf import similarity
+from neuroreg_tf.models import replicas
+from neuroreg_tf.models.replicas import all_gather_rows, at_least_float32  # noqa: F401  (public here before)
 from neuroreg_tf.models.resnet import feature_model, resolve_tap_layers
 
 CENTERINGS = ("batch", "ema")
 STIMULUS_BN_MODES = ("batch_stats", "train", "inference")
 DATA_KEYS = ("images", "labels", "stimuli", "target_similarity")
-
-
-def _multi_replica_context():
-    """The replica context when running on more than one replica, else None."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return context
-
-
-def _num_replicas() -> int:
-    context = tf.distribute.get_replica_context()
-    if context is None:
-        return tf.distribute.get_strategy().num_replicas_in_sync
-    return context.num_replicas_in_sync
-
-
-def _sum_over_replicas(value):
-    context = _multi_replica_context()
-    if context is None:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def at_least_float32(tensor):
-    """``tensor`` in float32 if a mixed-precision policy computed it in 16 bits, else unchanged.
-
-    The similarity and the task loss stay in float32 under ``mixed_float16`` and ``mixed_bfloat16``;
-    a float64 model (as in the gradient tests) keeps its precision.
-    """
-    if tensor.dtype in (tf.float16, tf.bfloat16):
-        return tf.cast(tensor, tf.float32)
-    return tensor
-
-
-def all_gather_rows(context: tf.distribute.ReplicaContext, tensors):
-    """Concatenates each tensor's rows over all replicas, in replica order, with gradients.
-
-    Built from one SUM all-reduce of zero-padded buffers per tensor (the sum of a
-    value and zeros is exact) rather than ``ReplicaContext.all_gather``, whose
-    gradient mixes integer gathers with float all-reduces and can launch
-    collectives in different orders on different replicas. The gradient of a
-    SUM all-reduce is a SUM all-reduce, so replica r receives the summed
-    gradient of its own rows.
-
-    Args:
-        context: the replica context of the current step.
-        tensors: tensors sharing their first (batch) dimension on this replica.
-
-    Returns:
-        A list with, for each tensor, the rows of all replicas.
-    """
-    num_replicas = context.num_replicas_in_sync
-    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    local_rows = tf.shape(tensors[0])[0]
-    rows_per_replica = tf.stop_gradient(
-        context.all_reduce(
-            tf.distribute.ReduceOp.SUM,
-            tf.one_hot(replica, num_replicas) * tf.cast(local_rows, tf.float32),
-        )
-    )
-    rows_per_replica = tf.cast(tf.round(rows_per_replica), tf.int32)
-    before = tf.reduce_sum(rows_per_replica[:replica])
-    after = tf.reduce_sum(rows_per_replica) - before - local_rows
-    gathered = []
-    for tensor in tensors:
-        padding = [[before, after]] + [[0, 0]] * (tensor.shape.rank - 1)
-        gathered.append(context.all_reduce(tf.distribute.ReduceOp.SUM, tf.pad(tensor, padding)))
-    return gathered
 
 
 def _choice(name, value, options):
@@ -256,10 +189,7 @@ class NeuralRegularizedModel(keras.Model):
 
     @staticmethod
     def _gather_over_replicas(tensors):
-        context = _multi_replica_context()
-        if context is None:
-            return list(tensors)
-        return all_gather_rows(context, list(tensors))
+        return replicas.gather_rows(tensors)
 
     def _similarity_from_features(self, layer_outputs, update_means):
         per_layer = []
@@ -335,7 +265,7 @@ class NeuralRegularizedModel(keras.Model):
         logits = at_least_float32(logits)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         local_count = tf.cast(tf.shape(per_example)[0], per_example.dtype)
-        global_count = _sum_over_replicas(local_count)
+        global_count = replicas.sum_over_replicas(local_count)
         return tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
 
     def _batch_norm_moving_averages(self) -> list:
@@ -374,7 +304,7 @@ class NeuralRegularizedModel(keras.Model):
                 f"alpha={self.alpha} needs stimulus batches: build the training data "
                 "with neuroreg_tf.training.joint_dataset."
             )
-        replicas = _num_replicas()
+        n_replicas = replicas.num_replicas()
         target = self._global_target(target)
         with tf.GradientTape() as tape:
             logits = self.classifier(images, training=True)
@@ -383,11 +313,11 @@ class NeuralRegularizedModel(keras.Model):
             regularization = None
             if self.classifier.losses:
                 regularization = tf.add_n(self.classifier.losses)
-                objective = objective + regularization / replicas
+                objective = objective + regularization / n_replicas
             if self.alpha > 0:
                 s_pred = self._stimulus_similarity_for_training(stimuli)
                 sim_loss = self.similarity_loss(s_pred, target)
-                objective = objective + self.alpha * sim_loss / replicas
+                objective = objective + self.alpha * sim_loss / n_replicas
         variables = self.trainable_variables
         # Under mixed_float16 the optimizer is a LossScaleOptimizer: it scales the loss here and
         # unscales (and checks) the gradients in apply; otherwise scale_loss is the identity.
@@ -396,7 +326,7 @@ class NeuralRegularizedModel(keras.Model):
             [g for g in gradients if g is not None],
             [v for g, v in zip(gradients, variables) if g is not None],
         )
-        task_loss = _sum_over_replicas(tf.stop_gradient(task_share))
+        task_loss = replicas.sum_over_replicas(tf.stop_gradient(task_share))
         total = task_loss
         if regularization is not None:
             total = total + regularization
@@ -414,7 +344,7 @@ class NeuralRegularizedModel(keras.Model):
         images, labels, stimuli, target = self._unpack(data)
         target = self._global_target(target)
         logits = self.classifier(images, training=False)
-        task_loss = _sum_over_replicas(self._replica_task_loss(labels, logits))
+        task_loss = replicas.sum_over_replicas(self._replica_task_loss(labels, logits))
         total = task_loss
         if self.classifier.losses:  # weight decay, logged in the loss as train_step does
             total = total + tf.add_n(self.classifier.losses)

@@ -531,11 +531,11 @@ def test_joint_step_gradient_is_eq_7_to_10_by_hand(float64_keras, monkeypatch, r
 
     With R replicas each replica's objective is its share of the task loss plus the
     regularisation and alpha * L_sim divided by R (the module docstring), so that the summed
-    gradients equal one device's; ``_num_replicas`` is set to 2 to check that scaling in-process.
+    gradients equal one device's; ``replicas.num_replicas`` is set to 2 to check that scaling in-process.
     """
     from neuroreg_tf.models import regularized
 
-    monkeypatch.setattr(regularized, "_num_replicas", lambda: replicas)
+    monkeypatch.setattr(regularized.replicas, "num_replicas", lambda: replicas)
     alpha = 3.0
     params, batch = _tiny_params(), _tiny_batch()
     gradient, _, logs = _one_sgd_step(_tiny_joint_model(params, alpha), batch)

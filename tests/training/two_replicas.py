@@ -30,7 +30,7 @@ def main(in_path: str, out_path: str) -> None:
 
     keras.config.set_floatx("float64")
     from neuroreg_tf.models import NeuralRegularizedModel
-    from neuroreg_tf.models.regularized import all_gather_rows
+    from neuroreg_tf.models.replicas import all_gather_rows
 
     data = dict(np.load(in_path))
     split = int(data["split"])
