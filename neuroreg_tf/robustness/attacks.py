@@ -2,9 +2,10 @@
 
 Two kinds:
 
-* ``EpsilonAttack``: a fixed-budget attack (PGD, momentum iterative, SPSA). ``minimal_perturbation``
-  searches its budget per sample. Its ``build(logits_fn)`` returns ``run(x, y, eps)`` where ``eps``
-  holds one budget per image, and the step size is a fixed fraction of each image's budget.
+* ``EpsilonAttack``: a fixed-budget attack (PGD, momentum iterative, SPSA, APGD).
+  ``minimal_perturbation`` searches its budget per sample. Its ``build(logits_fn)`` returns
+  ``run(x, y, eps)`` where ``eps`` holds one budget per image; PGD's step size is a fixed fraction
+  of each image's budget, APGD's adapts itself (``neuroreg_tf.robustness.apgd``).
 * ``MinimizingAttack``: an attack that minimises the distance itself (Carlini & Wagner L2). Its
   ``build(logits_fn)`` returns ``run(x, y)``.
 
@@ -26,6 +27,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from neuroreg_tf.robustness import apgd as apgd_lib
 from neuroreg_tf.robustness import cleverhans_compat
 from neuroreg_tf.robustness.settings import AttackSettings, check_norm
 
@@ -277,6 +279,34 @@ def momentum_iterative(
     return EpsilonAttack(f"mim_{norm}(step={step_fraction:g}eps,iters={iterations})", norm, build)
 
 
+def apgd(
+    norm: str,
+    loss: str = "ce",
+    iterations: int = 100,
+    restarts: int = 1,
+    target_rank: int | None = None,
+    seed: int = 0,
+) -> EpsilonAttack:
+    """Auto-PGD (Croce & Hein 2020), PGD without a step size to tune (``apgd.apgd_attack``).
+
+    Args:
+        norm: "linf" or "l2".
+        loss: "ce" (APGD-CE) or "dlr" (difference of logits ratio; at least 3 classes).
+        iterations: Steps per restart (the paper: 100).
+        restarts: Random starts per budget; the best adversarial is kept.
+        target_rank: With "dlr": the targeted DLR toward the ``target_rank``-th most likely wrong
+            class of the clean image (APGD-T; at least 4 classes and ``target_rank < classes``).
+        seed: Seed of the random starts.
+
+    Returns:
+        An ``EpsilonAttack``.
+    """
+    check_norm(norm)
+    build = apgd_lib.builder(norm, loss, iterations, restarts, target_rank, seed)
+    name = apgd_lib.attack_name(norm, loss, iterations, restarts, target_rank)
+    return EpsilonAttack(name, norm, build)
+
+
 def spsa_linf(
     iterations: int = 50,
     learning_rate: float = 0.01,
@@ -357,7 +387,7 @@ def carlini_wagner(
 
 
 def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
-    """The attack list for one norm: C&W first for L2, the PGD grid, optional MIM and SPSA.
+    """The attack list for one norm: C&W first for L2, the PGD grid, optional MIM, APGD and SPSA.
 
     Args:
         norm: "linf" or "l2".
@@ -389,6 +419,14 @@ def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
                 attacks.append(pgd(norm, fraction, count, "margin", target_rank=rank))
             if settings.momentum:
                 attacks.append(momentum_iterative(norm, fraction, count))
+    if settings.apgd:
+        schedule = dict(
+            iterations=settings.apgd_iterations, restarts=settings.apgd_restarts, seed=settings.seed
+        )
+        for loss in settings.apgd_losses:
+            attacks.append(apgd(norm, loss, **schedule))
+        for rank in settings.apgd_target_ranks:
+            attacks.append(apgd(norm, "dlr", target_rank=rank, **schedule))
     if norm == "linf" and settings.spsa:
         attacks.append(spsa_linf(settings.spsa_iterations, seed=settings.seed))
     return attacks

@@ -310,7 +310,7 @@ def evaluation_identity(loaded, x, y, sigmas, seeds, batch_size, adversarial, me
     settings = None
     if adversarial is not None:
         settings = {key: value for key, value in dict(adversarial).items() if key != "settings"}
-        settings["settings"] = adversarial["settings"].as_dict() if adversarial.get("settings") else None
+        settings["settings"] = adversarial["settings"].as_identity() if adversarial.get("settings") else None
     examples = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes())
     return {
         "kind": "evaluation",

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from neuroreg_tf.errors import ConfigError
 
 PGD_LOSSES = ("margin", "ce")
+APGD_LOSSES = ("ce", "dlr")
 NORMS = ("linf", "l2")
 DEFAULT_INITIAL_EPSILON = {"linf": 0.01, "l2": 0.25}
 
@@ -45,7 +46,17 @@ class AttackSettings:
         spsa: For L-inf, also run the gradient-free SPSA attack (slow; a check on gradient
             masking).
         spsa_iterations: SPSA iterations.
-        seed: Seed of the random attacks (SPSA); the others are deterministic.
+        apgd: Also run APGD (Croce & Hein 2020, ``neuroreg_tf.robustness.apgd``), PGD without a
+            step size to tune: one attack per ``apgd_losses`` entry and per ``apgd_target_ranks``
+            entry, searched per sample like PGD.
+        apgd_losses: APGD objectives: "ce" (cross-entropy) and/or "dlr" (difference of logits
+            ratio; at least 3 classes).
+        apgd_target_ranks: For each k, also APGD-T (targeted DLR) toward the k-th most likely
+            wrong class of the clean image (at least 4 classes, k below the number of classes).
+        apgd_iterations: APGD steps per restart (the paper: 100).
+        apgd_restarts: APGD random starts per budget.
+        seed: Seed of the random attacks (SPSA, APGD's random starts); the others are
+            deterministic.
         search_steps: Bisection steps on epsilon per sample and attack, once bracketed.
         search_factor: Factor of the exponential search (the paper's line of work uses 1.5).
         max_exponential_steps: Exponential-search steps per sample and attack before giving up.
@@ -70,6 +81,11 @@ class AttackSettings:
     cw_initial_const: float = 1.0
     spsa: bool = False
     spsa_iterations: int = 50
+    apgd: bool = False
+    apgd_losses: tuple[str, ...] = APGD_LOSSES
+    apgd_target_ranks: tuple[int, ...] = ()
+    apgd_iterations: int = 100
+    apgd_restarts: int = 1
     seed: int = 0
     search_steps: int = 10
     search_factor: float = 1.5
@@ -79,7 +95,8 @@ class AttackSettings:
     batch_size: int = 500
 
     def __post_init__(self):
-        for name in ("step_fractions", "iterations", "losses", "target_ranks"):
+        for name in ("step_fractions", "iterations", "losses", "target_ranks", "apgd_losses",
+                     "apgd_target_ranks"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
@@ -107,8 +124,18 @@ class AttackSettings:
             raise ConfigError(
                 f"target_ranks must be positive integers. Received: target_ranks={self.target_ranks}"
             )
+        unknown = [loss for loss in self.apgd_losses if loss not in APGD_LOSSES]
+        if unknown:
+            raise ConfigError(
+                f"apgd_losses must be among {APGD_LOSSES}. Received: apgd_losses={self.apgd_losses}"
+            )
+        if any(isinstance(k, bool) or int(k) != k or k < 1 for k in self.apgd_target_ranks):
+            raise ConfigError(
+                "apgd_target_ranks must be positive integers. "
+                f"Received: apgd_target_ranks={self.apgd_target_ranks}"
+            )
         positive = ("cw_max_iterations", "cw_binary_search_steps", "spsa_iterations",
-                    "max_exponential_steps", "batch_size")
+                    "apgd_iterations", "apgd_restarts", "max_exponential_steps", "batch_size")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -146,6 +173,11 @@ class AttackSettings:
     def as_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (config sections, reports)."""
         return dataclasses.asdict(self)
+
+    def as_identity(self) -> dict[str, Any]:
+        """The settings that take effect: ``as_dict`` without the APGD group when APGD is off,
+        so that an evaluation recorded before APGD existed is the same evaluation now."""
+        return {k: v for k, v in self.as_dict().items() if self.apgd or not k.startswith("apgd")}
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], ignore=()) -> "AttackSettings":
