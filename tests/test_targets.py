@@ -87,8 +87,8 @@ def test_non_unit_embedding_and_bad_stimuli_are_rejected(tmp_path, stimuli):
         targets.save_target(str(tmp_path), stimuli * 255, similarity=np.eye(30), simulated=True)
     with pytest.raises(targets.TargetError, match="grayscale"):
         targets.save_target(str(tmp_path), np.zeros((30, 6, 8, 3)), similarity=np.eye(30), simulated=True)
-    with pytest.raises(ValueError, match="kind"):
-        targets.save_target(str(tmp_path), stimuli, similarity=np.eye(30), kind="nope", simulated=True)
+    with pytest.raises(ValueError, match="`kind` must be a name"):
+        targets.save_target(str(tmp_path), stimuli, similarity=np.eye(30), kind="Neural model!", simulated=True)
 
 
 def test_corruption_on_disk_is_caught_on_load(tmp_path, stimuli):
