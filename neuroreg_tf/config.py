@@ -66,6 +66,10 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.similarity.arctanh_eps = 1e-5
     config.similarity.stimulus_bn = "batch_stats"  # BatchNorm and the stimulus pass: "batch_stats", "train", "inference".
 
+    # The baselines a user would pick instead of (or with) the similarity loss: Gaussian noise
+    # augmentation of the classification images, adversarial training (L-inf).
+    config.robust_training = robust_training_section()
+
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 0.1
     # "linear": the rate is learning_rate * batch_size / reference_batch_size (the
@@ -79,6 +83,23 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.optim.decay = 0.3
     config.optim.cycle_epochs = 20  # The rate resets to learning_rate after epoch 20.
     return config
+
+
+def robust_training_section() -> ml_collections.ConfigDict:
+    """The training config's ``robust_training`` section, off by default (its defaults are what
+    runs recorded before it existed did, ``ADDED_TRAIN_SECTIONS``)."""
+    section = ml_collections.ConfigDict()
+    section.noise_sigma = 0.0  # Gaussian noise augmentation: a fixed standard deviation (0: off) ...
+    section.noise_max_sigma = 0.0  # ... or one drawn per image from [0, max] (0: off)
+    section.adversarial = "none"  # adversarial training: "none", "fgsm_rs" (Wong et al. 2020) or "pgd"
+    section.epsilon = 0.03  # its L-inf budget, [0, 1] pixel units
+    section.pgd_steps = 7  # PGD's steps ("fgsm_rs" takes one)
+    return section
+
+
+# Sections added to the training config after runs were recorded without them: a recorded run
+# lacking one is the same run with the section's defaults (``trainer.claim``'s upgrade).
+ADDED_TRAIN_SECTIONS = {"robust_training": robust_training_section}
 
 
 def paper_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

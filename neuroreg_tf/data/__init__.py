@@ -1,5 +1,6 @@
 """Data: classification datasets (tfds, offline) and stimulus images."""
 
+from neuroreg_tf.data.classification import add_gaussian_noise
 from neuroreg_tf.data.classification import augment_image
 from neuroreg_tf.data.classification import dataset_info
 from neuroreg_tf.data.classification import DatasetInfo
@@ -18,6 +19,7 @@ from neuroreg_tf.data.stimuli import NATURAL_IMAGE_NAMES
 from neuroreg_tf.data.stimuli import validate_stimuli
 
 __all__ = [
+        "add_gaussian_noise",
         "augment_image",
         "dataset_info",
         "DatasetInfo",

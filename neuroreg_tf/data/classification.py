@@ -154,6 +154,9 @@ def _to_grayscale_float(image: tf.Tensor) -> tf.Tensor:
     return image
 
 
+NOISE_STREAM = 7919  # folded into an example's seed for its noise (apart from the crop and flip)
+
+
 def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Pads by 4 pixels (zeros), crops back at a random place, flips at random.
 
@@ -169,6 +172,26 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
     cropped = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
     return tf.image.stateless_random_flip_left_right(cropped, seed=flip_seed)
+
+
+def add_gaussian_noise(image: tf.Tensor, seed: tf.Tensor, *, sigma: float = 0.0, max_sigma: float = 0.0) -> tf.Tensor:
+    """``image`` plus Gaussian noise, clipped to [0, 1]: the noise augmentation baseline.
+
+    Args:
+        image: float tensor in [0, 1].
+        seed: the example's stateless seed (shape (2,)); its own streams are split from it.
+        sigma: the noise's standard deviation, or
+        max_sigma: when > 0, a standard deviation drawn uniformly from [0, max_sigma].
+
+    Returns:
+        The noisy image, same shape, in [0, 1].
+    """
+    sigma_seed, noise_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, NOISE_STREAM), 2))
+    if max_sigma:
+        sigma = tf.random.stateless_uniform([], seed=sigma_seed, minval=0.0, maxval=max_sigma)
+    noise = tf.random.stateless_normal(tf.shape(image), seed=noise_seed, dtype=image.dtype)
+    return tf.clip_by_value(image + tf.cast(sigma, image.dtype) * noise, 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -235,6 +258,8 @@ def load_classification(
     limit: int | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
+    noise_sigma: float = 0.0,
+    noise_max_sigma: float = 0.0,
 ) -> tf.data.Dataset:
     """Returns batches of (grayscale images, labels) of a classification dataset.
 
@@ -252,6 +277,11 @@ def load_classification(
         limit: keep only the first ``limit`` examples of the split (before shuffling).
         repeat: repeat forever (pass p shuffled and augmented with seed (seed, p)).
         drop_remainder: drop the last incomplete batch.
+        noise_sigma: Gaussian noise augmentation (after ``augment``): each image plus noise of
+            this standard deviation, clipped to [0, 1] (0: none).
+        noise_max_sigma: instead, a standard deviation drawn per image uniformly from
+            [0, noise_max_sigma] (e.g. the noise evaluation's range); both seeded like
+            ``augment`` (0: none).
 
     Returns:
         A prefetched ``tf.data.Dataset`` of (images float32 (B, H, W, 1) in [0, 1],
@@ -286,15 +316,20 @@ def load_classification(
     else:  # Known cardinality: Keras then knows the number of batches.
         examples = one_pass(tf.constant(0, tf.int64))
 
+    if noise_sigma < 0 or noise_max_sigma < 0 or (noise_sigma and noise_max_sigma):
+        raise ValueError(
+            "Gaussian noise augmentation takes noise_sigma >= 0 or noise_max_sigma >= 0, not both. "
+            f"Received: noise_sigma={noise_sigma}, noise_max_sigma={noise_max_sigma}"
+        )
     seed_head = tf.constant(seed, tf.int64)
 
     def example(pass_index, position, index):
         image = _to_grayscale_float(tf.gather(images, index))
+        example_seed = tf.random.experimental.stateless_fold_in(tf.stack([seed_head, pass_index]), position)
         if augment:
-            example_seed = tf.random.experimental.stateless_fold_in(
-                tf.stack([seed_head, pass_index]), position
-            )
             image = augment_image(image, example_seed)
+        if noise_sigma or noise_max_sigma:
+            image = add_gaussian_noise(image, example_seed, sigma=noise_sigma, max_sigma=noise_max_sigma)
         return image, tf.gather(labels, index)
 
     batch_shape = (None,) + info.image_shape

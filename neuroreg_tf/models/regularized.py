@@ -52,11 +52,12 @@ import keras
 import tensorflow as tf
 
 from neuroreg_tf import similarity
-from neuroreg_tf.models import replicas
+from neuroreg_tf.models import adversarial_training, replicas
+from neuroreg_tf.models.adversarial_training import AdversarialTraining
 from neuroreg_tf.models.replicas import all_gather_rows, at_least_float32  # noqa: F401  (public here before)
-from neuroreg_tf.models.resnet import feature_model, resolve_tap_layers
+from neuroreg_tf.models.resnet import resolve_tap_layers
+from neuroreg_tf.models.similarity_head import CENTERINGS, SimilarityHead
 
-CENTERINGS = ("batch", "ema")
 STIMULUS_BN_MODES = ("batch_stats", "train", "inference")
 DATA_KEYS = ("images", "labels", "stimuli", "target_similarity")
 
@@ -89,6 +90,9 @@ class NeuralRegularizedModel(keras.Model):
         arctanh_eps: clamp margin for arctanh.
         stimulus_bn: "batch_stats", "train" or "inference"; see the module docstring.
         stimulus_shape: (height, width) of the stimuli; required for "ema".
+        adversarial_training: ``AdversarialTraining`` fields (``method`` "fgsm_rs" or "pgd",
+            ``epsilon``, ``steps``, ``seed``): train on L-inf adversarial images of each
+            classification batch (the baseline); None: on the images as given.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class NeuralRegularizedModel(keras.Model):
         arctanh_eps: float = similarity.ARCTANH_EPS,
         stimulus_bn: str = "batch_stats",
         stimulus_shape=None,
+        adversarial_training: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -109,7 +114,6 @@ class NeuralRegularizedModel(keras.Model):
             raise ValueError(f"`alpha` must be non-negative. Received: alpha={alpha}")
         self.classifier = classifier
         self.tap_layers = resolve_tap_layers(classifier, tap_layers)
-        self.tap_model = feature_model(classifier, self.tap_layers)
         self.alpha = float(alpha)
         self.centering = _choice("centering", centering, CENTERINGS)
         self.ema_momentum = float(ema_momentum)
@@ -117,37 +121,23 @@ class NeuralRegularizedModel(keras.Model):
         self.arctanh_eps = float(arctanh_eps)
         self.stimulus_bn = _choice("stimulus_bn", stimulus_bn, STIMULUS_BN_MODES)
         self.stimulus_shape = None if stimulus_shape is None else tuple(int(s) for s in stimulus_shape)
+        self.adversarial_training = AdversarialTraining(**(adversarial_training or {}))
 
-        self.gamma_logits = self.add_weight(
-            name="gamma_logits", shape=(len(self.tap_layers),), initializer="zeros", trainable=True
-        )
-        self.feature_means = []
-        if self.centering == "ema":
-            if self.stimulus_shape is None:
-                raise ValueError(
-                    "centering='ema' keeps a running mean of each layer's features, "
-                    "so it needs the stimulus size. Received: stimulus_shape=None; pass "
-                    "e.g. stimulus_shape=(36, 64)."
-                )
-            probe = keras.ops.zeros((1, *self.stimulus_shape, classifier.input_shape[-1]))
-            for name, output in zip(self.tap_layers, self._tap(probe, training=False)):
-                dims = int(tf.reduce_prod(tf.shape(output)[1:]))
-                self.feature_means.append(
-                    self.add_weight(
-                        name=f"{name}_mean",
-                        shape=(dims,),
-                        initializer="zeros",
-                        trainable=False,
-                        aggregation="only_first_replica",
-                    )
-                )
-            self.ema_initialized = self.add_weight(
-                name="ema_initialized",
-                shape=(),
-                initializer="zeros",
-                trainable=False,
-                aggregation="only_first_replica",
+        if self.centering == "ema" and self.stimulus_shape is None:
+            raise ValueError(
+                "centering='ema' keeps a running mean of each layer's features, "
+                "so it needs the stimulus size. Received: stimulus_shape=None; pass "
+                "e.g. stimulus_shape=(36, 64)."
             )
+        head = SimilarityHead(classifier, self.tap_layers, self.add_weight, centering=self.centering,
+                              ema_momentum=self.ema_momentum, stimulus_shape=self.stimulus_shape)
+        # The head's variables are the model's own (saved layout unchanged); the head is not tracked.
+        object.__setattr__(self, "similarity_head", head)
+        self.tap_model = head.tap_model
+        self.gamma_logits = head.gamma_logits
+        self.feature_means = head.feature_means
+        if head.ema_initialized is not None:
+            self.ema_initialized = head.ema_initialized
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
@@ -171,54 +161,22 @@ class NeuralRegularizedModel(keras.Model):
 
     def gamma(self) -> tf.Tensor:
         """The current layer weights softmax(gamma_logits) (Eq 10)."""
-        return tf.nn.softmax(self.gamma_logits)
-
-    def _tap(self, stimuli, training):
-        outputs = self.tap_model(stimuli, training=training)
-        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        return self.similarity_head.gamma()
 
     def model_similarity(self, stimuli, training: bool = False, update_means: bool = False):
-        """S_CNN (Eq 9-10) and the per-layer similarities for a stimulus batch.
+        """S_CNN (Eq 9-10) and the per-layer similarities for a stimulus batch (``SimilarityHead``).
 
         Inside a multi-replica step, ``stimuli`` is this replica's share and the
         returned matrices cover the global stimulus batch (all replicas'
         stimuli, in replica order).
         """
-        layer_outputs = self._gather_over_replicas(self._tap(stimuli, training=training))
-        return self._similarity_from_features(layer_outputs, update_means)
-
-    @staticmethod
-    def _gather_over_replicas(tensors):
-        return replicas.gather_rows(tensors)
-
-    def _similarity_from_features(self, layer_outputs, update_means):
-        per_layer = []
-        for index, output in enumerate(layer_outputs):
-            output = at_least_float32(output)
-            mean = None
-            if self.centering == "ema":
-                mean = self._running_mean(index, output, update_means)
-            per_layer.append(similarity.layer_similarity(output, mean))
-        return similarity.combine_similarities(per_layer, self.gamma_logits), per_layer
+        return self.similarity_head.similarity(stimuli, training=training, update_means=update_means)
 
     def _global_target(self, target):
         if target is None:
             return None
-        (gathered,) = self._gather_over_replicas([tf.stop_gradient(target)])
+        (gathered,) = replicas.gather_rows([tf.stop_gradient(target)])
         return gathered
-
-    def _running_mean(self, index, output, update):
-        batch_mean = tf.stop_gradient(tf.reduce_mean(similarity.flatten_features(output), axis=0))
-        variable = self.feature_means[index]
-        if not update:
-            return tf.convert_to_tensor(variable)
-        started = tf.cast(self.ema_initialized, batch_mean.dtype)
-        momentum = started * self.ema_momentum
-        updated = momentum * variable + (1.0 - momentum) * batch_mean
-        variable.assign(updated)
-        if index == len(self.feature_means) - 1:
-            self.ema_initialized.assign(1.0)
-        return updated
 
     def similarity_loss(self, s_pred, s_target) -> tf.Tensor:
         """The model's similarity loss between S_CNN and the target: Eq 8 ("arctanh"), log(1 - CKA)
@@ -306,6 +264,9 @@ class NeuralRegularizedModel(keras.Model):
             )
         n_replicas = replicas.num_replicas()
         target = self._global_target(target)
+        if self.adversarial_training.enabled:
+            images = adversarial_training.perturb(self.classifier, images, labels, self.adversarial_training,
+                                                  self.optimizer.iterations, self._batch_norm_moving_averages())
         with tf.GradientTape() as tape:
             logits = self.classifier(images, training=True)
             task_share = self._replica_task_loss(labels, logits)
@@ -389,6 +350,8 @@ class NeuralRegularizedModel(keras.Model):
                 "stimulus_shape": None if self.stimulus_shape is None else list(self.stimulus_shape),
             }
         )
+        if self.adversarial_training.enabled:  # absent otherwise: the saved config of a plain run is unchanged
+            config["adversarial_training"] = self.adversarial_training.as_dict()
         return config
 
     @classmethod

@@ -38,6 +38,8 @@ class Condition:
         similarity_loss: a registered similarity loss (``similarity.similarity_loss_names``).
         path: a target directory, instead of a build.
         note: a sentence the report prints beside the condition.
+        train: training settings of the condition, (dotted key of the training config, value)
+            pairs, e.g. ``(("robust_training.noise_max_sigma", 0.5),)`` for noise augmentation.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Condition:
     similarity_loss: str = "arctanh"
     path: str = ""
     note: str = ""
+    train: tuple = ()
 
     @property
     def target_kind(self) -> target_registry.TargetKind | None:
@@ -93,6 +96,25 @@ for _condition in (
     register_condition(_condition)
 
 STANDARD_NAMES = tuple(_CONDITIONS)
+
+# The baselines a user would pick instead (issue 20): noise augmentation over the noise
+# evaluation's range, adversarial training, and Neural (model) with noise augmentation.
+NOISE_AUGMENTATION = (("robust_training.noise_max_sigma", 0.5),)
+ADVERSARIAL_TRAINING = (("robust_training.adversarial", "fgsm_rs"), ("robust_training.epsilon", 0.03))
+for _condition in (
+    Condition("noise_augmentation", "Noise augmentation", MAIN_BUILD, "neural_model", 0.0, train=NOISE_AUGMENTATION,
+              note="alpha = 0, Gaussian noise augmentation: each training image plus noise of a standard "
+                   "deviation drawn from [0, 0.5] (the noise evaluation's range)"),
+    Condition("adversarial_training", "Adversarial training", MAIN_BUILD, "neural_model", 0.0,
+              train=ADVERSARIAL_TRAINING,
+              note="alpha = 0, adversarial training: FGSM with a random start (Wong et al. 2020), L-inf "
+                   "epsilon 0.03"),
+    Condition("neural_model_noise", "Neural (model) + noise", MAIN_BUILD, "neural_model", STUDY_ALPHA,
+              train=NOISE_AUGMENTATION,
+              note="Neural (model) combined with the noise augmentation baseline"),
+):
+    register_condition(_condition)
+BASELINE_NAMES = ("noise_augmentation", "adversarial_training", "neural_model_noise")
 
 
 def standard_conditions(alpha: float, alpha_cka: float) -> list[Condition]:

@@ -20,7 +20,7 @@ import os
 import ml_collections
 
 from neuroreg_tf import workdir as workdir_files
-from neuroreg_tf.config import ConfigChecker, comma_list, rename_keys
+from neuroreg_tf.config import ADDED_TRAIN_SECTIONS, ConfigChecker, comma_list, rename_keys
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.neural import build_config, target_registry
 from neuroreg_tf.study import conditions as conditions_lib
@@ -111,6 +111,12 @@ class StudyPlan:
         config.similarity.loss = run.condition.similarity_loss
         config.target.path = self.target_path(run.condition)
         config.verbose = 0
+        for key, value in run.condition.train:
+            *parents, leaf = key.split(".")
+            section = config
+            for parent in parents:
+                section = section[parent]
+            section[leaf] = value
         return config
 
 
@@ -252,5 +258,10 @@ def study_identity(config) -> dict:
 
 
 def upgrade_identity(recorded: dict) -> dict:
-    """A study identity an older version recorded, in today's names (``workdir.claim``'s ``upgrade``)."""
-    return {**recorded, "config": _identity_config(rename_keys(recorded.get("config", {}), RENAMED))}
+    """A study identity an older version recorded, in today's names (``workdir.claim``'s ``upgrade``):
+    renamed keys, and the training sections added since with their defaults."""
+    config = rename_keys(recorded.get("config", {}), RENAMED)
+    if isinstance(config.get("train"), dict):
+        for name, section in ADDED_TRAIN_SECTIONS.items():
+            config["train"].setdefault(name, section().to_dict())
+    return {**recorded, "config": _identity_config(config)}

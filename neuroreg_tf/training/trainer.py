@@ -52,10 +52,11 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf import data, determinism, similarity, targets, workdir as workdir_files
-from neuroreg_tf.config import ConfigChecker, comma_list
+from neuroreg_tf.config import ADDED_TRAIN_SECTIONS, ConfigChecker, comma_list
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet
+from neuroreg_tf.models.adversarial_training import METHODS as ADVERSARIAL_METHODS
 from neuroreg_tf.models.regularized import CENTERINGS, STIMULUS_BN_MODES
 from neuroreg_tf.models.resnet import STAGE_BLOCKS, layer_names
 from neuroreg_tf.progress import Reporter, print_line, reporter
@@ -118,6 +119,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check.integer("optim.reference_batch_size", minimum=1)
     check.number("optim.momentum", minimum=0, maximum=1, exclusive_maximum=True)
     check.choice("optim.schedule", SCHEDULES)
+    check.number("robust_training.noise_sigma", minimum=0, maximum=1)
+    check.number("robust_training.noise_max_sigma", minimum=0, maximum=1)
+    if config.robust_training.noise_sigma and config.robust_training.noise_max_sigma:
+        check.fail("robust_training.noise_max_sigma", "0 when robust_training.noise_sigma is set (one noise or the other)")
+    check.choice("robust_training.adversarial", ADVERSARIAL_METHODS)
+    check.number("robust_training.epsilon", minimum=0, maximum=1, exclusive_minimum=True)
+    check.integer("robust_training.pgd_steps", minimum=1)
     check.integer("optim.step_epochs", minimum=1)
     check.number("optim.decay", minimum=0, maximum=1, exclusive_minimum=True)
     check.integer("optim.cycle_epochs", minimum=1)
@@ -162,6 +170,8 @@ def claim(config: ml_collections.ConfigDict, workdir: str, target: dict, *, lega
 
     def upgrade(recorded: dict) -> dict:
         config_ = {k: v for k, v in recorded.get("config", {}).items() if k != "evaluation"}
+        for name, section in ADDED_TRAIN_SECTIONS.items():
+            config_.setdefault(name, section().to_dict())
         target_ = target if recorded.get("target") in list(legacy_targets) else recorded.get("target")
         return {**recorded, "config": config_, "target": target_}
 
@@ -246,7 +256,17 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, stimulus_sh
             arctanh_eps=config.similarity.arctanh_eps,
             stimulus_bn=config.similarity.stimulus_bn,
             stimulus_shape=stimulus_shape,
+            adversarial_training=adversarial_training_spec(config),
         )
+
+
+def adversarial_training_spec(config) -> dict | None:
+    """The model's ``adversarial_training`` argument from ``config.robust_training`` (None: off)."""
+    section = config.robust_training
+    if section.adversarial == "none":
+        return None
+    return {"method": section.adversarial, "epsilon": float(section.epsilon), "steps": int(section.pgd_steps),
+            "seed": int(config.seed)}
 
 
 def _save_keras_atomic(model: keras.Model, path: str) -> None:
@@ -407,6 +427,8 @@ def prepare_run(config, workdir, strategy, chief, target_id, progress):
             seed=seed,
             limit=config.data.train_limit,
             drop_remainder=True,
+            noise_sigma=float(config.robust_training.noise_sigma),
+            noise_max_sigma=float(config.robust_training.noise_max_sigma),
         )
         return joint_dataset(train_images, target, train_indices, stimulus_batch, seed)
 
