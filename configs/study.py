@@ -4,6 +4,7 @@ r"""A study: conditions x training seeds, every run evaluated alike, one report 
     python study.py --workdir=runs/study_local --config=configs/study.py:runlocal   # ~2 min
     python study.py --workdir=runs/alpha --config=configs/study.py:alpha     # alpha sweep
     python study.py --workdir=runs/ablations --config=configs/study.py:ablations
+    python study.py --workdir=runs/audit --config=configs/study.py:audit     # baselines, strong attacks
     python study.py --workdir=/shared/paper --config=configs/study.py:paper  # GPU study
 
 Default: the SIMULATED V1 target build of configs/build_target.py (5000 + 100 x 10 trials per
@@ -26,6 +27,10 @@ Variants (``--config=configs/study.py:<arg>``):
   ablations  SIMULATED populations changed one property at a time (simple vs complex cells,
              low vs high spatial frequency, 30/150/600 neurons, low vs high SNR, one vs three
              scans), each as a denoised (model) and a raw (data) target; many hours on a CPU.
+  audit      the robustness audit (issue 20): None, Neural (model), Shuffle, Pixel and the
+             baselines a user would pick instead (noise augmentation, adversarial training,
+             Neural (model) + noise augmentation), 5 seeds, scored with the strong attack
+             ensemble (PGD, APGD-CE/DLR/T, C&W) on 100 samples; hours on a CPU.
   paper      grayscale CIFAR-10 ResNet18, 40 epochs, 5 seeds, the paper's conditions (None,
              Neural (model), Neural (data), Shuffle, VGG with --config.build.kinds.vgg.weights=...), 1000
              adversarial samples with the paper's attack grid: a GPU study.
@@ -37,14 +42,14 @@ from neuroreg_tf import cli
 from neuroreg_tf.config import check_variant, noise_section
 from neuroreg_tf.study import conditions, plan
 
-VARIANTS = ("runlocal", "alpha", "ablations", "paper")
+VARIANTS = ("runlocal", "alpha", "ablations", "audit", "paper")
 # Keys older versions used: a command line with one is refused naming the new key, and a study
 # workdir recorded with them is read in the new names (neuroreg_tf.study.plan.upgrade_identity).
 RENAMED = plan.RENAMED
 
 
 def get_config(arg=None):
-    """Returns the study config; ``arg`` is None, "runlocal", "alpha", "ablations" or "paper"."""
+    """Returns the study config; ``arg`` is None or one of ``VARIANTS``."""
     check_variant(arg, VARIANTS, "configs/study.py")
     config = ml_collections.ConfigDict()
     # Comma-separated condition names (neuroreg_tf.study.conditions): the standard ones,
@@ -113,6 +118,10 @@ def get_config(arg=None):
     elif arg == "ablations":
         config.conditions = ",".join(conditions.ablation_conditions())
         config.seeds = (0, 1, 2)
+    elif arg == "audit":
+        config.conditions = ",".join(["none", "neural_model", "shuffle", "pixel", *conditions.BASELINE_NAMES])
+        config.evaluation.adversarial.num_examples = 100
+        config.evaluation.adversarial.preset = "strong"
     elif arg == "paper":
         config.conditions = "none,neural_model,neural_data,shuffle,vgg"
         config.build = cli.load_config("build_target.py", "paper")
