@@ -46,6 +46,8 @@ def get_config(arg=None):
     config.adversarial.enabled = False
     config.adversarial.num_examples = 100  # the paper scores the median over 1000 test samples
     config.adversarial.norms = ("linf", "l2")
+    # Also the gradient-masking checks per model and norm (neuroreg_tf.robustness.diagnostics).
+    config.adversarial.diagnostics = False
     attack_preset = None
     if arg == "paper":
         config.num_examples = 0

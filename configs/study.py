@@ -87,6 +87,7 @@ def get_config(arg=None):
     config.evaluation.adversarial.num_examples = 200  # the first N of them (0: no adversarial evaluation)
     config.evaluation.adversarial.norms = ("linf", "l2")
     config.evaluation.adversarial.preset = "study"  # neuroreg_tf.robustness.settings.preset
+    config.evaluation.adversarial.diagnostics = False  # gradient-masking checks per run and norm
     config.evaluation.batch_size = 256
 
     config.shard = "1/1"  # K/N: this invocation runs every N-th run, from the K-th
@@ -122,6 +123,7 @@ def get_config(arg=None):
         config.conditions = ",".join(["none", "neural_model", "shuffle", "pixel", *conditions.BASELINE_NAMES])
         config.evaluation.adversarial.num_examples = 100
         config.evaluation.adversarial.preset = "strong"
+        config.evaluation.adversarial.diagnostics = True
     elif arg == "paper":
         config.conditions = "none,neural_model,neural_data,shuffle,vgg"
         config.build = cli.load_config("build_target.py", "paper")

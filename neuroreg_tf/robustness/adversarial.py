@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from neuroreg_tf.progress import Reporter, print_line, reporter
+from neuroreg_tf.robustness import diagnostics as diagnostics_lib
 from neuroreg_tf.robustness import scoring, search
 from neuroreg_tf.robustness.settings import AttackSettings, check_norm
 
 # The keys of an evaluation config's ``adversarial`` section that are not `AttackSettings`.
-EVALUATION_KEYS = ("enabled", "num_examples", "norms")
+EVALUATION_KEYS = ("enabled", "num_examples", "norms", "diagnostics")
 
 
 def arguments_from_config(section) -> dict:
@@ -24,11 +25,14 @@ def arguments_from_config(section) -> dict:
     ``AttackSettings`` field (see ``configs/evaluate.py``); unknown keys raise ``ConfigError``.
     """
     section = dict(section)
-    return {
+    arguments = {
         "norms": tuple(section.get("norms", ("linf", "l2"))),
         "num_examples": section.get("num_examples") or None,
         "settings": AttackSettings.from_mapping(section, ignore=EVALUATION_KEYS),
     }
+    if section.get("diagnostics"):  # absent when off: an evaluation's identity is as before
+        arguments["diagnostics"] = True
+    return arguments
 
 
 def adversarial_evaluation(
@@ -39,6 +43,7 @@ def adversarial_evaluation(
     norms=("linf", "l2"),
     num_examples: int | None = 100,
     settings: AttackSettings | None = None,
+    diagnostics: bool = False,
     progress: Reporter = print_line,
 ):
     """Median minimal adversarial perturbation per norm, with quartiles, success curve and counts.
@@ -50,6 +55,8 @@ def adversarial_evaluation(
         norms: Norms to evaluate, from "linf" and "l2".
         num_examples: Evaluate the first ``num_examples`` examples (None: all).
         settings: The attacks and the search (``AttackSettings``).
+        diagnostics: Also run the gradient-masking checks (``diagnostics.diagnose``) per norm, into
+            ``summary[norm]["diagnostics"]``.
         progress: Reporter of one-line progress messages (None: silent).
 
     Returns:
@@ -81,6 +88,8 @@ def adversarial_evaluation(
             "fraction": scoring.success_curve(result.distances, epsilons).tolist(),
         }
         norm_summary["seconds"] = float(sum(result.seconds.values()))
+        if diagnostics:
+            norm_summary["diagnostics"] = diagnostics_lib.diagnose(model, x, y, norm, progress=progress)
         summary[norm] = norm_summary
         per_sample["clean_correct"] = result.clean_correct
         per_sample[norm] = {"distance": result.distances, "attack": result.best_attack}

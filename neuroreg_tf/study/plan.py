@@ -185,6 +185,8 @@ def check_config(config) -> None:
     norms = check.value("evaluation.adversarial.norms")
     if not norms or any(norm not in NORMS for norm in norms):
         check.fail("evaluation.adversarial.norms", f"a non-empty list of {NORMS}")
+    if not isinstance(config.evaluation.adversarial.get("diagnostics", False), bool):
+        check.fail("evaluation.adversarial.diagnostics", "True or False")
     check.numbers("evaluation.noise.sigmas", minimum=0)
     check.integers("evaluation.noise.seeds", minimum=0)
     check.integer("evaluation.batch_size", minimum=1)
@@ -241,6 +243,11 @@ def make_plan(config, workdir: str) -> StudyPlan:
     return StudyPlan(workdir, kept, skipped, builds, runs, parse_shard(config.shard))
 
 
+# Keys added to the study's evaluation.adversarial section after studies were recorded without
+# them: such a study is the same study with these values.
+ADDED_ADVERSARIAL_KEYS = {"diagnostics": False}
+
+
 def _identity_config(config: dict) -> dict:
     relevant = {k: v for k, v in config.items() if k not in IDENTITY_EXCLUDED}
     if isinstance(relevant.get("build"), dict):  # the build's kinds grow with the conditions
@@ -261,6 +268,10 @@ def upgrade_identity(recorded: dict) -> dict:
     """A study identity an older version recorded, in today's names (``workdir.claim``'s ``upgrade``):
     renamed keys, and the training sections added since with their defaults."""
     config = rename_keys(recorded.get("config", {}), RENAMED)
+    adversarial = config.get("evaluation", {}).get("adversarial")
+    if isinstance(adversarial, dict):
+        for key, default in ADDED_ADVERSARIAL_KEYS.items():
+            adversarial.setdefault(key, default)
     if isinstance(config.get("train"), dict):
         for name, section in ADDED_TRAIN_SECTIONS.items():
             config["train"].setdefault(name, section().to_dict())

@@ -168,6 +168,14 @@ def run_metrics(run: Run) -> dict:
     metrics["noise"] = _noise_accuracies(model)
     metrics["gamma"] = summary.get("gamma", {})
     metrics["train_seconds"] = summary.get("train_seconds_this_process")
+    diagnosed = {norm: values["diagnostics"] for norm, values in (model.get("adversarial") or {}).items()
+                 if isinstance(values, dict) and values.get("diagnostics")}
+    if diagnosed:
+        metrics["diagnostics"] = {
+            norm: {"checks": {c["name"]: c["status"] for c in d["checks"]},
+                   "effort_curve": {str(p["iterations"]): p["median"] for p in d["effort_curve"]}}
+            for norm, d in diagnosed.items()
+        }
     return metrics
 
 
@@ -382,6 +390,7 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
                 )
                 values.append("-" if summary.mean is None else f"{summary.mean:.2f}")
             lines.append(f"| {c.label} | " + " | ".join(values) + " |")
+    lines += _diagnostics_lines(report["runs"], conditions)
     problems = [r for r in report["runs"] if r["status"] != "finished"]
     if problems:
         lines += ["", "## Runs not in the numbers", ""]
@@ -390,6 +399,34 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.relpath(f, plan.workdir)})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def _diagnostics_lines(runs, conditions) -> list[str]:
+    """The gradient-masking checks (``robustness.diagnostics``): per condition and norm, how many
+    seeds flag each check, and the mean effort curve (median distance against APGD iterations)."""
+    diagnosed = [r for r in runs if r["status"] == "finished" and r.get("diagnostics")]
+    if not diagnosed:
+        return []
+    norms = sorted({norm for r in diagnosed for norm in r["diagnostics"]})
+    checks = sorted({check for r in diagnosed for d in r["diagnostics"].values() for check in d["checks"]})
+    efforts = sorted({int(e) for r in diagnosed for d in r["diagnostics"].values() for e in d["effort_curve"]})
+    lines = ["", "## Gradient-masking checks (seeds flagged / seeds checked; effort: mean median distance "
+             "at each number of APGD-CE iterations)", "",
+             "| condition | norm | " + " | ".join(checks) + " | effort " + " / ".join(map(str, efforts)) + " |",
+             "|---|---|" + "---|" * (len(checks) + 1)]
+    for c in conditions:
+        for norm in norms:
+            rows = [r["diagnostics"][norm] for r in diagnosed if r["condition"] == c.name and norm in r["diagnostics"]]
+            if not rows:
+                continue
+            cells = []
+            for check in checks:
+                statuses = [d["checks"][check] for d in rows if check in d["checks"]]
+                cells.append(f"{statuses.count('flag')}/{len(statuses)}" if statuses else "-")
+            curve = [statistics.summarize(d["effort_curve"].get(str(e)) for d in rows).mean for e in efforts]
+            cells.append(" / ".join("-" if v is None else f"{v:.4g}" for v in curve))
+            lines.append(f"| {c.label} | {norm} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _pyplot():

@@ -68,7 +68,8 @@ def evaluation_arguments(config) -> dict:
     if not section.num_examples:
         return None
     settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
-    return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples), **settings})
+    return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples),
+                                  "diagnostics": bool(section.get("diagnostics", False)), **settings})
 
 
 def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Reporter = None) -> dict:

@@ -1,0 +1,136 @@
+"""Gradient-masking checks of one model (Carlini et al. 2019; Athalye et al. 2018), pass or flag.
+
+A regularized, smoother network is where short gradient attacks can overstate robustness. Each
+check compares attacks whose relation is known when gradients are informative, and states its
+numbers:
+
+* ``effort``: the median minimal distance under APGD-CE with growing effort (iterations) must
+  level off: the last step may lower it by at most ``EFFORT_TOLERANCE``;
+* ``iterative``: at a budget near the model's median distance, iterative PGD breaks at least as
+  many samples as single-step FGSM;
+* ``unbounded``: at a budget that allows any image (L-inf 1, L2 the box's diameter) PGD breaks
+  every correctly classified sample;
+* ``gradient_free`` (L-inf): at the same budget, the gradient-free SPSA does not break clearly
+  more samples (``GRADIENT_FREE_MARGIN``) than PGD.
+
+Transfer from the None model is a study-level check (it needs two models). Every success counts
+only after ``scoring.verify_adversarial`` (label flipped, pixels in [0, 1], within the budget).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuroreg_tf.progress import Reporter, print_line, reporter
+from neuroreg_tf.robustness import attacks as attacks_lib
+from neuroreg_tf.robustness import scoring, search
+from neuroreg_tf.robustness.loading import as_logits_fn
+from neuroreg_tf.robustness.settings import check_norm
+
+EFFORTS = (10, 30, 100)  # APGD-CE iterations of the effort curve
+EFFORT_TOLERANCE = 0.05  # the last effort step may lower the median by at most 5 %
+GRADIENT_FREE_MARGIN = 0.10  # SPSA may break at most 10 % more samples than PGD
+GRADIENT_FREE_SAMPLES = 20  # SPSA is slow: the first N correctly classified samples
+CHECKS = ("effort", "iterative", "unbounded", "gradient_free")
+# float32 images in [0, 1] move by up to ~6e-8 when stored: a distance within the budget plus this counts.
+PIXEL_ROUNDING = 1e-6
+
+
+def unbounded_epsilon(norm: str, image_shape) -> float:
+    """A budget that reaches every image of [0, 1]^d: 1 (L-inf) or sqrt(d) (L2)."""
+    check_norm(norm)
+    return 1.0 if norm == "linf" else float(np.sqrt(np.prod(image_shape)))
+
+
+def success_at(model, x, y, attack, epsilon: float, batch_size: int = 500) -> np.ndarray:
+    """Per sample, whether ``attack`` at budget ``epsilon`` finds a verified adversarial.
+
+    Returns:
+        (n,) bool; False for samples the model misclassifies already (they are not attacked).
+    """
+    logits_fn = as_logits_fn(model)
+    run = attack.build(logits_fn)
+    found = np.zeros(len(x), bool)
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        candidates = np.asarray(run(xb, yb, np.full(len(xb), epsilon, np.float32)))
+        ok, distances = scoring.verify_adversarial(model, xb, candidates, yb, attack.norm)
+        found[start:start + len(xb)] = ok & (distances <= epsilon + PIXEL_ROUNDING)
+    return found
+
+
+def _correct(model, x, y) -> np.ndarray:
+    logits = np.asarray(as_logits_fn(model)(np.asarray(x, np.float32)))
+    return logits.argmax(axis=1) == np.asarray(y)
+
+
+def _check(name: str, passed: bool, rule: str, **numbers) -> dict:
+    return {"name": name, "status": "pass" if passed else "flag", "rule": rule, **numbers}
+
+
+def diagnose(model, x, y, norm: str, *, efforts=EFFORTS, progress: Reporter = print_line) -> dict:
+    """The gradient-masking checks of ``model`` on ``(x, y)`` for ``norm``.
+
+    Args:
+        model: a Keras model or a callable mapping images in [0, 1] to logits.
+        x: (n, h, w, c) images in [0, 1].
+        y: (n,) labels.
+        norm: "linf" or "l2" (``gradient_free`` only for "linf").
+        efforts: APGD-CE iterations of the effort curve, increasing.
+        progress: one line per check (None: silent).
+
+    Returns:
+        {"effort_curve": [{"iterations", "median"}], "epsilon": the budget of the fixed-budget
+        checks, "checks": [{"name", "status" ("pass"/"flag"), "rule", numbers...}], "flags":
+        the names of flagged checks}.
+    """
+    check_norm(norm)
+    report = reporter(progress)
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    correct = _correct(model, x, y)
+    n_correct = int(correct.sum())
+    curve = []
+    for iterations in efforts:
+        result = search.minimal_perturbation(model, x, y, norm, attacks=[attacks_lib.apgd(norm, "ce", iterations)],
+                                             progress=None)
+        curve.append({"iterations": int(iterations), "median": float(result.summary()["median"])})
+    previous, last = curve[-2]["median"], curve[-1]["median"]
+    if not np.isfinite(last):
+        drop = float("inf")  # no median distance at the highest effort: nothing levelled off
+    else:
+        drop = 0.0 if previous in (0.0, float("inf")) and previous == last else (previous - last) / previous
+    checks = [_check(
+        "effort", drop <= EFFORT_TOLERANCE,
+        f"median distance levels off: the last effort step lowers it by at most {EFFORT_TOLERANCE:.0%}",
+        medians=[c["median"] for c in curve], last_drop=float(drop),
+    )]
+    finite = result.distances[correct & np.isfinite(result.distances)]
+    large = unbounded_epsilon(norm, x.shape[1:])
+    # The budget of the fixed-budget checks: the median distance APGD found (the unbounded one
+    # when it found none, itself a sign of masked gradients).
+    epsilon = float(np.median(finite)) if finite.size else large
+    fgsm = success_at(model, x, y, attacks_lib.pgd(norm, step_fraction=1.0, iterations=1), epsilon)
+    pgd = success_at(model, x, y, attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin"), epsilon)
+    single, iterative = float(fgsm[correct].mean()) if n_correct else 0.0, float(pgd[correct].mean()) if n_correct else 0.0
+    checks.append(_check("iterative", iterative >= single,
+                         "iterative PGD breaks at least as many samples as single-step FGSM at the same budget",
+                         epsilon=epsilon, fgsm_success=single, pgd_success=iterative))
+    unbounded = success_at(model, x, y, attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin"), large)
+    unbounded_rate = float(unbounded[correct].mean()) if n_correct else 1.0
+    checks.append(_check("unbounded", unbounded_rate == 1.0,
+                         "PGD with a budget reaching any image breaks every correctly classified sample",
+                         epsilon=large, success=unbounded_rate))
+    if norm == "linf":
+        subset = np.flatnonzero(correct)[:GRADIENT_FREE_SAMPLES]
+        spsa = success_at(model, x[subset], y[subset], attacks_lib.spsa_linf(iterations=20), epsilon)
+        free, gradient = float(spsa.mean()) if subset.size else 0.0, float(pgd[subset].mean()) if subset.size else 0.0
+        checks.append(_check("gradient_free", free <= gradient + GRADIENT_FREE_MARGIN,
+                             f"gradient-free SPSA breaks at most {GRADIENT_FREE_MARGIN:.0%} more samples than PGD "
+                             "at the same budget", epsilon=epsilon, samples=int(subset.size),
+                             spsa_success=free, pgd_success=gradient))
+    for check in checks:
+        numbers = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in check.items() if k not in ("name", "status", "rule"))
+        report(f"{norm} gradient-masking check {check['name']}: {check['status']} ({numbers})")
+    return {"effort_curve": curve, "epsilon": epsilon, "checks": checks,
+            "flags": [c["name"] for c in checks if c["status"] == "flag"]}
