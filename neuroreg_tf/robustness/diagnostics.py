@@ -134,3 +134,40 @@ def diagnose(model, x, y, norm: str, *, efforts=EFFORTS, progress: Reporter = pr
         report(f"{norm} gradient-masking check {check['name']}: {check['status']} ({numbers})")
     return {"effort_curve": curve, "epsilon": epsilon, "checks": checks,
             "flags": [c["name"] for c in checks if c["status"] == "flag"]}
+
+
+TRANSFER_MARGIN = 0.05  # transferred adversarials may break at most 5 % more samples than white-box
+
+
+def transfer_check(source, target, x, y, norm: str, epsilon: float, target_distances) -> dict:
+    """Adversarials crafted on ``source`` (20-step PGD at ``epsilon``), scored on ``target``.
+
+    A black-box transfer attack never beats a working white-box attack on the same model; where it
+    breaks clearly more samples than the target's own minimal distances allow (``target_distances``
+    <= ``epsilon``), the target's gradients mislead its white-box attacks.
+
+    Args:
+        source: the model the adversarials are crafted on (the study's None model).
+        target: the model scored.
+        x, y: the samples, those of ``target_distances``.
+        norm: "linf" or "l2".
+        epsilon: the budget.
+        target_distances: (n,) the target's verified minimal distances (0: misclassified clean).
+
+    Returns:
+        A check dict ({"name": "transfer", "status", "rule", numbers}).
+    """
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    correct = _correct(target, x, y)
+    pgd = attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin")
+    candidates = np.asarray(pgd.build(as_logits_fn(source))(x, y, np.full(len(x), epsilon, np.float32)))
+    ok, distances = scoring.verify_adversarial(target, x, candidates, y, norm)
+    transferred = ok & (distances <= epsilon + PIXEL_ROUNDING)
+    white_box = np.asarray(target_distances, np.float64) <= epsilon
+    n = int(correct.sum())
+    transfer_rate = float(transferred[correct].mean()) if n else 0.0
+    white_box_rate = float(white_box[correct].mean()) if n else 0.0
+    return _check("transfer", transfer_rate <= white_box_rate + TRANSFER_MARGIN,
+                  f"adversarials crafted on the None model break at most {TRANSFER_MARGIN:.0%} more samples than "
+                  "the model's own white-box distances at the same budget",
+                  epsilon=float(epsilon), samples=n, transfer_success=transfer_rate, white_box_success=white_box_rate)

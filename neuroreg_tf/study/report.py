@@ -21,7 +21,7 @@ import numpy as np
 from neuroreg_tf import __version__, workdir as workdir_files
 from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
-from neuroreg_tf.study import statistics
+from neuroreg_tf.study import statistics, transfer
 from neuroreg_tf.study.plan import Run, StudyPlan
 
 JSON = "study.json"
@@ -189,6 +189,11 @@ def collect(plan: StudyPlan) -> list[dict]:
         record["status"] = status
         if status == "finished":
             record.update(run_metrics(run))
+            transferred = transfer.read_transfer(plan, run)
+            if transferred:
+                for norm, check in transferred.items():
+                    record.setdefault("diagnostics", {}).setdefault(norm, {"checks": {}, "effort_curve": {}})
+                    record["diagnostics"][norm]["checks"]["transfer"] = check["status"]
         elif reason:
             record["error"] = reason
         records.append(record)

@@ -33,6 +33,7 @@ from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.robustness.adversarial import arguments_from_config
 from neuroreg_tf.robustness.settings import preset
 from neuroreg_tf.study import report as report_lib
+from neuroreg_tf.study import transfer
 from neuroreg_tf.study.plan import Run, StudyPlan, make_plan, study_identity, upgrade_identity
 from neuroreg_tf.training import trainer
 
@@ -201,6 +202,12 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
                 futures = {pool.submit(_run_in_worker, config, workdir, run, threads): run for run in pending}
                 for future in as_completed(futures):
                     counter.advance(_describe(futures[future], future.result()))
+    adversarial = config.evaluation.adversarial
+    if adversarial.get("diagnostics", False) and adversarial.num_examples and not config.report_only:
+        finished = {run.key for run in plan.runs if is_finished(run)}
+        if finished:
+            x, y = load_examples(config)
+            transfer.run_transfer_checks(plan, finished, x, y, tuple(adversarial.norms), progress)
     report = report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress)
     mine = {run.directory for run in plan.shard_runs()}
     report["unfinished_in_this_shard"] = [

@@ -44,9 +44,9 @@ def test_every_check_passes_on_a_linear_model():
     assert result["effort_curve"][-1]["median"] >= exact_median * (1 - 1e-6)
 
 
-def _zero_gradient_model():
+def _zero_gradient_model(num_classes=3):
     """A linear classifier behind tf.stop_gradient: the right answers, a zero input gradient."""
-    model, _, _ = linear_model(num_classes=3, seed=2)
+    model, _, _ = linear_model(num_classes=num_classes, seed=2)
     inputs = keras.Input(model.input_shape[1:])
     frozen = keras.layers.Lambda(lambda t: tf.stop_gradient(t) + 0.0 * t)(inputs)
     return keras.Model(inputs, model(frozen))
@@ -102,3 +102,18 @@ def test_the_study_report_counts_flagged_seeds_per_condition():
     none = conditions.resolve("none", alpha=20.0, alpha_cka=2.0)
     lines = report._diagnostics_lines([run(0, "pass"), run(1, "flag")], [none])
     assert lines[-1] == "| None | linf | 0/2 | 1/2 | 0.025 / 0.01 |"  # effort at 10: mean of 0.02 and 0.03
+
+
+def test_transfer_from_a_working_model_flags_a_model_whose_gradient_misleads():
+    source, kernel, bias = linear_model(num_classes=2, seed=2)
+    masked = _zero_gradient_model(num_classes=2)  # the same function, no gradient
+    x = mid_gray_images(10, seed=7)
+    y = _labels(source, x)
+    exact = exact_linear_distances(x, y, kernel, bias, "linf")
+    epsilon = float(np.median(exact)) * 1.5
+    # The masked model's own white-box search finds nothing (inf); transfer breaks what the exact
+    # distances allow.
+    flagged = diagnostics.transfer_check(source, masked, x, y, "linf", epsilon, np.full(len(x), np.inf))
+    assert flagged["status"] == "flag" and flagged["transfer_success"] == pytest.approx(np.mean(exact <= epsilon))
+    honest = diagnostics.transfer_check(source, source, x, y, "linf", epsilon, exact)
+    assert honest["status"] == "pass" and honest["white_box_success"] == pytest.approx(np.mean(exact <= epsilon))
