@@ -1,6 +1,5 @@
 r"""Benchmark: our L-inf minimal-perturbation search vs Foolbox 3 on the same model and samples.
 
-  pip install -e .[bench]          # foolbox==3.3.4 (a benchmark extra, not a runtime dependency)
   python bench/bench_minimal_perturbation.py --num_examples=100
   python bench/bench_minimal_perturbation.py --model=runs/demo/none --num_examples=200
 

@@ -429,4 +429,12 @@ def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
             attacks.append(apgd(norm, "dlr", target_rank=rank, **schedule))
     if norm == "linf" and settings.spsa:
         attacks.append(spsa_linf(settings.spsa_iterations, seed=settings.seed))
+    if settings.foolbox:
+        from neuroreg_tf.robustness import foolbox_attacks
+
+        for name in settings.foolbox:
+            if foolbox_attacks.available(name, norm):
+                attacks.append(foolbox_attacks.foolbox_attack(
+                    name, norm, steps=settings.foolbox_steps, decision_margin=settings.decision_margin,
+                    batch_size=settings.batch_size))
     return attacks

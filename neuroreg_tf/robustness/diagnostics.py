@@ -11,7 +11,10 @@ numbers:
 * ``unbounded``: at a budget that allows any image (L-inf 1, L2 the box's diameter) PGD breaks
   every correctly classified sample;
 * ``gradient_free`` (L-inf): at the same budget, the gradient-free SPSA does not break clearly
-  more samples (``GRADIENT_FREE_MARGIN``) than PGD.
+  more samples (``GRADIENT_FREE_MARGIN``) than PGD;
+* ``decision_based``: the decision-based HopSkipJump (Foolbox; it only queries labels) does not
+  find clearly smaller perturbations (``DECISION_BASED_RATIO``) than the gradient attack on the
+  same samples.
 
 Transfer from the None model is a study-level check (it needs two models). Every success counts
 only after ``scoring.verify_adversarial`` (label flipped, pixels in [0, 1], within the budget).
@@ -31,7 +34,9 @@ EFFORTS = (10, 30, 100)  # APGD-CE iterations of the effort curve
 EFFORT_TOLERANCE = 0.05  # the last effort step may lower the median by at most 5 %
 GRADIENT_FREE_MARGIN = 0.10  # SPSA may break at most 10 % more samples than PGD
 GRADIENT_FREE_SAMPLES = 20  # SPSA is slow: the first N correctly classified samples
-CHECKS = ("effort", "iterative", "unbounded", "gradient_free")
+DECISION_BASED_RATIO = 0.9  # HopSkipJump's median distance may be at most 10 % below APGD's
+DECISION_BASED_STEPS = 20
+CHECKS = ("effort", "iterative", "unbounded", "gradient_free", "decision_based")
 # float32 images in [0, 1] move by up to ~6e-8 when stored: a distance within the budget plus this counts.
 PIXEL_ROUNDING = 1e-6
 
@@ -128,6 +133,20 @@ def diagnose(model, x, y, norm: str, *, efforts=EFFORTS, progress: Reporter = pr
                              f"gradient-free SPSA breaks at most {GRADIENT_FREE_MARGIN:.0%} more samples than PGD "
                              "at the same budget", epsilon=epsilon, samples=int(subset.size),
                              spsa_success=free, pgd_success=gradient))
+    subset = np.flatnonzero(correct & np.isfinite(result.distances))[:GRADIENT_FREE_SAMPLES]
+    if subset.size:
+        from neuroreg_tf.robustness import foolbox_attacks
+
+        hop_skip_jump = foolbox_attacks.foolbox_attack("hop_skip_jump", norm, steps=DECISION_BASED_STEPS)
+        decision = search.minimal_perturbation(model, x[subset], y[subset], norm, attacks=[hop_skip_jump],
+                                               progress=None).distances
+        gradient_median = float(np.median(result.distances[subset]))
+        decision_median = float(np.median(decision))
+        checks.append(_check(
+            "decision_based", decision_median >= DECISION_BASED_RATIO * gradient_median,
+            f"decision-based HopSkipJump's median distance is at least {DECISION_BASED_RATIO:g}x the gradient "
+            "attack's on the same samples", samples=int(subset.size), hop_skip_jump_median=decision_median,
+            apgd_median=gradient_median))
     for check in checks:
         numbers = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in check.items() if k not in ("name", "status", "rule"))

@@ -38,7 +38,8 @@ def test_every_check_passes_on_a_linear_model():
     y = _labels(model, x)
     result = diagnostics.diagnose(model, x, y, "linf", efforts=(10, 30), progress=None)
     assert result["flags"] == [], result["checks"]
-    assert [c["name"] for c in result["checks"]] == ["effort", "iterative", "unbounded", "gradient_free"]
+    assert [c["name"] for c in result["checks"]] == ["effort", "iterative", "unbounded", "gradient_free",
+                                                     "decision_based"]
     exact_median = float(np.median(exact_linear_distances(x, y, kernel, bias, "linf")))
     assert result["effort_curve"][-1]["median"] == pytest.approx(exact_median, rel=0.02)
     assert result["effort_curve"][-1]["median"] >= exact_median * (1 - 1e-6)
@@ -60,6 +61,7 @@ def test_a_model_without_gradients_is_flagged():
     statuses = {c["name"]: c["status"] for c in result["checks"]}
     assert statuses["unbounded"] == "flag"  # PGD cannot move without a gradient
     assert statuses["gradient_free"] == "flag"  # SPSA estimates the gradient and breaks it
+    assert statuses["decision_based"] == "flag"  # HopSkipJump needs labels only: far closer
     # APGD's random start alone finds (large) distances, the same at every effort: the effort
     # check passes; it catches attacks that have not converged, not a missing gradient.
     assert result["effort_curve"][0]["median"] == result["effort_curve"][1]["median"]
@@ -83,7 +85,8 @@ def test_the_evaluation_runs_the_checks_only_when_asked_and_its_identity_is_unch
     summary, _ = adversarial.adversarial_evaluation(model, x, y, norms=("l2",), settings=settings,
                                                     diagnostics=True, progress=None)
     assert summary["l2"]["diagnostics"]["flags"] == []
-    assert [c["name"] for c in summary["l2"]["diagnostics"]["checks"]] == ["effort", "iterative", "unbounded"]
+    assert [c["name"] for c in summary["l2"]["diagnostics"]["checks"]] == ["effort", "iterative", "unbounded",
+                                                                          "decision_based"]
     plain, _ = adversarial.adversarial_evaluation(model, x, y, norms=("l2",), settings=settings, progress=None)
     assert "diagnostics" not in plain["l2"]
     section = {"norms": ("l2",), "num_examples": 4, **settings.as_dict()}
