@@ -189,15 +189,22 @@ def collect(plan: StudyPlan) -> list[dict]:
         record["status"] = status
         if status == "finished":
             record.update(run_metrics(run))
-            transferred = transfer.read_transfer(plan, run)
-            if transferred:
-                for norm, check in transferred.items():
-                    record.setdefault("diagnostics", {}).setdefault(norm, {"checks": {}, "effort_curve": {}})
-                    record["diagnostics"][norm]["checks"]["transfer"] = check["status"]
         elif reason:
             record["error"] = reason
         records.append(record)
     return records
+
+
+def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
+    """Adds each finished run's transfer checks (``study.transfer``) to its record's diagnostics."""
+    runs = {run.key: run for run in plan.runs}
+    for record in records:
+        if record["status"] != "finished":
+            continue
+        transferred = transfer.read_transfer(plan, runs[f"{record['condition']}/seed_{record['seed']}"])
+        for norm, check in (transferred or {}).items():
+            record.setdefault("diagnostics", {}).setdefault(norm, {"checks": {}, "effort_curve": {}})
+            record["diagnostics"][norm]["checks"]["transfer"] = check["status"]
 
 
 def report_metrics(records) -> list[Metric]:
@@ -267,10 +274,15 @@ def data_label(plan: StudyPlan, config) -> str:
     return f"{'SIMULATED V1' if simulated else 'recorded data'} / {config.train.data.dataset}"
 
 
-def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter = print_line) -> dict:
-    """Writes ``study.json``, ``study.csv``, ``report.md`` and the figures; returns the JSON."""
+def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter = print_line,
+                 records: list[dict] | None = None) -> dict:
+    """Writes ``study.json``, ``study.csv``, ``report.md`` and the figures; returns the JSON.
+
+    ``records``: ``collect(plan)``, when the caller has it already.
+    """
     log = reporter(progress)
-    records = collect(plan)
+    records = collect(plan) if records is None else records
+    attach_transfer(plan, records)
     summaries, comparisons = summarize(plan, records)
     report = {
         "label": data_label(plan, config),

@@ -202,13 +202,15 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
                 futures = {pool.submit(_run_in_worker, config, workdir, run, threads): run for run in pending}
                 for future in as_completed(futures):
                     counter.advance(_describe(futures[future], future.result()))
+    records = report_lib.collect(plan)
     adversarial = config.evaluation.adversarial
     if adversarial.get("diagnostics", False) and adversarial.num_examples and not config.report_only:
-        finished = {run.key for run in plan.runs if is_finished(run)}
+        finished = {f"{r['condition']}/seed_{r['seed']}" for r in records if r["status"] == "finished"}
         if finished:
             x, y = load_examples(config)
             transfer.run_transfer_checks(plan, finished, x, y, tuple(adversarial.norms), progress)
-    report = report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress)
+    report = report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress,
+                                     records=records)
     mine = {run.directory for run in plan.shard_runs()}
     report["unfinished_in_this_shard"] = [
         record for record in report["runs"] if record["directory"] in mine and record["status"] != "finished"

@@ -18,7 +18,7 @@ from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import diagnostics
-from neuroreg_tf.robustness.loading import artifact_fingerprint, load_classifier
+from neuroreg_tf.robustness.loading import load_classifier
 from neuroreg_tf.study.plan import Run, StudyPlan
 
 DIRECTORY = "transfer"
@@ -34,6 +34,12 @@ def _distances(run: Run, norm: str) -> np.ndarray:
         return np.array([float(row[f"{norm}_distance"]) for row in csv.DictReader(handle)])
 
 
+def scored_artifact(run: Run) -> str:
+    """The fingerprint of the model a finished run's evaluation scored: what its ``identity.json``
+    records, which ``report.run_state`` has checked against the model the run holds (no hashing)."""
+    return workdir_files.read_identity(run.evaluation_directory)["models"][0]["artifact"]
+
+
 def _median(run: Run, norm: str) -> float:
     robustness = read_json(os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON), "an evaluation")
     return float(robustness["models"][0]["adversarial"][norm]["median"])
@@ -44,7 +50,8 @@ def run_transfer_checks(plan: StudyPlan, finished: set, x, y, norms, progress: R
 
     Args:
         plan: the study's plan.
-        finished: keys (``Run.key``) of the runs that finished.
+        finished: keys (``Run.key``) of the runs that finished (``report.run_state``: their
+            evaluation scored the model they hold).
         x, y: the study's evaluation examples (the adversarial subset is their first rows).
         norms: the norms evaluated.
         progress: one line per computed check.
@@ -56,7 +63,7 @@ def run_transfer_checks(plan: StudyPlan, finished: set, x, y, norms, progress: R
         source = sources.get(run.seed)
         if source is None or run is source or run.key not in finished:
             continue
-        identity = {"source": artifact_fingerprint(source.directory), "target": artifact_fingerprint(run.directory),
+        identity = {"source": scored_artifact(source), "target": scored_artifact(run),
                     "budgets": {norm: _median(source, norm) for norm in norms}}
         path = result_path(plan, run)
         if os.path.isfile(path) and read_json(path, "a transfer check").get("identity") == identity:

@@ -11,7 +11,8 @@ import sys
 import numpy as np
 
 from conftest import REPO_ROOT
-from neuroreg_tf import cli, workdir
+from neuroreg_tf import cli, fileio, workdir
+from neuroreg_tf.robustness.loading import artifact_fingerprint
 from neuroreg_tf.study import plan as plan_lib
 from neuroreg_tf.study import report, transfer
 
@@ -29,6 +30,14 @@ def _fake_evaluated_run(run, model, x, y, distances, median):
             writer.writerow(["m", index, label, True, distance, "pgd"])
     with open(os.path.join(run.evaluation_directory, workdir.ROBUSTNESS_JSON), "w") as handle:
         json.dump({"models": [{"adversarial": {"linf": {"median": median}}}]}, handle)
+    _record_evaluation(run)
+
+
+def _record_evaluation(run):
+    """The evaluation's identity.json, naming the model file it scored, as evaluate_models writes it."""
+    identity = {"kind": "evaluation", "models": [{"label": "m", "artifact": artifact_fingerprint(run.directory)}]}
+    fileio.write_json_atomic(os.path.join(run.evaluation_directory, workdir.IDENTITY),
+                             {**identity, "fingerprint": workdir.fingerprint_of(identity)})
 
 
 def test_transfer_checks_are_computed_once_per_pair_of_models_and_reach_the_report(tmp_path):
@@ -52,7 +61,8 @@ def test_transfer_checks_are_computed_once_per_pair_of_models_and_reach_the_repo
     os.utime(os.path.join(pixel.directory, workdir.CLASSIFIER), (1, 1))  # same bytes: still the same model
     assert transfer.run_transfer_checks(plan, finished, x, y, ("linf",), progress=None) == 0
     model.get_layer("logits").set_weights([kernel * 2, bias * 2])
-    model.save(os.path.join(pixel.directory, workdir.CLASSIFIER))  # another model: checked again
+    model.save(os.path.join(pixel.directory, workdir.CLASSIFIER))  # another model, evaluated again:
+    _record_evaluation(pixel)                                       # checked again
     assert transfer.run_transfer_checks(plan, finished, x, y, ("linf",), progress=None) == 1
     lines = report._diagnostics_lines(
         [{"condition": "pixel", "seed": 0, "status": "finished",
