@@ -102,6 +102,11 @@ def robust_training_section() -> ml_collections.ConfigDict:
 ADDED_TRAIN_SECTIONS = {"robust_training": robust_training_section}
 
 
+def with_added_train_sections(train: dict) -> dict:
+    """A recorded training config dict with the sections added since (their defaults) where it lacks them."""
+    return {**{name: section().to_dict() for name, section in ADDED_TRAIN_SECTIONS.items()}, **train}
+
+
 def paper_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Distribution settings of the paper configs: every visible GPU, exact global batch."""
     # All visible GPUs (one replica each; a CPU-only machine uses its CPU).
@@ -200,6 +205,12 @@ class ConfigChecker:
         value = self.value(key)
         if value not in tuple(options):
             self.fail(key, "one of " + ", ".join(repr(o) for o in options), value)
+
+    def subset(self, key: str, options) -> None:
+        """A non-empty sequence of values, each one of ``options``."""
+        values = self.value(key)
+        if not values or isinstance(values, str) or any(value not in tuple(options) for value in values):
+            self.fail(key, f"a non-empty list of {tuple(options)}", values)
 
     def numbers(self, key: str, *, minimum: float | None = None, non_empty: bool = True) -> None:
         """A sequence of finite numbers, each at least ``minimum``."""

@@ -55,9 +55,7 @@ def check_config(config) -> None:
     check.integer("batch_size", minimum=1)
     check_noise_settings(config.noise, "config.noise")
     check.integer("adversarial.num_examples", minimum=1)
-    norms = config.adversarial.norms
-    if not norms or any(norm not in NORMS for norm in norms):
-        check.fail("adversarial.norms", f"a non-empty list of {NORMS}")
+    check.subset("adversarial.norms", NORMS)
     try:
         adversarial_lib.arguments_from_config(config.adversarial)
     except ConfigError as error:

@@ -20,11 +20,12 @@ import os
 import ml_collections
 
 from neuroreg_tf import workdir as workdir_files
-from neuroreg_tf.config import ADDED_TRAIN_SECTIONS, ConfigChecker, comma_list, rename_keys
+from neuroreg_tf.config import ConfigChecker, comma_list, rename_keys, with_added_train_sections
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.neural import build_config, target_registry
 from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
+from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.robustness.settings import NORMS, PRESETS
 from neuroreg_tf.training import trainer
 
@@ -182,13 +183,10 @@ def check_config(config) -> None:
     check.integer("evaluation.num_examples", minimum=0)
     check.choice("evaluation.adversarial.preset", ("", "default", *PRESETS))
     check.integer("evaluation.adversarial.num_examples", minimum=0)
-    norms = check.value("evaluation.adversarial.norms")
-    if not norms or any(norm not in NORMS for norm in norms):
-        check.fail("evaluation.adversarial.norms", f"a non-empty list of {NORMS}")
+    check.subset("evaluation.adversarial.norms", NORMS)
     if not isinstance(config.evaluation.adversarial.get("diagnostics", False), bool):
         check.fail("evaluation.adversarial.diagnostics", "True or False")
-    check.numbers("evaluation.noise.sigmas", minimum=0)
-    check.integers("evaluation.noise.seeds", minimum=0)
+    evaluation.check_noise_settings(config.evaluation.noise, "config.evaluation.noise")
     check.integer("evaluation.batch_size", minimum=1)
 
 
@@ -273,6 +271,5 @@ def upgrade_identity(recorded: dict) -> dict:
         for key, default in ADDED_ADVERSARIAL_KEYS.items():
             adversarial.setdefault(key, default)
     if isinstance(config.get("train"), dict):
-        for name, section in ADDED_TRAIN_SECTIONS.items():
-            config["train"].setdefault(name, section().to_dict())
+        config["train"] = with_added_train_sections(config["train"])
     return {**recorded, "config": _identity_config(config)}

@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf import data, determinism, similarity, targets, workdir as workdir_files
-from neuroreg_tf.config import ADDED_TRAIN_SECTIONS, ConfigChecker, comma_list
+from neuroreg_tf.config import ConfigChecker, comma_list, with_added_train_sections
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet
@@ -169,9 +169,7 @@ def claim(config: ml_collections.ConfigDict, workdir: str, target: dict, *, lega
     """
 
     def upgrade(recorded: dict) -> dict:
-        config_ = {k: v for k, v in recorded.get("config", {}).items() if k != "evaluation"}
-        for name, section in ADDED_TRAIN_SECTIONS.items():
-            config_.setdefault(name, section().to_dict())
+        config_ = with_added_train_sections({k: v for k, v in recorded.get("config", {}).items() if k != "evaluation"})
         target_ = target if recorded.get("target") in list(legacy_targets) else recorded.get("target")
         return {**recorded, "config": config_, "target": target_}
 
