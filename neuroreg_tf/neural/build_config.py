@@ -185,8 +185,8 @@ def check_build_config(config) -> None:
     """
     unknown = sorted(set(config.keys()) - set(SECTIONS))
     if unknown:
-        renamed = [f"config.{k} is now config.{RENAMED[f'{k}.weights'].rsplit('.', 1)[0]}" for k in unknown
-                   if f"{k}.weights" in RENAMED]
+        renamed = [f"config.{old} is now config.{new}" for old, new in RENAMED.items()
+                   if old.split(".")[0] in unknown]
         hint = f" ({'; '.join(renamed)})" if renamed else ""
         raise ConfigError(f"config: unknown key(s) {unknown}{hint}; the build config has {list(SECTIONS)}. "
                           f"Received: {unknown}")

@@ -36,7 +36,7 @@ from neuroreg_tf.fileio import fingerprint, read_json, write_json_atomic
 from neuroreg_tf.neural import build_config, fig1d, figures, target_kinds, target_registry
 from neuroreg_tf.neural.build_config import check_build_config  # noqa: F401  (build_target.py's check)
 from neuroreg_tf.neural.predictive import PredictiveModelConfig, fit_predictive_models
-from neuroreg_tf.neural.recordings import Recording, check_ids_agree_across_scans, read_recording
+from neuroreg_tf.neural.recordings import ReadOptions, Recording, check_ids_agree_across_scans, read_recording
 from neuroreg_tf.neural.recordings import treatments
 from neuroreg_tf.neural.simulation import SIMULATED_LABEL, SimulatedExperiment, simulate_experiment, write_experiment
 from neuroreg_tf.neural.stimulus_sets import StimulusSet, open_stimulus_set, prepare_to_file
@@ -290,9 +290,9 @@ def _set_stimuli(context, stimuli, out_dir: str, chunk: int, log) -> str | None:
     return prepared_path
 
 
-def read_scans(config, log) -> tuple[list[Recording], SimulatedExperiment | None]:
-    """The scans a build config names (``config.recordings``), or its SIMULATED experiment's."""
-    options = build_config.read_options(config)
+def read_scans(config, options: ReadOptions, log) -> tuple[list[Recording], SimulatedExperiment | None]:
+    """The scans a build config names (``config.recordings``), read with ``options``, or its
+    SIMULATED experiment's."""
     paths = build_config.recording_paths(config)
     if not paths:
         log(f"simulating V1 ({SIMULATED_LABEL}), preset {config.simulation.preset!r}")
@@ -333,12 +333,12 @@ def build_from_config(config, out_dir: str, *, progress: Reporter = print_line,
     build_config.check_build_config(config)
     log = reporter(progress)
     os.makedirs(out_dir, exist_ok=True)
-    scans, experiment = read_scans(config, log)
+    options = build_config.read_options(config)
+    scans, experiment = read_scans(config, options, log)
     if experiment is not None and config.simulation.save_recordings:
         recordings_dir = os.path.join(out_dir, workdir_files.RECORDINGS)
         write_experiment(recordings_dir, experiment)
         log(f"wrote {len(scans)} simulated scans and their ground truth to {recordings_dir}")
-    options = build_config.read_options(config)
     stimuli = open_stimulus_set(config.stimuli, options.images, chunk=int(config.streaming.chunk)) if config.stimuli else None
     return build_targets(
         scans,
