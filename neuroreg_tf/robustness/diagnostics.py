@@ -27,7 +27,7 @@ import numpy as np
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import attacks as attacks_lib
 from neuroreg_tf.robustness import scoring, search
-from neuroreg_tf.robustness.loading import as_logits_fn
+from neuroreg_tf.robustness.loading import as_logits_fn, predict_labels
 from neuroreg_tf.robustness.settings import check_norm
 
 EFFORTS = (10, 30, 100)  # APGD-CE iterations of the effort curve
@@ -64,11 +64,6 @@ def success_at(model, x, y, attack, epsilon: float, batch_size: int = 500) -> np
     return found
 
 
-def _correct(model, x, y) -> np.ndarray:
-    logits = np.asarray(as_logits_fn(model)(np.asarray(x, np.float32)))
-    return logits.argmax(axis=1) == np.asarray(y)
-
-
 def _check(name: str, passed: bool, rule: str, **numbers) -> dict:
     return {"name": name, "status": "pass" if passed else "flag", "rule": rule, **numbers}
 
@@ -92,18 +87,22 @@ def diagnose(model, x, y, norm: str, *, efforts=EFFORTS, progress: Reporter = pr
     check_norm(norm)
     report = reporter(progress)
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    correct = _correct(model, x, y)
-    n_correct = int(correct.sum())
     curve = []
     for iterations in efforts:
         result = search.minimal_perturbation(model, x, y, norm, attacks=[attacks_lib.apgd(norm, "ce", iterations)],
                                              progress=None)
         curve.append({"iterations": int(iterations), "median": float(result.summary()["median"])})
+    correct = result.clean_correct
+    n_correct = int(correct.sum())
     previous, last = curve[-2]["median"], curve[-1]["median"]
     if not np.isfinite(last):
         drop = float("inf")  # no median distance at the highest effort: nothing levelled off
+    elif previous in (0.0, last):
+        drop = 0.0  # unchanged, or from 0 (a median cannot fall below 0)
+    elif not np.isfinite(previous):
+        drop = float("inf")  # none one step before: still falling
     else:
-        drop = 0.0 if previous in (0.0, float("inf")) and previous == last else (previous - last) / previous
+        drop = (previous - last) / previous
     checks = [_check(
         "effort", drop <= EFFORT_TOLERANCE,
         f"median distance levels off: the last effort step lowers it by at most {EFFORT_TOLERANCE:.0%}",
@@ -114,13 +113,14 @@ def diagnose(model, x, y, norm: str, *, efforts=EFFORTS, progress: Reporter = pr
     # The budget of the fixed-budget checks: the median distance APGD found (the unbounded one
     # when it found none, itself a sign of masked gradients).
     epsilon = float(np.median(finite)) if finite.size else large
+    iterative_attack = attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin")
     fgsm = success_at(model, x, y, attacks_lib.pgd(norm, step_fraction=1.0, iterations=1), epsilon)
-    pgd = success_at(model, x, y, attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin"), epsilon)
+    pgd = success_at(model, x, y, iterative_attack, epsilon)
     single, iterative = float(fgsm[correct].mean()) if n_correct else 0.0, float(pgd[correct].mean()) if n_correct else 0.0
     checks.append(_check("iterative", iterative >= single,
                          "iterative PGD breaks at least as many samples as single-step FGSM at the same budget",
                          epsilon=epsilon, fgsm_success=single, pgd_success=iterative))
-    unbounded = success_at(model, x, y, attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin"), large)
+    unbounded = success_at(model, x, y, iterative_attack, large)
     unbounded_rate = float(unbounded[correct].mean()) if n_correct else 1.0
     checks.append(_check("unbounded", unbounded_rate == 1.0,
                          "PGD with a budget reaching any image breaks every correctly classified sample",
@@ -177,7 +177,7 @@ def transfer_check(source, target, x, y, norm: str, epsilon: float, target_dista
         A check dict ({"name": "transfer", "status", "rule", numbers}).
     """
     x, y = np.asarray(x, np.float32), np.asarray(y)
-    correct = _correct(target, x, y)
+    correct = predict_labels(target, x) == y
     pgd = attacks_lib.pgd(norm, step_fraction=0.25, iterations=20, loss="margin")
     candidates = np.asarray(pgd.build(as_logits_fn(source))(x, y, np.full(len(x), epsilon, np.float32)))
     ok, distances = scoring.verify_adversarial(target, x, candidates, y, norm)

@@ -12,6 +12,7 @@ import os
 import weakref
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 import neuroreg_tf.models  # noqa: F401  (registers NeuralRegularizedModel for load_model)
@@ -219,3 +220,10 @@ def as_logits_fn(model) -> Callable:
         return tf.cast(forward(tf.convert_to_tensor(images, tf.float32)), tf.float32)
 
     return logits_fn
+
+
+def predict_labels(model, x, batch_size: int = 500) -> np.ndarray:
+    """The model's predicted class of each image (argmax of its logits), in batches."""
+    logits_fn = as_logits_fn(model)
+    return np.concatenate([np.argmax(logits_fn(x[s : s + batch_size]).numpy(), axis=-1)
+                           for s in range(0, len(x), batch_size)])

@@ -31,7 +31,7 @@ import numpy as np
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import attacks as attacks_lib
 from neuroreg_tf.robustness import checks
-from neuroreg_tf.robustness.loading import as_logits_fn
+from neuroreg_tf.robustness.loading import as_logits_fn, predict_labels
 from neuroreg_tf.robustness.scoring import (
     CLEAN_MISCLASSIFIED,
     quantile,
@@ -230,13 +230,7 @@ def minimal_perturbation(
             batch_size=batch_size,
         )
 
-    clean_predictions = np.concatenate(
-        [
-            np.argmax(logits_fn(x[s : s + batch_size]).numpy(), axis=-1)
-            for s in range(0, len(x), batch_size)
-        ]
-    )
-    clean_correct = clean_predictions == y
+    clean_correct = predict_labels(logits_fn, x, batch_size) == y
     targets = np.flatnonzero(clean_correct)
     distances = np.where(clean_correct, np.inf, 0.0)
     adversarials = x.copy()
