@@ -108,12 +108,23 @@ def foolbox_attack(name: str, norm: str, *, steps: int = 100, decision_margin: f
         model = foolbox.TensorFlowModel(lambda images: logits_fn(images), bounds=(0.0, 1.0))
         attack = _make(name, norm, int(steps))
 
-        def run(x, y):
+        def run(x, y, starting_points=None):
+            """Candidates for ``x``; ``starting_points``: adversarials to start from (decision-based
+            attacks; without them HopSkipJump searches its own and fails where it finds none)."""
             x, y = np.asarray(x, np.float32), np.asarray(y)
             outputs = []
             for start in range(0, len(x), batch_size):
                 xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-                _, clipped, _ = attack(model, tf.constant(xb), tf.constant(yb.astype(np.int64)), epsilons=None)
+                extra = {} if starting_points is None else {
+                    "starting_points": tf.constant(np.asarray(starting_points, np.float32)[start:start + batch_size])}
+                try:
+                    _, clipped, _ = attack(model, tf.constant(xb), tf.constant(yb.astype(np.int64)), epsilons=None,
+                                           **extra)
+                except ValueError as error:
+                    if "init_attack failed" not in str(error):
+                        raise
+                    outputs.append(xb)  # no starting adversarial for some image: nothing found in this batch
+                    continue
                 outputs.append(past_the_boundary(logits_fn, xb, clipped.numpy(), yb, decision_margin))
             return np.concatenate(outputs) if outputs else x
 

@@ -76,3 +76,14 @@ def test_the_strong_preset_adds_fmn_and_ddn_and_an_unknown_name_is_refused():
     with pytest.raises(ValueError, match="No Foolbox attack 'ddn' for norm 'linf'"):
         foolbox_attacks.foolbox_attack("ddn", "linf")
     assert "foolbox" not in AttackSettings().as_identity()
+
+
+def test_a_decision_based_attack_that_finds_no_starting_point_returns_nothing_instead_of_failing():
+    import keras
+
+    inputs = keras.Input((6, 6, 1))
+    constant = keras.Model(inputs, keras.layers.Lambda(lambda t: 0.0 * t[:, 0, 0, :] + [[1.0, 0.0]])(inputs))
+    x = mid_gray_images(3, seed=9)
+    y = np.zeros(3, np.int64)  # the model says 0 for every image: no adversarial exists
+    attack = foolbox_attacks.foolbox_attack("hop_skip_jump", "l2", steps=2)
+    np.testing.assert_array_equal(attack.build(lambda t: constant(t))(x, y), x)
