@@ -12,7 +12,7 @@ import numpy as np
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import diagnostics as diagnostics_lib
 from neuroreg_tf.robustness import scoring, search
-from neuroreg_tf.robustness.settings import AttackSettings, check_norm
+from neuroreg_tf.robustness.settings import EPSILON_NORMS, AttackSettings, check_norm
 
 # The keys of an evaluation config's ``adversarial`` section that are not `AttackSettings`.
 EVALUATION_KEYS = ("enabled", "num_examples", "norms", "diagnostics")
@@ -52,11 +52,13 @@ def adversarial_evaluation(
         model: A Keras model or a callable mapping images in [0, 1] to logits.
         x: Images, float32 in [0, 1], (n, h, w, c).
         y: Integer labels, (n,).
-        norms: Norms to evaluate, from "linf" and "l2".
+        norms: Norms to evaluate, from ``settings.NORMS`` ("linf", "l2", "l1", "l0"; L1 and L0
+            need a Foolbox minimum-norm attack in ``settings.foolbox``).
         num_examples: Evaluate the first ``num_examples`` examples (None: all).
         settings: The attacks and the search (``AttackSettings``).
-        diagnostics: Also run the gradient-masking checks (``diagnostics.diagnose``) per norm, into
-            ``summary[norm]["diagnostics"]``.
+        diagnostics: Also run the gradient-masking checks (``diagnostics.diagnose``) per L-inf and
+            L2 norm, into ``summary[norm]["diagnostics"]`` (they compare budget attacks, which
+            exist for those norms).
         progress: Reporter of one-line progress messages (None: silent).
 
     Returns:
@@ -71,6 +73,9 @@ def adversarial_evaluation(
         raise ValueError(f"Expected at least one norm ('linf', 'l2'). Received: norms={norms!r}")
     for norm in norms:
         check_norm(norm)
+    problem = (settings or AttackSettings()).attacks_missing(norms)
+    if problem:
+        raise ValueError(problem)
     if num_examples is not None and (int(num_examples) != num_examples or num_examples < 1):
         raise ValueError(
             f"Expected num_examples to be a positive integer or None. Received: {num_examples!r}"
@@ -79,8 +84,17 @@ def adversarial_evaluation(
     x, y = x[:count], y[:count]
     summary = {}
     per_sample = {"index": np.arange(count), "label": np.asarray(y)}
+    # Every verified adversarial is a start for the attacks that refine one (Brendel & Bethge),
+    # whatever norm found it: a sample one norm's attacks missed starts from another's adversarial.
+    starting_points = None
     for norm in norms:
-        result = search.minimal_perturbation(model, x, y, norm, settings=settings, progress=progress)
+        result = search.minimal_perturbation(model, x, y, norm, settings=settings, starting_points=starting_points,
+                                             progress=progress)
+        broken = np.isfinite(result.distances) & result.clean_correct
+        if starting_points is None:
+            starting_points = np.array(result.adversarials)
+        else:
+            starting_points[broken] = result.adversarials[broken]
         norm_summary = result.summary()
         epsilons = scoring.epsilon_grid(result.distances)
         norm_summary["success_curve"] = {
@@ -88,7 +102,7 @@ def adversarial_evaluation(
             "fraction": scoring.success_curve(result.distances, epsilons).tolist(),
         }
         norm_summary["seconds"] = float(sum(result.seconds.values()))
-        if diagnostics:
+        if diagnostics and norm in EPSILON_NORMS:
             norm_summary["diagnostics"] = diagnostics_lib.diagnose(model, x, y, norm, progress=progress)
         summary[norm] = norm_summary
         per_sample["clean_correct"] = result.clean_correct

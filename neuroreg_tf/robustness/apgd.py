@@ -50,7 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf.robustness.loading import as_logits_fn
-from neuroreg_tf.robustness.settings import check_norm
+from neuroreg_tf.robustness.settings import check_epsilon_norm
 
 LOSSES = ("ce", "dlr")
 RHO = 0.75  # the paper's fraction of loss increases below which the step size is halved
@@ -497,7 +497,7 @@ def _check_positive_integer(name, value):
 
 
 def _check_options(norm, loss, iterations, restarts, target_rank, rho, momentum):
-    check_norm(norm)
+    check_epsilon_norm(norm)
     if loss not in LOSSES:
         raise ValueError(f"Expected loss 'ce' or 'dlr'. Received: loss={loss!r}")
     _check_positive_integer("iterations", iterations)

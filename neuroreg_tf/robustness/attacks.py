@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from neuroreg_tf.robustness import apgd as apgd_lib
 from neuroreg_tf.robustness import cleverhans_compat
-from neuroreg_tf.robustness.settings import AttackSettings, check_norm
+from neuroreg_tf.robustness.settings import EPSILON_NORMS, AttackSettings, check_epsilon_norm, check_norm
 
 CLEVERHANS_NORMS = {"linf": np.inf, "l2": 2}
 
@@ -56,13 +56,17 @@ class MinimizingAttack:
 
     Attributes:
         name: A unique, descriptive name (used in reports).
-        norm: "linf" or "l2".
-        build: ``build(logits_fn) -> run(x, y)`` returning adversarial candidates (n, h, w, c).
+        norm: One of ``settings.NORMS``.
+        build: ``build(logits_fn) -> run(x, y)`` returning adversarial candidates (n, h, w, c);
+            with ``refines``, ``run(x, y, starting_points)``.
+        refines: The attack starts from adversarials it is given (Brendel & Bethge, HopSkipJump):
+            the search runs it on the samples already broken, from their best adversarial so far.
     """
 
     name: str
     norm: str
     build: Callable
+    refines: bool = False
 
 
 def _compile_for_batches(function):
@@ -222,7 +226,7 @@ def pgd(
     Returns:
         An ``EpsilonAttack``.
     """
-    check_norm(norm)
+    check_epsilon_norm(norm)
     _check_schedule(step_fraction, iterations)
     if loss not in LOSSES:
         raise ValueError(f"Expected loss 'ce' or 'margin'. Received: loss={loss!r}")
@@ -268,7 +272,7 @@ def momentum_iterative(
     Returns:
         An ``EpsilonAttack``.
     """
-    check_norm(norm)
+    check_epsilon_norm(norm)
     _check_schedule(step_fraction, iterations)
 
     build = _scaled_builder(
@@ -301,7 +305,7 @@ def apgd(
     Returns:
         An ``EpsilonAttack``.
     """
-    check_norm(norm)
+    check_epsilon_norm(norm)
     build = apgd_lib.builder(norm, loss, iterations, restarts, target_rank, seed)
     name = apgd_lib.attack_name(norm, loss, iterations, restarts, target_rank)
     return EpsilonAttack(name, norm, build)
@@ -387,20 +391,37 @@ def carlini_wagner(
 
 
 def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
-    """The attack list for one norm: C&W first for L2, the PGD grid, optional MIM, APGD and SPSA.
+    """The attack list for one norm: C&W first for L2, the PGD grid, optional MIM, APGD and SPSA,
+    then the Foolbox attacks (those that refine an adversarial last).
 
     Args:
-        norm: "linf" or "l2".
+        norm: One of ``settings.NORMS``; L1 and L0 have only Foolbox's minimum-norm attacks.
         settings: What to run (``AttackSettings``; default: its defaults). Every (iterations,
             step fraction, loss) triple of its PGD grid is one attack, plus margin PGD toward each
             of its ``target_ranks``.
 
     Returns:
         A list of ``EpsilonAttack`` / ``MinimizingAttack``.
+
+    Raises:
+        ValueError: If no attack of ``settings`` exists for ``norm`` (with the fix).
     """
     check_norm(norm)
     settings = settings or AttackSettings()
+    problem = settings.attacks_missing([norm])
+    if problem:
+        raise ValueError(problem)
     attacks = []
+    if settings.foolbox:
+        from neuroreg_tf.robustness import foolbox_attacks
+
+        foolbox = [foolbox_attacks.foolbox_attack(
+            name, norm, steps=settings.foolbox_steps, decision_margin=settings.decision_margin,
+            batch_size=settings.batch_size) for name in settings.foolbox if foolbox_attacks.available(name, norm)]
+    else:
+        foolbox = []
+    if norm not in EPSILON_NORMS:
+        return sorted(foolbox, key=lambda attack: attack.refines)
     if norm == "l2" and settings.carlini_wagner:
         attacks.append(
             carlini_wagner(
@@ -429,12 +450,4 @@ def default_attacks(norm: str, settings: AttackSettings | None = None) -> list:
             attacks.append(apgd(norm, "dlr", target_rank=rank, **schedule))
     if norm == "linf" and settings.spsa:
         attacks.append(spsa_linf(settings.spsa_iterations, seed=settings.seed))
-    if settings.foolbox:
-        from neuroreg_tf.robustness import foolbox_attacks
-
-        for name in settings.foolbox:
-            if foolbox_attacks.available(name, norm):
-                attacks.append(foolbox_attacks.foolbox_attack(
-                    name, norm, steps=settings.foolbox_steps, decision_margin=settings.decision_margin,
-                    batch_size=settings.batch_size))
-    return attacks
+    return attacks + sorted(foolbox, key=lambda attack: attack.refines)

@@ -28,7 +28,7 @@ from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness import attacks as attacks_lib
 from neuroreg_tf.robustness import scoring, search
 from neuroreg_tf.robustness.loading import as_logits_fn, predict_labels
-from neuroreg_tf.robustness.settings import check_norm
+from neuroreg_tf.robustness.settings import check_epsilon_norm
 
 EFFORTS = (10, 30, 100)  # APGD-CE iterations of the effort curve
 EFFORT_TOLERANCE = 0.05  # the last effort step may lower the median by at most 5 %
@@ -43,7 +43,7 @@ PIXEL_ROUNDING = 1e-6
 
 def unbounded_epsilon(norm: str, image_shape) -> float:
     """A budget that reaches every image of [0, 1]^d: 1 (L-inf) or sqrt(d) (L2)."""
-    check_norm(norm)
+    check_epsilon_norm(norm)
     return 1.0 if norm == "linf" else float(np.sqrt(np.prod(image_shape)))
 
 
@@ -84,7 +84,7 @@ def diagnose(model, x, y, norm: str, *, efforts=EFFORTS, progress: Reporter = pr
         checks, "checks": [{"name", "status" ("pass"/"flag"), "rule", numbers...}], "flags":
         the names of flagged checks}.
     """
-    check_norm(norm)
+    check_epsilon_norm(norm)
     report = reporter(progress)
     x, y = np.asarray(x, np.float32), np.asarray(y)
     curve = []

@@ -57,9 +57,12 @@ def check_config(config) -> None:
     check.integer("adversarial.num_examples", minimum=1)
     check.subset("adversarial.norms", NORMS)
     try:
-        adversarial_lib.arguments_from_config(config.adversarial)
+        arguments = adversarial_lib.arguments_from_config(config.adversarial)
     except ConfigError as error:
         raise ConfigError(f"config.adversarial: {error}") from None
+    problem = arguments["settings"].attacks_missing(arguments["norms"])
+    if problem:
+        raise ConfigError(f"config.adversarial.norms: {problem}")
 
 
 def parse_model_specs(spec) -> list[tuple[str, str]]:
@@ -305,21 +308,30 @@ def evaluation_identity(loaded, x, y, sigmas, seeds, batch_size, adversarial, me
                 f"labelled {label!r}"
             )
         models.append({"label": label, "artifact": fingerprint})
-    settings = None
-    if adversarial is not None:
-        settings = {key: value for key, value in dict(adversarial).items() if key != "settings"}
-        settings["settings"] = adversarial["settings"].as_identity() if adversarial.get("settings") else None
     examples = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes())
     return {
         "kind": "evaluation",
         "models": models,
         "examples": examples.hexdigest(),
+        **settings_identity(sigmas, seeds, batch_size, adversarial),
+        "metadata": metadata or {},
+    }
+
+
+def settings_identity(sigmas, seeds, batch_size, adversarial) -> dict:
+    """The part of an evaluation's identity that its settings make (``evaluation_identity``), as
+    written to ``identity.json``: what a study compares to tell an evaluation of other settings."""
+    settings = None
+    if adversarial is not None:
+        settings = {key: value for key, value in dict(adversarial).items() if key != "settings"}
+        settings["settings"] = adversarial["settings"].as_identity() if adversarial.get("settings") else None
+    identity = {
         "sigmas": [float(s) for s in sigmas],
         "seeds": [int(s) for s in seeds],
         "batch_size": int(batch_size),
         "adversarial": settings,
-        "metadata": metadata or {},
     }
+    return json.loads(json.dumps(identity))  # tuples as lists, as identity.json holds them
 
 
 def write_outputs(report: dict, workdir: str, adversarial_outputs: dict | None = None) -> list[str]:

@@ -7,10 +7,15 @@ boundary, where a tie or float32 rounding can leave the true class on top; each 
 therefore pushed just past the boundary: its perturbation is scaled by the smallest factor in
 [1, ``MAX_OVERSHOOT``] that clears the margin (found by doubling, then bisection).
 
-* ``fmn``: Fast Minimum-Norm (Pintor et al. 2021), L-inf;
+* ``fmn``: Fast Minimum-Norm (Pintor et al. 2021), L-inf, L1 and L0;
 * ``ddn``: Decoupled Direction and Norm (Rony et al. 2019), L2;
+* ``brendel_bethge``: the Brendel & Bethge family (Brendel et al. 2019), L-inf, L2, L1 and L0,
+  the paper's state-of-the-art attack: it walks along the decision boundary from an adversarial
+  it is given, so in the search it refines the best adversarial found before it (``refines``);
 * ``hop_skip_jump``: HopSkipJump (Chen et al. 2020), decision-based (it only queries labels),
-  L-inf and L2: the gradient-free check of ``diagnostics``.
+  L-inf and L2: the gradient-free check of ``diagnostics``; it also refines.
+
+Brendel & Bethge needs numba (a dependency of this package).
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from neuroreg_tf.robustness.settings import check_norm
 # Foolbox 3.3.4's L2FMNAttack returned perturbations of L2 norm about 1 on the linear test models
 # (50x their minimal distance), so FMN is used for L-inf only; DDN covers L2.
 ATTACKS = {
-    "fmn": {"linf": "LInfFMNAttack"},
+    "fmn": {"linf": "LInfFMNAttack", "l1": "L1FMNAttack", "l0": "L0FMNAttack"},
     "ddn": {"l2": "DDNAttack"},
+    "brendel_bethge": {"linf": "LinfinityBrendelBethgeAttack", "l2": "L2BrendelBethgeAttack",
+                       "l1": "L1BrendelBethgeAttack", "l0": "L0BrendelBethgeAttack"},
     "hop_skip_jump": {"linf": "HopSkipJumpAttack", "l2": "HopSkipJumpAttack"},
 }
+# Attacks that start from adversarials they are given: in the search, the best found before them.
+REFINING = ("brendel_bethge", "hop_skip_jump")
 MAX_OVERSHOOT = 4.0  # a candidate whose perturbation needs more is not pushed further
 BISECTION_STEPS = 12  # the factor's precision: (upper - lower) / 2^12
 
@@ -43,6 +52,10 @@ def _make(name: str, norm: str, steps: int):
     cls = getattr(foolbox.attacks, ATTACKS[name][norm])
     if name == "hop_skip_jump":
         return cls(steps=steps, constraint=norm)
+    if name == "brendel_bethge":
+        # Foolbox's default of 10 binary-search steps to the boundary is coarse for a start that
+        # is already near it; the boundary search is cheap next to the optimisation steps.
+        return cls(steps=steps, binary_search_steps=20)
     return cls(steps=steps)
 
 
@@ -79,19 +92,39 @@ def past_the_boundary(logits_fn, x, candidates, y, margin: float) -> np.ndarray:
     return np.where(ok[:, None, None, None], scaled(np.where(ok, upper, 1.0)), candidates)
 
 
+def _adversarial(logits_fn, images, labels) -> np.ndarray:
+    """Whether the model's label of each image differs from ``labels`` (Foolbox's criterion)."""
+    return np.asarray(logits_fn(tf.constant(images))).argmax(axis=1) != np.asarray(labels)
+
+
+def _initial_search(model, logits_fn, x, labels, y) -> np.ndarray:
+    """Foolbox's default start of the refining attacks (blended uniform noise, a line search); the
+    clean image where it finds no adversarial."""
+    import warnings
+
+    import foolbox
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "failed to draw sufficient random inputs": handled below
+        starts = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack().run(model, tf.constant(x), labels)
+    starts = np.asarray(starts, np.float32)
+    return np.where(_adversarial(logits_fn, starts, y)[:, None, None, None], starts, x)
+
+
 def foolbox_attack(name: str, norm: str, *, steps: int = 100, decision_margin: float = 1e-3,
                    batch_size: int = 500) -> MinimizingAttack:
     """A Foolbox minimum-norm or decision-based attack as a ``MinimizingAttack``.
 
     Args:
-        name: "fmn", "ddn" or "hop_skip_jump" (``ATTACKS``).
-        norm: "linf" or "l2" (DDN: "l2" only).
+        name: "fmn", "ddn", "brendel_bethge" or "hop_skip_jump" (``ATTACKS``).
+        norm: one the attack has (``ATTACKS[name]``).
         steps: the attack's steps (Foolbox's ``steps``).
         decision_margin: how far past the boundary a candidate is pushed (the search's).
         batch_size: images per Foolbox call.
 
     Returns:
-        A ``MinimizingAttack`` named ``foolbox_<name>_<norm>(steps=...)``.
+        A ``MinimizingAttack`` named ``foolbox_<name>_<norm>(steps=...)``; those of ``REFINING``
+        have ``refines`` set and take the adversarials to start from.
     """
     check_norm(norm)
     if not available(name, norm):
@@ -109,25 +142,34 @@ def foolbox_attack(name: str, norm: str, *, steps: int = 100, decision_margin: f
         attack = _make(name, norm, int(steps))
 
         def run(x, y, starting_points=None):
-            """Candidates for ``x``; ``starting_points``: adversarials to start from (decision-based
-            attacks; without them HopSkipJump searches its own and fails where it finds none)."""
+            """Candidates for ``x`` (the clean image where nothing was found); ``starting_points``:
+            adversarials to start from (the refining attacks; without them they start from
+            Foolbox's blended-noise search, on the images where it finds an adversarial)."""
             x, y = np.asarray(x, np.float32), np.asarray(y)
             outputs = []
             for start in range(0, len(x), batch_size):
                 xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-                extra = {} if starting_points is None else {
-                    "starting_points": tf.constant(np.asarray(starting_points, np.float32)[start:start + batch_size])}
-                try:
-                    _, clipped, _ = attack(model, tf.constant(xb), tf.constant(yb.astype(np.int64)), epsilons=None,
-                                           **extra)
-                except ValueError as error:
-                    if "init_attack failed" not in str(error):
-                        raise
-                    outputs.append(xb)  # no starting adversarial for some image: nothing found in this batch
+                labels = tf.constant(yb.astype(np.int64))
+                if starting_points is not None:
+                    starts = np.asarray(starting_points, np.float32)[start:start + batch_size]
+                elif name in REFINING:
+                    starts = _initial_search(model, logits_fn, xb, labels, yb)
+                else:
+                    starts = None
+                if starts is None:
+                    _, clipped, _ = attack(model, tf.constant(xb), labels, epsilons=None)
+                    outputs.append(past_the_boundary(logits_fn, xb, clipped.numpy(), yb, decision_margin))
                     continue
-                outputs.append(past_the_boundary(logits_fn, xb, clipped.numpy(), yb, decision_margin))
+                found = np.flatnonzero(_adversarial(logits_fn, starts, yb))
+                candidates = xb.copy()
+                if found.size:
+                    _, clipped, _ = attack(model, tf.constant(xb[found]), tf.gather(labels, found), epsilons=None,
+                                           starting_points=tf.constant(starts[found]))
+                    candidates[found] = past_the_boundary(logits_fn, xb[found], clipped.numpy(), yb[found],
+                                                          decision_margin)
+                outputs.append(candidates)
             return np.concatenate(outputs) if outputs else x
 
         return run
 
-    return MinimizingAttack(f"foolbox_{name}_{norm}(steps={int(steps)})", norm, build)
+    return MinimizingAttack(f"foolbox_{name}_{norm}(steps={int(steps)})", norm, build, refines=name in REFINING)

@@ -24,12 +24,12 @@ import numpy as np
 from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.fileio import write_json_atomic
 from neuroreg_tf.robustness import scoring
+from neuroreg_tf.robustness.settings import NORM_TITLES
 
 JSON_FILENAME = workdir_files.ROBUSTNESS_JSON
 NOISE_PLOT_FILENAME = workdir_files.NOISE_PLOT
 ADVERSARIAL_PLOT_FILENAME = workdir_files.ADVERSARIAL_PLOT
 ADVERSARIAL_CSV_FILENAME = workdir_files.ADVERSARIAL_CSV
-NORM_TITLES = {"linf": "L-inf", "l2": "L2"}
 
 
 def _jsonable(value):

@@ -18,13 +18,18 @@ SUCCESS_CURVE_POINTS = 40
 
 
 def perturbation_distance(x, adversarial, norm: str) -> np.ndarray:
-    """Per-sample L-inf or L2 distance (float64) between image batches ``x`` and ``adversarial``."""
+    """Per-sample distance (float64) between image batches ``x`` and ``adversarial``: L-inf, L2,
+    L1, or L0 (the number of pixel values that differ at all, as Foolbox counts them)."""
     check_norm(norm)
     difference = (np.asarray(adversarial, np.float64) - np.asarray(x, np.float64)).reshape(
         len(x), -1
     )
     if norm == "linf":
         return np.abs(difference).max(axis=1) if difference.shape[1] else np.zeros(len(x))
+    if norm == "l1":
+        return np.abs(difference).sum(axis=1)
+    if norm == "l0":
+        return np.count_nonzero(difference, axis=1).astype(np.float64)
     return np.sqrt(np.sum(difference**2, axis=1))
 
 
@@ -38,7 +43,7 @@ def verify_adversarial(
         x: Clean images, (n, h, w, c).
         adversarial: Candidate adversarial images, same shape.
         y: True labels, (n,).
-        norm: "linf" or "l2".
+        norm: One of ``settings.NORMS``.
         clip_min: Smallest valid pixel value.
         clip_max: Largest valid pixel value.
         min_margin: How far the best wrong logit must exceed the true logit. 0 means the label

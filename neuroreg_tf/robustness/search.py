@@ -1,7 +1,7 @@
 """The minimal adversarial perturbation per sample: attacks searched over their budget.
 
 For every sample that the model classifies correctly, ``minimal_perturbation`` looks for the smallest
-perturbation (L-inf or L2) that makes the model output any wrong class:
+perturbation (L-inf, L2, L1 or L0) that makes the model output any wrong class:
 
 * fixed-budget attacks (``attacks.EpsilonAttack``, e.g. PGD with step = fraction of epsilon) are
   searched over epsilon per sample (``search_epsilon``): an exponential search (multiply, or
@@ -10,7 +10,9 @@ perturbation (L-inf or L2) that makes the model output any wrong class:
   smallest succeeding budget. Later attacks start just below the best distance found so far
   (``CEILING_PROBE``) and never search above it, so a sample costs them one probe unless they can
   improve it. All samples are searched together, in batches, each with its own epsilon;
-* minimising attacks (``attacks.MinimizingAttack``, Carlini & Wagner L2) run once;
+* minimising attacks (``attacks.MinimizingAttack``: Carlini & Wagner L2, Foolbox's FMN and DDN)
+  run once; those that refine an adversarial (Brendel & Bethge, HopSkipJump) run once on the
+  samples already broken, from their best adversarial so far;
 * every candidate is verified before it counts (``scoring.verify_adversarial``): the model's label
   on the returned image differs from the true label, the image lies within [0, 1] and is finite,
   and the distance is recomputed (float64) from the returned image. Per sample the smallest
@@ -50,7 +52,7 @@ class MinimalPerturbationResult:
     """Per-sample minimal perturbations for one norm.
 
     Attributes:
-        norm: "linf" or "l2".
+        norm: One of ``settings.NORMS``.
         distances: (n,) float64: the smallest verified distance; 0 where the clean image is already
             misclassified; ``np.inf`` where no adversarial was found.
         adversarials: (n, h, w, c) float32: the adversarial image of each distance (the clean image
@@ -89,6 +91,32 @@ def _run_batched(run, x, y, eps, batch_size):
             batch = run(x[start:stop], y[start:stop], eps[start:stop])
         outputs.append(np.asarray(batch, np.float32))
     return np.concatenate(outputs)
+
+
+def _refine(run, verify, x, y, best_images, best_distances, fallback=None):
+    """A refining attack (``MinimizingAttack.refines``) started from each sample's best adversarial
+    so far, or where there is none from its verified ``fallback`` adversarial (one found for another
+    norm), or else from its own initial search; (distances, images), inf and the clean image where
+    it found nothing."""
+    distances = np.full(len(x), np.inf)
+    images = x.copy()
+    starts = best_images.copy()
+    broken = np.isfinite(best_distances)
+    if fallback is not None and not broken.all():
+        missing = np.flatnonzero(~broken)
+        usable, _ = verify(x[missing], fallback[missing], y[missing])
+        starts[missing[usable]] = fallback[missing[usable]]
+        broken[missing[usable]] = True
+    # Samples with a start begin there; the others from the attack's own initial search.
+    for index, given in ((np.flatnonzero(broken), True), (np.flatnonzero(~broken), False)):
+        if not index.size:
+            continue
+        extra = {"starting_points": starts[index]} if given else {}
+        candidates = np.asarray(run(x[index], y[index], **extra), np.float32)
+        success, distance = verify(x[index], candidates, y[index])
+        distances[index[success]] = distance[success]
+        images[index] = candidates
+    return distances, images
 
 
 def search_epsilon(
@@ -170,6 +198,7 @@ def minimal_perturbation(
     *,
     settings: AttackSettings | None = None,
     attacks=None,
+    starting_points=None,
     progress: Reporter = print_line,
     **overrides,
 ) -> MinimalPerturbationResult:
@@ -179,10 +208,13 @@ def minimal_perturbation(
         model: A Keras model or any callable mapping float32 images in [0, 1], NHWC, to logits.
         x: Images, float32 in [0, 1], shape (n, h, w, c).
         y: True integer labels, shape (n,).
-        norm: "linf" or "l2".
+        norm: One of ``settings.NORMS``.
         settings: The attacks and the search (``AttackSettings``; default: its defaults).
         attacks: Attacks to run instead of ``attacks.default_attacks(norm, settings)`` (see
             ``neuroreg_tf.robustness.attacks``); the search settings still apply.
+        starting_points: Optional (n, h, w, c) adversarials of other searches (e.g. another
+            norm's): a refining attack starts from a sample's one, once verified, where no attack
+            before it broke the sample.
         progress: Reporter of a one-line message after each attack (None: silent).
         **overrides: Changes to ``settings`` by name, e.g. ``search_steps=6``.
 
@@ -202,7 +234,6 @@ def minimal_perturbation(
     num_classes = int(logits_fn(x[:1]).shape[-1])
     y = checks.check_labels(y, len(x), num_classes)
     batch_size = settings.batch_size
-    initial_epsilon = settings.start_epsilon(norm)
     if attacks is None:
         attacks = attacks_lib.default_attacks(norm, settings)
     for attack in attacks:
@@ -242,13 +273,17 @@ def minimal_perturbation(
         probes = 1
         if targets.size:
             run = attack.build(logits_fn)
-            if isinstance(attack, attacks_lib.MinimizingAttack):
+            if isinstance(attack, attacks_lib.MinimizingAttack) and attack.refines:
+                target_distances, candidates = _refine(
+                    run, verify, x[targets], y[targets], adversarials[targets], distances[targets],
+                    None if starting_points is None else starting_points[targets])
+            elif isinstance(attack, attacks_lib.MinimizingAttack):
                 candidates = _run_batched(run, x[targets], y[targets], None, batch_size)
                 success, distance = verify(x[targets], candidates, y[targets])
                 target_distances = np.where(success, distance, np.inf)
             else:
                 known = distances[targets]
-                start = np.where(np.isfinite(known), known * CEILING_PROBE, initial_epsilon)
+                start = np.where(np.isfinite(known), known * CEILING_PROBE, settings.start_epsilon(norm))
                 target_distances, candidates, probes = search_epsilon(
                     run,
                     verify,

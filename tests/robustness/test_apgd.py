@@ -418,7 +418,7 @@ def test_same_seed_same_output_other_seed_other_starts(norm, eps):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"norm": "l1"}, r"Expected norm 'linf' or 'l2'. Received: norm='l1'"),
+        ({"norm": "l1"}, r"Expected norm among \('linf', 'l2'\): fixed-budget attacks.*Received: norm='l1'"),
         ({"loss": "margin"}, r"Expected loss 'ce' or 'dlr'. Received: loss='margin'"),
         ({"eps": -0.1}, r"Expected eps >= 0 and finite. Received: eps=-0.1"),
         ({"eps": np.array([0.1, np.nan, 0.1])}, r"Expected eps >= 0 and finite. Received: eps="),
