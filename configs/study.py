@@ -30,7 +30,8 @@ Variants (``--config=configs/study.py:<arg>``):
   audit      the robustness audit (issue 20): None, Neural (model), Shuffle, Pixel and the
              baselines a user would pick instead (noise augmentation, adversarial training,
              Neural (model) + noise augmentation), 5 seeds, scored with the strong attack
-             ensemble (PGD, APGD-CE/DLR/T, C&W) on 100 samples; hours on a CPU.
+             ensemble (PGD, APGD-CE/DLR/T, C&W, Foolbox FMN, DDN and Brendel & Bethge) on L-inf,
+             L2, L1 and L0 with the gradient-masking checks, 100 samples; hours on a CPU.
   paper      grayscale CIFAR-10 ResNet18, 40 epochs, 5 seeds, the paper's conditions (None,
              Neural (model), Neural (data), Shuffle, VGG with --config.build.kinds.vgg.weights=...), 1000
              adversarial samples with the paper's attack grid: a GPU study.
@@ -123,6 +124,7 @@ def get_config(arg=None):
         config.conditions = ",".join(["none", "neural_model", "shuffle", "pixel", *conditions.BASELINE_NAMES])
         config.evaluation.adversarial.num_examples = 100
         config.evaluation.adversarial.preset = "strong"
+        config.evaluation.adversarial.norms = ("linf", "l2", "l1", "l0")
         config.evaluation.adversarial.diagnostics = True
     elif arg == "paper":
         config.conditions = "none,neural_model,neural_data,shuffle,vgg"
@@ -132,4 +134,5 @@ def get_config(arg=None):
         config.evaluation.noise = noise_section(sigmas=(0.0, 0.02, 0.04, 0.06, 0.08, 0.1), seeds=(0, 1, 2, 3, 4))
         config.evaluation.adversarial.num_examples = 1000
         config.evaluation.adversarial.preset = "paper"
+        config.evaluation.adversarial.norms = ("linf", "l2", "l1", "l0")
     return config

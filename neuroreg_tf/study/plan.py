@@ -26,7 +26,8 @@ from neuroreg_tf.neural import build_config, target_registry
 from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
 from neuroreg_tf.robustness import evaluation
-from neuroreg_tf.robustness.settings import NORMS, PRESETS
+from neuroreg_tf.robustness.adversarial import arguments_from_config
+from neuroreg_tf.robustness.settings import NORMS, PRESETS, preset
 from neuroreg_tf.training import trainer
 
 BUILDS_DIR = "targets"  # <study>/targets/<build>/: one target build per name (not workdir.TARGETS)
@@ -58,6 +59,9 @@ class Run:
     seed: int
     index: int
     directory: str
+    # What the study's evaluation settings make of an evaluation's identity
+    # (``evaluation.settings_identity``): an evaluation recorded with others is stale.
+    evaluation_settings: dict | None = None
 
     @property
     def evaluation_directory(self) -> str:
@@ -184,6 +188,11 @@ def check_config(config) -> None:
     check.choice("evaluation.adversarial.preset", ("", "default", *PRESETS))
     check.integer("evaluation.adversarial.num_examples", minimum=0)
     check.subset("evaluation.adversarial.norms", NORMS)
+    attack_preset = config.evaluation.adversarial.preset
+    problem = preset(None if attack_preset in ("", "default") else attack_preset).attacks_missing(
+        config.evaluation.adversarial.norms)
+    if problem:
+        raise ConfigError(f"config.evaluation.adversarial.norms: {problem} (set evaluation.adversarial.preset)")
     if not isinstance(config.evaluation.adversarial.get("diagnostics", False), bool):
         check.fail("evaluation.adversarial.diagnostics", "True or False")
     evaluation.check_noise_settings(config.evaluation.noise, "config.evaluation.noise")
@@ -196,9 +205,22 @@ def _probe_train_config(config) -> ml_collections.ConfigDict:
     return probe
 
 
+def evaluation_arguments(config) -> dict | None:
+    """``evaluate_models``'s adversarial arguments for the study's ``evaluation`` section."""
+    section = config.evaluation.adversarial
+    if not section.num_examples:
+        return None
+    settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
+    return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples),
+                                  "diagnostics": bool(section.get("diagnostics", False)), **settings})
+
+
 def make_plan(config, workdir: str) -> StudyPlan:
     """The builds and runs ``config`` asks for, under ``workdir`` (see the module docstring)."""
     check_config(config)
+    evaluation_settings = evaluation.settings_identity(
+        config.evaluation.noise.sigmas, config.evaluation.noise.seeds, config.evaluation.batch_size,
+        evaluation_arguments(config))
     names = condition_names(config)
     resolved = [conditions_lib.resolve(n, alpha=config.alpha, alpha_cka=config.alpha_cka) for n in names]
     skipped = {}
@@ -233,7 +255,8 @@ def make_plan(config, workdir: str) -> StudyPlan:
         builds[build] = build_config_
     runs_root = os.path.join(workdir, RUNS_DIR)
     runs = [
-        Run(condition, int(seed), index, os.path.join(runs_root, condition.name, f"seed_{int(seed)}"))
+        Run(condition, int(seed), index, os.path.join(runs_root, condition.name, f"seed_{int(seed)}"),
+            evaluation_settings)
         for index, (condition, seed) in enumerate(
             (condition, seed) for condition in kept for seed in config.seeds
         )

@@ -21,6 +21,7 @@ import numpy as np
 from neuroreg_tf import __version__, workdir as workdir_files
 from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
+from neuroreg_tf.robustness.settings import NORM_TITLES, NORMS
 from neuroreg_tf.study import statistics, transfer
 from neuroreg_tf.study.plan import Run, StudyPlan
 
@@ -83,6 +84,8 @@ METRICS = (
     Metric("noise_mean", "noise (mean over σ)", 3, True, True, False, lambda summary, model: _noise_mean(model)),
     Metric("linf_median", "L∞ median", 4, True, True, True, _adversarial_median("linf")),
     Metric("l2_median", "L2 median", 4, True, True, True, _adversarial_median("l2")),
+    Metric("l1_median", "L1 median", 4, True, True, True, _adversarial_median("l1")),
+    Metric("l0_median", "L0 median", 1, True, True, True, _adversarial_median("l0")),
     Metric("similarity_r", "held-out r", 3, True, False, True,
            lambda summary, model: summary["final"].get("val_similarity_r")),
 )
@@ -105,10 +108,12 @@ def metric(name: str) -> Metric:
 
 
 def evaluation_problem(run: Run) -> str | None:
-    """Why the evaluation in ``run.evaluation_directory`` does not score the run's current model.
+    """Why the evaluation in ``run.evaluation_directory`` does not score the run's current model
+    with the study's current evaluation settings.
 
     The evaluation's identity records the checksum of the model file it scored; it must be the
-    checksum of the file the run's directory holds now. None when it is.
+    checksum of the file the run's directory holds now; and its settings
+    (``evaluation.settings_identity``) must be ``run.evaluation_settings``. None when both hold.
     """
     from neuroreg_tf.robustness.loading import artifact_fingerprint
 
@@ -121,6 +126,11 @@ def evaluation_problem(run: Run) -> str | None:
     if scored != [current]:
         return ("its evaluation scored another model file than the one the run holds now (the run "
                 "was trained again after it was evaluated); the next study.py run evaluates it again")
+    if run.evaluation_settings is not None:
+        changed = [key for key, value in run.evaluation_settings.items() if recorded.get(key) != value]
+        if changed:
+            return (f"its evaluation used other settings ({', '.join(changed)}: e.g. the attack preset or the "
+                    "norms changed); the next study.py run evaluates it again")
     return None
 
 
@@ -209,10 +219,13 @@ def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
 
 def report_metrics(records) -> list[Metric]:
     """The metrics the report summarises, in table order: the first declared, one per noise
-    level of the finished runs, then the other declared ones."""
-    sigmas = sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
+    level of the finished runs, then the other declared ones that some finished run has (a
+    study scoring L-inf and L2 has no L1 or L0 column)."""
+    finished = [r for r in records if r["status"] == "finished"]
+    sigmas = sorted({s for r in finished for s in r["noise"]})
     noise = [noise_metric(s, noisiest=s == sigmas[-1]) for s in sigmas]
-    return [METRICS[0], *noise, *METRICS[1:]]
+    declared = [m for m in METRICS[1:] if not finished or any(r.get(m.name) is not None for r in finished)]
+    return [METRICS[0], *noise, *declared]
 
 
 def metric_names(records) -> list[str]:
@@ -485,7 +498,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
     figure.savefig(paths[-1], dpi=120)
     plt.close(figure)
 
-    norms = [n for n in ("linf", "l2") if any(r.get(f"{n}_median") is not None for r in finished)]
+    norms = [n for n in NORMS if any(r.get(f"{n}_median") is not None for r in finished)]
     if norms:
         figure, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 4.2), squeeze=False)
         for axis, norm in zip(axes[0], norms):
@@ -499,9 +512,10 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
                                   capsize=4, color="C0", zorder=4)
             axis.set_xticks(range(len(conditions)))
             axis.set_xticklabels([c.label for c in conditions], rotation=45, ha="right", fontsize=7)
-            axis.set_ylabel(f"median minimal {'L∞' if norm == 'linf' else 'L2'} perturbation")
+            axis.set_ylabel(f"median minimal {NORM_TITLES[norm]} perturbation")
             axis.grid(alpha=0.3, axis="y")
-            axis.set_title(f"{'L∞' if norm == 'linf' else 'L2'}: each seed (dots), mean ± SEM (cf. Fig. 5)", fontsize=9)
+            axis.set_title(f"{NORM_TITLES[norm]}: each seed (dots), mean ± SEM (cf. Fig. 5{' and 7' if norm in ('l1', 'l0') else ''})",
+                           fontsize=9)
         figure.tight_layout()
         paths.append(os.path.join(directory, "adversarial.png"))
         figure.savefig(paths[-1], dpi=120)

@@ -30,10 +30,10 @@ from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.neural import build_targets
 from neuroreg_tf.progress import Counter, Reporter, print_line, reporter
 from neuroreg_tf.robustness import evaluation
-from neuroreg_tf.robustness.adversarial import arguments_from_config
-from neuroreg_tf.robustness.settings import preset
+from neuroreg_tf.robustness.settings import NORMS
 from neuroreg_tf.study import report as report_lib
 from neuroreg_tf.study import transfer
+from neuroreg_tf.study import plan as plan_lib
 from neuroreg_tf.study.plan import Run, StudyPlan, make_plan, study_identity, upgrade_identity
 from neuroreg_tf.training import trainer
 
@@ -63,16 +63,6 @@ def is_finished(run: Run) -> bool:
     return report_lib.run_state(run)[0] == "finished"
 
 
-def evaluation_arguments(config) -> dict:
-    """``evaluate_models``'s adversarial arguments for the study's ``evaluation`` section."""
-    section = config.evaluation.adversarial
-    if not section.num_examples:
-        return None
-    settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
-    return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples),
-                                  "diagnostics": bool(section.get("diagnostics", False)), **settings})
-
-
 def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Reporter = None) -> dict:
     """Trains and evaluates one run in this process; records a failure instead of raising it.
 
@@ -95,7 +85,7 @@ def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Repo
             sigmas=config.evaluation.noise.sigmas,
             seeds=config.evaluation.noise.seeds,
             batch_size=config.evaluation.batch_size,
-            adversarial=evaluation_arguments(config),
+            adversarial=plan_lib.evaluation_arguments(config),
             workdir=run.evaluation_directory,
             metadata={"dataset": config.train.data.dataset, "split": "test", "condition": run.condition.name,
                       "seed": run.seed},
@@ -145,7 +135,7 @@ def _describe(run: Run, outcome: dict) -> str:
         return f"{run.key} FAILED: {outcome['error']}"
     metrics = report_lib.run_metrics(run)
     details = [f"clean {metrics['clean']:.3f}"]
-    for norm in ("linf", "l2"):
+    for norm in NORMS:
         if metrics.get(f"{norm}_median") is not None:
             details.append(f"{norm} {metrics[f'{norm}_median']:.4g}")
     return f"{run.key} finished ({', '.join(details)})"

@@ -34,7 +34,8 @@ def _write_run(run, numbers):
         "identity": workdir.read_identity(run.directory)["fingerprint"],
         "final": {"val_similarity_r": numbers["r"]}, "gamma": {"stage4": 1.0},
     })
-    evaluation = {"kind": "evaluation", "models": [{"label": run.condition.label, "artifact": sha256_tree(model_file)}]}
+    evaluation = {"kind": "evaluation", "models": [{"label": run.condition.label, "artifact": sha256_tree(model_file)}],
+                  **run.evaluation_settings}
     workdir.claim(run.evaluation_directory, evaluation, what="evaluation", finished_marker="robustness.json",
                   overwrite=False)
     noise = [{"sigma": 0.0, "accuracy": numbers["clean"]}] + [
@@ -108,3 +109,16 @@ def test_a_new_metric_is_one_entry(written, monkeypatch):
     difference = result["comparisons"]["none"]["clean_error"]["shuffle"]["difference"]
     assert difference == pytest.approx(-0.2, abs=1e-12)  # shuffle's clean is 0.2 higher, its error 0.2 lower
     json.dumps(result["summaries"])  # the report stays JSON
+
+
+def test_an_evaluation_recorded_with_other_settings_is_stale_and_says_why(written):
+    config, study_plan, names = written
+    run = study_plan.runs[0]
+    recorded = workdir.read_identity(run.evaluation_directory)
+    changed = {**recorded, "adversarial": {**recorded["adversarial"], "norms": [*recorded["adversarial"]["norms"], "l0"]}}
+    del changed["fingerprint"]
+    write_json_atomic(os.path.join(run.evaluation_directory, workdir.IDENTITY),
+                      {**changed, "fingerprint": workdir.fingerprint_of(changed)})
+    status, reason = report.run_state(run)
+    assert status == "stale" and "other settings (adversarial" in reason
+    assert [report.run_state(r)[0] for r in study_plan.runs[1:]] == ["finished"] * (len(study_plan.runs) - 1)

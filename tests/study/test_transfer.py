@@ -35,7 +35,8 @@ def _fake_evaluated_run(run, model, x, y, distances, median):
 
 def _record_evaluation(run):
     """The evaluation's identity.json, naming the model file it scored, as evaluate_models writes it."""
-    identity = {"kind": "evaluation", "models": [{"label": "m", "artifact": artifact_fingerprint(run.directory)}]}
+    identity = {"kind": "evaluation", "models": [{"label": "m", "artifact": artifact_fingerprint(run.directory)}],
+                **(run.evaluation_settings or {})}
     fileio.write_json_atomic(os.path.join(run.evaluation_directory, workdir.IDENTITY),
                              {**identity, "fingerprint": workdir.fingerprint_of(identity)})
 
