@@ -27,7 +27,7 @@ from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
 from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.robustness.adversarial import arguments_from_config
-from neuroreg_tf.robustness.settings import NORMS, PRESETS, preset
+from neuroreg_tf.robustness.settings import EPSILON_NORMS, NORMS, PRESETS, preset
 from neuroreg_tf.training import trainer
 
 BUILDS_DIR = "targets"  # <study>/targets/<build>/: one target build per name (not workdir.TARGETS)
@@ -62,6 +62,13 @@ class Run:
     # What the study's evaluation settings make of an evaluation's identity
     # (``evaluation.settings_identity``): an evaluation recorded with others is stale.
     evaluation_settings: dict | None = None
+    # The cheaper attack preset the run is also scored with (``evaluation.adversarial.compare_preset``).
+    compare_preset: str | None = None
+
+    @property
+    def comparison_directory(self) -> str | None:
+        """Where the run's scoring with ``compare_preset`` lives (None without one)."""
+        return os.path.join(self.directory, f"{EVALUATION_DIR}_{self.compare_preset}") if self.compare_preset else None
 
     @property
     def evaluation_directory(self) -> str:
@@ -188,6 +195,10 @@ def check_config(config) -> None:
     check.choice("evaluation.adversarial.preset", ("", "default", *PRESETS))
     check.integer("evaluation.adversarial.num_examples", minimum=0)
     check.subset("evaluation.adversarial.norms", NORMS)
+    if config.evaluation.adversarial.get("compare_preset"):
+        check.choice("evaluation.adversarial.compare_preset", ("", *PRESETS))
+        if not any(n in EPSILON_NORMS for n in config.evaluation.adversarial.norms):
+            check.fail("evaluation.adversarial.compare_preset", f"only with one of the norms {EPSILON_NORMS}")
     attack_preset = config.evaluation.adversarial.preset
     problem = preset(None if attack_preset in ("", "default") else attack_preset).attacks_missing(
         config.evaluation.adversarial.norms)
@@ -213,6 +224,17 @@ def evaluation_arguments(config) -> dict | None:
     settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
     return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples),
                                   "diagnostics": bool(section.get("diagnostics", False)), **settings})
+
+
+def comparison_arguments(config) -> dict | None:
+    """``evaluate_models``'s adversarial arguments for scoring a run with the cheaper preset
+    ``evaluation.adversarial.compare_preset`` (its L-inf/L2 norms, no diagnostics); None without one."""
+    section = config.evaluation.adversarial
+    if not section.get("compare_preset") or not section.num_examples:
+        return None
+    norms = tuple(n for n in section.norms if n in EPSILON_NORMS)
+    return arguments_from_config({"norms": norms, "num_examples": int(section.num_examples),
+                                  **preset(section.compare_preset).as_dict()})
 
 
 def make_plan(config, workdir: str) -> StudyPlan:
@@ -256,7 +278,7 @@ def make_plan(config, workdir: str) -> StudyPlan:
     runs_root = os.path.join(workdir, RUNS_DIR)
     runs = [
         Run(condition, int(seed), index, os.path.join(runs_root, condition.name, f"seed_{int(seed)}"),
-            evaluation_settings)
+            evaluation_settings, config.evaluation.adversarial.get("compare_preset") or None)
         for index, (condition, seed) in enumerate(
             (condition, seed) for condition in kept for seed in config.seeds
         )
@@ -266,7 +288,7 @@ def make_plan(config, workdir: str) -> StudyPlan:
 
 # Keys added to the study's evaluation.adversarial section after studies were recorded without
 # them: such a study is the same study with these values.
-ADDED_ADVERSARIAL_KEYS = {"diagnostics": False}
+ADDED_ADVERSARIAL_KEYS = {"diagnostics": False, "compare_preset": ""}
 
 
 def _identity_config(config: dict) -> dict:

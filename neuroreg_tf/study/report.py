@@ -107,17 +107,20 @@ def metric(name: str) -> Metric:
     raise KeyError(f"No metric {name!r}; the report has {', '.join(_BY_NAME)} and noise_<sigma>.")
 
 
-def evaluation_problem(run: Run) -> str | None:
+def evaluation_problem(run: Run, directory: str | None = None, *, check_settings: bool = True) -> str | None:
     """Why the evaluation in ``run.evaluation_directory`` does not score the run's current model
     with the study's current evaluation settings.
 
     The evaluation's identity records the checksum of the model file it scored; it must be the
     checksum of the file the run's directory holds now; and its settings
     (``evaluation.settings_identity``) must be ``run.evaluation_settings``. None when both hold.
+    ``directory``: another evaluation of the run (its scoring with ``compare_preset``), checked
+    for the model only with ``check_settings=False``.
     """
     from neuroreg_tf.robustness.loading import artifact_fingerprint
 
-    recorded = workdir_files.read_identity(run.evaluation_directory) or {}
+    directory = directory or run.evaluation_directory
+    recorded = workdir_files.read_identity(directory) or {}
     scored = [model.get("artifact") for model in recorded.get("models", [])]
     try:
         current = artifact_fingerprint(run.directory)
@@ -126,7 +129,7 @@ def evaluation_problem(run: Run) -> str | None:
     if scored != [current]:
         return ("its evaluation scored another model file than the one the run holds now (the run "
                 "was trained again after it was evaluated); the next study.py run evaluates it again")
-    if run.evaluation_settings is not None:
+    if check_settings and run.evaluation_settings is not None:
         changed = [key for key, value in run.evaluation_settings.items() if recorded.get(key) != value]
         if changed:
             return (f"its evaluation used other settings ({', '.join(changed)}: e.g. the attack preset or the "
@@ -156,7 +159,10 @@ def run_state(run: Run) -> tuple[str, str | None]:
     evaluated = os.path.isfile(os.path.join(run.evaluation_directory, workdir_files.ROBUSTNESS_JSON))
     if not (trained and evaluated):
         return "missing", None
-    problem = summary_problem(run) or evaluation_problem(run)
+    if run.compare_preset and not os.path.isfile(os.path.join(run.comparison_directory, workdir_files.ROBUSTNESS_JSON)):
+        return "missing", None
+    problem = summary_problem(run) or evaluation_problem(run) or (
+        run.compare_preset and evaluation_problem(run, run.comparison_directory, check_settings=False))
     return ("stale", problem) if problem else ("finished", None)
 
 
@@ -175,6 +181,10 @@ def run_metrics(run: Run) -> dict:
                            "a run's evaluation")
     (model,) = robustness["models"]
     metrics = {declared.name: declared.read(summary, model) for declared in METRICS}
+    if run.compare_preset:
+        compared = read_json(os.path.join(run.comparison_directory, workdir_files.ROBUSTNESS_JSON),
+                             "a run's scoring with the compared preset")["models"][0].get("adversarial") or {}
+        metrics["compare_preset"] = {norm: _number(values["median"]) for norm, values in compared.items()}
     metrics["noise"] = _noise_accuracies(model)
     metrics["gamma"] = summary.get("gamma", {})
     metrics["train_seconds"] = summary.get("train_seconds_this_process")
@@ -313,6 +323,8 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
         "config": config.to_dict(),
         "versions": _versions(),
     }
+    report["schedule_check"] = schedule_check(records, plan.conditions)
+    report["answers"] = answers(plan.conditions, records, summaries, comparisons)
     write_json_atomic(os.path.join(plan.workdir, JSON), report)
     _write_csv(os.path.join(plan.workdir, CSV), records)
     figures = write_figures(plan, records, summaries, os.path.join(plan.workdir, FIGURES))
@@ -420,6 +432,8 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
                 )
                 values.append("-" if summary.mean is None else f"{summary.mean:.2f}")
             lines.append(f"| {c.label} | " + " | ".join(values) + " |")
+    lines += _answer_lines(report, conditions)
+    lines += _schedule_lines(report.get("schedule_check"), conditions)
     lines += _diagnostics_lines(report["runs"], conditions)
     problems = [r for r in report["runs"] if r["status"] != "finished"]
     if problems:
@@ -429,6 +443,141 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.relpath(f, plan.workdir)})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+SIGNIFICANCE = 0.05  # a difference "holds" when its Holm-adjusted p is below this
+QUESTION_METRICS = ("clean", "noise_mean", "linf_median", "l2_median", "l1_median", "l0_median")
+
+
+def _verdict(difference, p_holm) -> str:
+    if difference is None or p_holm is None:
+        return "untested"
+    if p_holm >= SIGNIFICANCE:
+        return "no significant difference"
+    return "higher" if difference > 0 else "lower"
+
+
+def answers(conditions, records, summaries, comparisons) -> dict | None:
+    """The questions a robustness audit asks, answered from the numbers (None without Neural (model)).
+
+    * ``advantage``: per reference (None, Shuffle) and metric, Neural (model)'s paired difference,
+      its Holm-adjusted p (the report's families) and the verdict ("higher", "lower", "no
+      significant difference" at ``SIGNIFICANCE``);
+    * ``baselines``: per baseline condition present (``conditions.BASELINE_NAMES``) and metric, the
+      baseline's mean against Neural (model)'s, with a paired test over the common seeds (Holm over
+      the baselines, per metric).
+    """
+    from neuroreg_tf.study.conditions import BASELINE_NAMES
+
+    names = {c.name for c in conditions}
+    if "neural_model" not in names:
+        return None
+    metrics = [m for m in QUESTION_METRICS if any(r.get(m) is not None for r in records if r["status"] == "finished")]
+    advantage = {}
+    for reference, family in comparisons.items():
+        advantage[reference] = {}
+        for m in metrics:
+            if m in family and "neural_model" in family[m]:
+                r = family[m]["neural_model"]
+                advantage[reference][m] = {"difference": r["difference"], "d_z": r["d_z"], "n": r["n"],
+                                           "p_holm": r["p_holm"], "verdict": _verdict(r["difference"], r["p_holm"])}
+    baselines = {}
+    present = [b for b in BASELINE_NAMES if b in names]
+    for m in metrics:
+        results = [statistics.compare_paired(_by_seed(records, b, m), _by_seed(records, "neural_model", m))
+                   for b in present]
+        adjusted = statistics.holm([r.p for r in results])
+        for b, r, p_holm in zip(present, results, adjusted):
+            baselines.setdefault(b, {})[m] = {
+                "baseline": summaries[b][m]["mean"], "neural_model": summaries["neural_model"][m]["mean"],
+                "difference": r.difference, "n": r.n, "p_holm": p_holm, "verdict": _verdict(r.difference, p_holm)}
+    return {"significance": SIGNIFICANCE, "advantage": advantage, "baselines": baselines}
+
+
+def _answer_lines(report, conditions) -> list[str]:
+    found = report.get("answers")
+    if not found:
+        return []
+    labels = {c.name: c.label for c in conditions}
+    lines = ["", "## The audit's questions, answered from these numbers", "",
+             f"Verdicts: Holm-adjusted paired p < {found['significance']:g} (higher / lower), else no significant "
+             "difference. Adversarial metrics are median minimal perturbations (higher = more robust).", ""]
+    for reference, by_metric in found["advantage"].items():
+        if not by_metric:
+            continue
+        cells = [f"{_title(m)}: {v['verdict']} ({_signed(v['difference'], metric(m).digits)}, p_holm {_p(v['p_holm'])})"
+                 for m, v in by_metric.items()]
+        lines.append(f"- Neural (model) against {labels.get(reference, reference)}: " + "; ".join(cells) + ".")
+    for baseline, by_metric in found["baselines"].items():
+        cells = [f"{_title(m)} {_number_text(v['baseline'], metric(m).digits)} vs "
+                 f"{_number_text(v['neural_model'], metric(m).digits)} ({v['verdict']}, p_holm {_p(v['p_holm'])})"
+                 for m, v in by_metric.items()]
+        lines.append(f"- {labels.get(baseline, baseline)} against Neural (model): " + "; ".join(cells) + ".")
+    return lines
+
+
+def _signed(value, digits) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+def _number_text(value, digits) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def schedule_check(records, conditions) -> dict | None:
+    """Whether the cheaper preset (``compare_preset``) ranks the conditions as the study's preset
+    does, per norm: the conditions' mean medians under each, their ranks, Spearman's rho over the
+    conditions, and the mean per-run ratio cheap / study preset (above 1: the cheap one overstates
+    robustness). None when no run was scored with a compared preset."""
+    from scipy import stats
+
+    finished = [r for r in records if r["status"] == "finished" and r.get("compare_preset")]
+    if not finished:
+        return None
+    result = {}
+    norms = [n for n in NORMS if any(n in r["compare_preset"] for r in finished)]
+    for norm in norms:
+        rows = []
+        for c in conditions:
+            pairs = [(r[f"{norm}_median"], r["compare_preset"][norm]) for r in finished
+                     if r["condition"] == c.name and r.get(f"{norm}_median") is not None and norm in r["compare_preset"]
+                     and math.isfinite(r[f"{norm}_median"]) and math.isfinite(r["compare_preset"][norm])]
+            if pairs:
+                ratios = [p[1] / p[0] for p in pairs if p[0] > 0]
+                rows.append({"condition": c.name, "strong": float(np.mean([p[0] for p in pairs])),
+                             "cheap": float(np.mean([p[1] for p in pairs])), "n": len(pairs),
+                             "ratio": float(np.mean(ratios)) if ratios else None})
+        if len(rows) < 2:
+            continue
+        strong_rank = stats.rankdata([-r["strong"] for r in rows])
+        cheap_rank = stats.rankdata([-r["cheap"] for r in rows])
+        for row, a, b in zip(rows, strong_rank, cheap_rank):
+            row["rank_strong"], row["rank_cheap"] = float(a), float(b)
+        strong, cheap = [r["strong"] for r in rows], [r["cheap"] for r in rows]
+        constant = len(set(strong)) == 1 or len(set(cheap)) == 1  # no ranking to correlate
+        rho = None if constant else float(stats.spearmanr(strong, cheap).statistic)
+        result[norm] = {"conditions": rows, "spearman_rho": rho,
+                        "same_order": bool(np.array_equal(strong_rank, cheap_rank))}
+    return result or None
+
+
+def _schedule_lines(check, conditions) -> list[str]:
+    if not check:
+        return []
+    labels = {c.name: c.label for c in conditions}
+    lines = ["", "## Does the cheap schedule rank the conditions as the strong ensemble does?", "",
+             "Each run also scored with the compared preset on the same samples (mean median over seeds; "
+             "rank 1 = most robust; ratio: mean per-run cheap / strong median).", ""]
+    for norm, entry in check.items():
+        rho = "undefined (a constant column)" if entry["spearman_rho"] is None else f"{entry['spearman_rho']:.2f}"
+        lines += [f"{NORM_TITLES[norm]}: Spearman rho {rho} over the conditions; "
+                  f"same order: {'yes' if entry['same_order'] else 'no'}.", "",
+                  "| condition | strong | cheap | rank strong | rank cheap | ratio |", "|---|---|---|---|---|---|"]
+        lines += [f"| {labels.get(r['condition'], r['condition'])} | {r['strong']:.4g} | {r['cheap']:.4g} | "
+                  f"{r['rank_strong']:g} | {r['rank_cheap']:g} | {_number_text(r['ratio'], 3)} |"
+                  for r in entry["conditions"]]
+        lines.append("")
+    return lines
 
 
 def _diagnostics_lines(runs, conditions) -> list[str]:

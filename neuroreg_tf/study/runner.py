@@ -92,6 +92,17 @@ def execute_run(config, plan: StudyPlan, run: Run, examples=None, progress: Repo
             overwrite=bool(config.overwrite) or stale,
             progress=progress,
         )
+        if run.compare_preset:
+            # The same samples scored with the cheaper preset: does it rank the conditions alike?
+            evaluation.evaluate_models(
+                [(run.condition.label, run.directory)], x, y, sigmas=(0.0,), seeds=(0,),
+                batch_size=config.evaluation.batch_size, adversarial=plan_lib.comparison_arguments(config),
+                workdir=run.comparison_directory,
+                metadata={"condition": run.condition.name, "seed": run.seed, "preset": run.compare_preset},
+                overwrite=bool(config.overwrite) or report_lib.evaluation_problem(run, run.comparison_directory,
+                                                                                  check_settings=False) is not None,
+                progress=progress,
+            )
         return {"status": "finished"}
     except Exception as error:  # noqa: BLE001 - a failed run is recorded and the study goes on
         os.makedirs(os.path.dirname(failed), exist_ok=True)

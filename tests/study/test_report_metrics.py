@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from neuroreg_tf import cli, workdir
 from neuroreg_tf.fileio import sha256_tree, write_json_atomic
@@ -122,3 +123,68 @@ def test_an_evaluation_recorded_with_other_settings_is_stale_and_says_why(writte
     status, reason = report.run_state(run)
     assert status == "stale" and "other settings (adversarial" in reason
     assert [report.run_state(r)[0] for r in study_plan.runs[1:]] == ["finished"] * (len(study_plan.runs) - 1)
+
+
+def _write_comparison(run, linf_median):
+    """The run's scoring with the compared preset, as the study's runner writes it."""
+    evaluation = {"kind": "evaluation", "models": [
+        {"label": run.condition.label, "artifact": sha256_tree(os.path.join(run.directory, "classifier.keras"))}]}
+    workdir.claim(run.comparison_directory, evaluation, what="evaluation", finished_marker="robustness.json",
+                  overwrite=False)
+    write_json_atomic(os.path.join(run.comparison_directory, "robustness.json"),
+                      {"models": [{"adversarial": {"linf": {"median": linf_median}}}]})
+
+
+def test_the_audit_sections_rank_the_cheap_schedule_and_answer_from_the_paired_numbers(tmp_path):
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model,shuffle,noise_augmentation"
+    config.seeds = (0, 1, 2)
+    config.report_only = True
+    config.evaluation.adversarial.compare_preset = "study"
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    names = [c.name for c in study_plan.conditions]
+    assert all(run.compare_preset == "study" for run in study_plan.runs)
+    cheap = {}
+    jitter = {0: 0.0, 1: 0.004, 2: -0.002}  # Neural (model)'s L-inf medians vary around None's + 0.01
+    for run in study_plan.runs:
+        numbers = _numbers(names.index(run.condition.name), run.seed)
+        if run.condition.name == "neural_model":
+            numbers["linf"] += jitter[run.seed]
+        _write_run(run, numbers)
+        # The cheap schedule overstates every median by 20 %, and swaps the last two conditions.
+        swap = {"shuffle": 0.03, "noise_augmentation": -0.03}.get(run.condition.name, 0.0)
+        cheap[run.key] = 1.2 * numbers["linf"] + swap
+        assert report.run_state(run)[0] == "missing"  # its compared scoring is part of a finished run
+        _write_comparison(run, cheap[run.key])
+        assert report.run_state(run)[0] == "finished"
+    result, _, markdown = _report(config, study_plan)
+
+    check = result["schedule_check"]["linf"]
+    strong_means = {n: np.mean([_numbers(i, s)["linf"] + (jitter[s] if n == "neural_model" else 0.0)
+                                for s in (0, 1, 2)]) for i, n in enumerate(names)}
+    cheap_means = {n: np.mean([cheap[f"{n}/seed_{s}"] for s in (0, 1, 2)]) for n in names}
+    by_name = {row["condition"]: row for row in check["conditions"]}
+    for n in names:
+        assert by_name[n]["strong"] == pytest.approx(strong_means[n]) and by_name[n]["cheap"] == pytest.approx(cheap_means[n])
+    # Spearman's rho without ties: 1 - 6 sum d^2 / (n (n^2 - 1)), the ranks by hand.
+    rank = lambda means: {n: 1 + sum(means[m] > means[n] for m in names) for n in names}  # noqa: E731
+    strong_rank, cheap_rank = rank(strong_means), rank(cheap_means)
+    d2 = sum((strong_rank[n] - cheap_rank[n]) ** 2 for n in names)
+    assert check["spearman_rho"] == pytest.approx(1 - 6 * d2 / (4 * (16 - 1)))
+    assert check["same_order"] is (strong_rank == cheap_rank)
+    assert "## Does the cheap schedule rank the conditions as the strong ensemble does?" in markdown
+
+    # Neural (model) vs None on L-inf: the paired differences by hand, and the verdict they give.
+    neural, none = names.index("neural_model"), names.index("none")
+    differences = [_numbers(neural, s)["linf"] + jitter[s] - _numbers(none, s)["linf"] for s in (0, 1, 2)]
+    found = result["answers"]["advantage"]["none"]["linf_median"]
+    assert found["difference"] == pytest.approx(np.mean(differences))
+    t = np.mean(differences) / (np.std(differences, ddof=1) / np.sqrt(3))
+    p = 2 * scipy_stats.t.sf(abs(t), df=2)
+    compared = result["comparisons"]["none"]["linf_median"]
+    assert compared["neural_model"]["p"] == pytest.approx(p)
+    assert found["p_holm"] == compared["neural_model"]["p_holm"] >= p
+    assert found["verdict"] == ("higher" if found["p_holm"] < 0.05 else "no significant difference")
+    baseline = result["answers"]["baselines"]["noise_augmentation"]["clean"]
+    assert baseline["baseline"] == pytest.approx(np.mean([_numbers(names.index("noise_augmentation"), s)["clean"] for s in (0, 1, 2)]))
+    assert "- Neural (model) against None:" in markdown
