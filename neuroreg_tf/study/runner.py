@@ -30,7 +30,7 @@ from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.neural import build_targets
 from neuroreg_tf.progress import Counter, Reporter, print_line, reporter
 from neuroreg_tf.robustness import evaluation
-from neuroreg_tf.robustness.settings import NORMS
+from neuroreg_tf.robustness.settings import EPSILON_NORMS, NORMS
 from neuroreg_tf.study import report as report_lib
 from neuroreg_tf.study import transfer
 from neuroreg_tf.study import plan as plan_lib
@@ -209,7 +209,9 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
         finished = {f"{r['condition']}/seed_{r['seed']}" for r in records if r["status"] == "finished"}
         if finished:
             x, y = load_examples(config)
-            transfer.run_transfer_checks(plan, finished, x, y, tuple(adversarial.norms), progress)
+            # Transfer compares budget attacks: L-inf and L2 only.
+            norms = tuple(n for n in adversarial.norms if n in EPSILON_NORMS)
+            transfer.run_transfer_checks(plan, finished, x, y, norms, progress)
     report = report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress,
                                      records=records)
     mine = {run.directory for run in plan.shard_runs()}

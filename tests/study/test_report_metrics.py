@@ -16,6 +16,7 @@ from neuroreg_tf import cli, workdir
 from neuroreg_tf.fileio import sha256_tree, write_json_atomic
 from neuroreg_tf.study import plan as plan_lib
 from neuroreg_tf.study import report
+from conftest import needs_fashion_mnist
 
 
 def _numbers(condition_index, seed):
@@ -188,3 +189,26 @@ def test_the_audit_sections_rank_the_cheap_schedule_and_answer_from_the_paired_n
     baseline = result["answers"]["baselines"]["noise_augmentation"]["clean"]
     assert baseline["baseline"] == pytest.approx(np.mean([_numbers(names.index("noise_augmentation"), s)["clean"] for s in (0, 1, 2)]))
     assert "- Neural (model) against None:" in markdown
+
+
+@needs_fashion_mnist  # the study loads its test examples for the checks
+def test_transfer_checks_get_the_budget_norms_only(tmp_path, monkeypatch):
+    from neuroreg_tf.study import runner, transfer
+
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model"
+    config.seeds = (0,)
+    config.workers = 0
+    config.evaluation.adversarial.preset = "strong"
+    config.evaluation.adversarial.norms = ("linf", "l1", "l0")
+    config.evaluation.adversarial.diagnostics = True
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    workdir.claim(study_plan.workdir, plan_lib.study_identity(config), what="study", finished_marker="(never)",
+                  overwrite=False)
+    for run in study_plan.runs:
+        _write_run(run, _numbers(0, run.seed))
+    seen = []
+    monkeypatch.setattr(transfer, "run_transfer_checks", lambda plan, finished, x, y, norms, progress: seen.append(norms))
+    monkeypatch.setattr(runner.build_targets, "ensure_built", lambda *args, **kwargs: None)
+    runner.run_study(config, str(tmp_path / "study"), progress=None)
+    assert seen == [("linf",)]
