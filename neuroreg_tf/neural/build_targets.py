@@ -33,7 +33,7 @@ import numpy as np
 from neuroreg_tf import workdir as workdir_files
 from neuroreg_tf.errors import ConfigError, InputError
 from neuroreg_tf.fileio import fingerprint, read_json, write_json_atomic
-from neuroreg_tf.neural import build_config, fig1d, figures, target_kinds, target_registry
+from neuroreg_tf.neural import build_config, fig1d, figures, target_diagnostics, target_kinds, target_registry
 from neuroreg_tf.neural.build_config import check_build_config  # noqa: F401  (build_target.py's check)
 from neuroreg_tf.neural.predictive import PredictiveModelConfig, fit_predictive_models
 from neuroreg_tf.neural.recordings import ReadOptions, Recording, check_ids_agree_across_scans, read_recording
@@ -219,6 +219,8 @@ def build_targets(
             os.path.join(out_dir, workdir_files.FIGURES), scans, per_scan, extras, report, oracle_ids, unavailable,
             simulated=simulated, fit_models=fit_models,
         )
+    log("target diagnostics (spectrum, pixel and spatial-frequency similarity, kinds against each other)")
+    report["target_diagnostics"] = target_diagnostics.diagnose_targets(context.written, seed=seed)
     report["kind_options"] = {k: context.kind_options(k) for k in context.written
                               if target_registry.get_target_kind(k).options}
     if unavailable:
@@ -456,6 +458,11 @@ def _ensure_built(config, out_dir: str, progress: Reporter) -> str:
         missing = missing_kinds(config, report)
         if not missing:
             log(f"{out_dir} already holds this target build (same config and recordings); reusing it.")
+            if "target_diagnostics" not in report:  # a build from before the diagnostics existed
+                log("adding the target diagnostics to its report")
+                report["target_diagnostics"] = target_diagnostics.diagnose_targets(
+                    report.get("targets", {}), seed=int(config.target.seed))
+                write_json_atomic(os.path.join(out_dir, workdir_files.TARGET_REPORT), report)
             return target_path
         log(f"{out_dir} holds this target build without {missing}: adding them.")
         kept = {k: v for k, v in report.get("targets", {}).items() if k not in missing}

@@ -323,6 +323,7 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
         "config": config.to_dict(),
         "versions": _versions(),
     }
+    report["target_diagnostics"] = condition_target_diagnostics(plan)
     report["schedule_check"] = schedule_check(records, plan.conditions)
     report["answers"] = answers(plan.conditions, records, summaries, comparisons)
     write_json_atomic(os.path.join(plan.workdir, JSON), report)
@@ -396,6 +397,7 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
         lines.append(f"| {c.label} | {c.alpha:g} | {c.similarity_loss} | {n} | {c.note} |")
     for name, reason in report["skipped"].items():
         lines.append(f"| {name} | - | - | skipped | {reason} |")
+    lines += _target_lines(report.get("target_diagnostics"), conditions)
     lines += ["", "## Results (mean ± SEM)", "", "| condition | " + " | ".join(_title(m) for m in metrics) + " |",
               "|---|" + "---|" * len(metrics)]
     for c in conditions:
@@ -443,6 +445,47 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.relpath(f, plan.workdir)})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def condition_target_diagnostics(plan: StudyPlan) -> dict:
+    """Each condition's target diagnostics (``neural.target_diagnostics``), read from its build's
+    ``target_report.json``, with its correlation to the Neural (model) target of the same build;
+    conditions without a build target (None, a target given by path) or without diagnostics
+    (a build not made yet) are left out."""
+    found = {}
+    for c in plan.conditions:
+        if c.path or not c.build or c.alpha == 0:
+            continue
+        path = os.path.join(plan.build_directory(c.build), workdir_files.TARGET_REPORT)
+        if not os.path.isfile(path):
+            continue
+        diagnostics = read_json(path, "a target build's report").get("target_diagnostics") or {}
+        entry = (diagnostics.get("kinds") or {}).get(c.kind)
+        if entry:
+            found[c.name] = {**entry, "r_neural_model": (diagnostics.get("between_kinds") or {}).get(c.kind, {})
+                             .get("neural_model")}
+    return found
+
+
+def _target_lines(found, conditions) -> list[str]:
+    if not found:
+        return []
+    lines = ["", "## What each condition's target emphasises (target diagnostics of its build)", "",
+             "PR: participation ratio of S (effective dimensions); top 1: variance share of the first component; "
+             "r pixel / r low-pass: Pearson r over pairs with the pixel similarity of the images and of their "
+             "low-pass; low-SF share: r_low² / (r_low² + r_high²); r N(model): with the Neural (model) target "
+             "(`neuroreg_tf/neural/target_diagnostics.py`).", "",
+             "| condition | stimuli | PR | top 1 | mean S_ij | r pixel | r low-pass | low-SF share | r N(model) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in conditions:
+        d = found.get(c.name)
+        if not d:
+            continue
+        cells = [str(d["n_stimuli"]), _number_text(d["participation_ratio"], 1), _number_text(d["top_k_variance"].get("1"), 3),
+                 _number_text(d["off_diagonal_mean"], 3), _number_text(d["r_pixel"], 3), _number_text(d["r_lowpass"], 3),
+                 _number_text(d["low_frequency_share"], 3), _number_text(d.get("r_neural_model"), 3)]
+        lines.append(f"| {c.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 SIGNIFICANCE = 0.05  # a difference "holds" when its Holm-adjusted p is below this

@@ -185,7 +185,9 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
     if not config.report_only:
         runs = plan.shard_runs()
         pending = [run for run in runs if not is_finished(run)]
-        builds = sorted({run.condition.build for run in pending if run.condition.build})
+        # The builds pending runs need, and those already made (an older one gains its diagnostics).
+        builds = sorted({run.condition.build for run in runs if run.condition.build and (
+            run in pending or os.path.isdir(plan.build_directory(run.condition.build)))})
         if builds:
             log(f"targets: {', '.join(builds)} in {os.path.join(workdir, 'targets')}")
             build_study_targets(plan, builds, progress)

@@ -104,6 +104,15 @@ def test_report_numbers_are_the_targets_and_equations(built, tiny):
     for scan, recording, repeated in zip(on_disk["scans"], tiny.recordings, repeats):
         assert scan["n_neurons"] == recording.n_neurons and scan["n_repeats"] == 4
         assert scan["median_snr_weight"] == pytest.approx(np.median(oracles.snr_weights(repeated)), rel=1e-9)
+    # Target diagnostics: every written kind, on all 312 stimuli (under the 1000 cap); the kinds'
+    # correlation from the written targets, and the model target's off-diagonal mean by hand.
+    diagnostics = on_disk["target_diagnostics"]
+    assert set(diagnostics["kinds"]) == set(on_disk["targets"])
+    assert diagnostics["kinds"]["neural_model"]["n_stimuli"] == 312
+    assert diagnostics["kinds"]["neural_model"]["off_diagonal_mean"] == pytest.approx(
+        model[np.triu_indices(312, 1)].mean(), abs=1e-6)
+    shuffle = targets.load_target(os.path.join(out, "targets", "shuffle")).full_matrix()
+    assert diagnostics["between_kinds"]["neural_model"]["shuffle"] == pytest.approx(pair_r(model, shuffle), abs=1e-5)
 
 
 def test_figures_show_the_reported_similarities_and_fluctuations(built, tiny):

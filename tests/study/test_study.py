@@ -71,6 +71,11 @@ def test_every_condition_kind_runs_and_the_report_is_written(finished):
     assert runs["similarity"]["loss"] == "cka" and runs["alpha"] == 2.0
     markdown = open(os.path.join(workdir, "report.md")).read()
     assert "SIMULATED" in markdown and "paired t-test" in markdown
+    # The Neural (model) target's diagnostics beside the condition, read from its build's report.
+    build_report = json.load(open(os.path.join(workdir, "targets", "main", "target_report.json")))
+    model_diagnostics = build_report["target_diagnostics"]["kinds"]["neural_model"]
+    assert report["target_diagnostics"]["neural_model"]["participation_ratio"] == model_diagnostics["participation_ratio"]
+    assert "| Neural (model) | 312 | " in markdown
 
 
 @pytest.mark.slow
