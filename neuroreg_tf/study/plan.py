@@ -37,7 +37,7 @@ EVALUATION_DIR = "evaluation"
 FAILED_SUFFIX = ".failed.json"  # runs/<condition>/seed_<k>.failed.json: why the run failed
 LOG_SUFFIX = ".log"  # runs/<condition>/seed_<k>.log: a worker process's output
 # Keys that may change between invocations of one study without changing what its runs compute.
-IDENTITY_EXCLUDED = ("conditions", "seeds", "shard", "workers", "overwrite", "report_only")
+IDENTITY_EXCLUDED = ("conditions", "seeds", "shard", "workers", "overwrite", "report_only", "primary")
 # Keys older versions used, and their names now (configs/study.py refuses the old names on the
 # command line; ``upgrade_identity`` reads a workdir recorded with them).
 RENAMED = {
@@ -195,6 +195,10 @@ def check_config(config) -> None:
     check.choice("evaluation.adversarial.preset", ("", "default", *PRESETS))
     check.integer("evaluation.adversarial.num_examples", minimum=0)
     check.subset("evaluation.adversarial.norms", NORMS)
+    try:
+        primary_hypotheses(config)
+    except ValueError as error:
+        raise ConfigError(f"config.primary: {error}") from None
     if config.evaluation.adversarial.get("compare_preset"):
         check.choice("evaluation.adversarial.compare_preset", ("", *PRESETS))
         if not any(n in EPSILON_NORMS for n in config.evaluation.adversarial.norms):
@@ -224,6 +228,23 @@ def evaluation_arguments(config) -> dict | None:
     settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
     return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples),
                                   "diagnostics": bool(section.get("diagnostics", False)), **settings})
+
+
+def primary_hypotheses(config) -> list[tuple[str, str, str]]:
+    """The study's primary hypotheses (``config.primary``) as (condition, reference, metric) triples.
+
+    Raises:
+        ValueError: for an item that is not ``condition>reference:metric``.
+    """
+    hypotheses = []
+    for item in comma_list(config.get("primary", "")):
+        pair, _, metric = item.partition(":")
+        condition, _, reference = pair.partition(">")
+        if not (condition and reference and metric):
+            raise ValueError("expected comma-separated 'condition>reference:metric' items, e.g. "
+                             f"'neural_model>none:noise_mean'. Received: {item!r}")
+        hypotheses.append((condition.strip(), reference.strip(), metric.strip()))
+    return hypotheses
 
 
 def comparison_arguments(config) -> dict | None:

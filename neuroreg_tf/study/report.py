@@ -323,6 +323,7 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
         "config": config.to_dict(),
         "versions": _versions(),
     }
+    report["primary"] = primary_family(config, plan, records)
     report["target_diagnostics"] = condition_target_diagnostics(plan)
     report["schedule_check"] = schedule_check(records, plan.conditions)
     report["answers"] = answers(plan.conditions, records, summaries, comparisons)
@@ -363,7 +364,9 @@ def _format(summary: dict, digits: int = 3) -> str:
     text = f"{mean:.{digits}f}" if abs(mean) >= 10 ** -digits or mean == 0 else f"{mean:.2g}"
     if summary["sem"] is not None:
         text += f" ± {summary['sem']:.{digits}f}" if abs(summary["sem"]) >= 10 ** -digits else f" ± {summary['sem']:.1g}"
-    return text + ("" if summary["n"] else "")
+    if summary.get("n_nonfinite"):
+        text += f" ({summary['n_nonfinite']} non-finite left out)"
+    return text
 
 
 def _p(value) -> str:
@@ -398,15 +401,20 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     for name, reason in report["skipped"].items():
         lines.append(f"| {name} | - | - | skipped | {reason} |")
     lines += _target_lines(report.get("target_diagnostics"), conditions)
-    lines += ["", "## Results (mean ± SEM)", "", "| condition | " + " | ".join(_title(m) for m in metrics) + " |",
+    sigmas = sorted({s for r in report["runs"] if r["status"] == "finished" for s in r["noise"]})
+    lines += ["", "## Results (mean ± SEM)", ""]
+    if sigmas:
+        lines += [f"noise (mean over σ) averages the accuracies at σ = {', '.join(f'{x:g}' for x in sigmas)}.", ""]
+    lines += ["| condition | " + " | ".join(_title(m) for m in metrics) + " |",
               "|---|" + "---|" * len(metrics)]
     for c in conditions:
         lines.append(f"| {c.label} | " + " | ".join(
             _format(summaries[c.name][m], metric(m).digits) for m in metrics) + " |")
+    lines += _primary_lines(report.get("primary"), conditions)
     for reference, family in comparisons.items():
         ref_label = next(c.label for c in conditions if c.name == reference)
         shown = [m.name for m in report_metrics(report["runs"]) if m.compared and m.name in family]
-        lines += ["", f"## Each condition vs {ref_label} (paired by seed)", "",
+        lines += ["", f"## Each condition vs {ref_label} (paired by seed; exploratory)", "",
                   "| condition | " + " | ".join(f"{_title(m)}: Δ, d_z, p (p_holm)" for m in shown) + " |",
                   "|---|" + "---|" * len(shown)]
         for c in conditions:
@@ -445,6 +453,36 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     if figures:
         lines += ["", "## Figures", ""] + [f"![{os.path.basename(f)}]({os.path.relpath(f, plan.workdir)})" for f in figures]
     return "\n".join(lines) + "\n"
+
+
+def primary_family(config, plan: StudyPlan, records) -> list[dict]:
+    """The declared primary hypotheses (``config.primary``) tested as one family: a paired test per
+    hypothesis, Holm over all of them. Hypotheses naming a condition the study lacks are left out."""
+    from neuroreg_tf.study.plan import primary_hypotheses
+
+    names = {c.name for c in plan.conditions}
+    available = set(metric_names(records))
+    kept = [(c, r, m) for c, r, m in primary_hypotheses(config) if c in names and r in names and m in available]
+    results = [statistics.compare_paired(_by_seed(records, c, m), _by_seed(records, r, m)) for c, r, m in kept]
+    adjusted = statistics.holm([result.p for result in results])
+    return [{"condition": c, "reference": r, "metric": m, **result.__dict__, "p_holm": p_holm,
+             "verdict": _verdict(result.difference, p_holm)}
+            for (c, r, m), result, p_holm in zip(kept, results, adjusted)]
+
+
+def _primary_lines(primary, conditions) -> list[str]:
+    if not primary:
+        return []
+    labels = {c.name: c.label for c in conditions}
+    lines = ["", "## Primary hypotheses (declared in the config before the study ran; Holm over this family)", "",
+             "| hypothesis | n | Δ | d_z | p | p_holm | verdict |", "|---|---|---|---|---|---|---|"]
+    for h in primary:
+        digits = metric(h["metric"]).digits
+        d_z = "-" if h["d_z"] is None else f"{h['d_z']:+.2f}"
+        lines.append(f"| {labels[h['condition']]} vs {labels[h['reference']]}: {_title(h['metric'])} | {h['n']} | "
+                     f"{_signed(h['difference'], digits)} | {d_z} | {_p(h['p'])} | {_p(h['p_holm'])} | {h['verdict']} |")
+    lines += ["", "Every other comparison below is exploratory (Holm within one reference and one metric)."]
+    return lines
 
 
 def condition_target_diagnostics(plan: StudyPlan) -> dict:

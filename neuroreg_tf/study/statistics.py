@@ -20,20 +20,26 @@ TEST_NAME = "paired t-test (scipy.stats.ttest_rel), two-sided"
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
-    """Mean and standard error of the mean (ddof=1) of the finite values; n counts them."""
+    """Mean and standard error of the mean (ddof=1) of the finite values; n counts them and
+    n_nonfinite the values left out because they were inf or NaN (e.g. a median over samples no
+    attack broke)."""
 
     mean: float | None
     sem: float | None
     n: int
+    n_nonfinite: int = 0
 
 
 def summarize(values) -> Summary:
-    """``Summary`` of ``values``; None entries (missing runs) and non-finite values are left out."""
-    finite = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    """``Summary`` of ``values``; None entries (missing runs) are left out, non-finite values are
+    left out of the mean and counted."""
+    present = [v for v in values if v is not None]
+    finite = np.asarray([v for v in present if math.isfinite(v)], dtype=np.float64)
+    nonfinite = len(present) - int(finite.size)
     if finite.size == 0:
-        return Summary(None, None, 0)
+        return Summary(None, None, 0, nonfinite)
     sem = float(stats.sem(finite)) if finite.size > 1 else None  # None: one seed, no spread
-    return Summary(float(finite.mean()), sem, int(finite.size))
+    return Summary(float(finite.mean()), sem, int(finite.size), nonfinite)
 
 
 @dataclasses.dataclass(frozen=True)

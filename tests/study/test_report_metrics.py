@@ -212,3 +212,60 @@ def test_transfer_checks_get_the_budget_norms_only(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.build_targets, "ensure_built", lambda *args, **kwargs: None)
     runner.run_study(config, str(tmp_path / "study"), progress=None)
     assert seen == [("linf",)]
+
+
+def test_the_declared_primary_family_is_tested_together_with_holm_by_hand(tmp_path):
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model,shuffle"
+    config.seeds = (0, 1, 2)
+    config.report_only = True
+    config.primary = "neural_model>none:linf_median,neural_model>shuffle:linf_median,shuffle>none:clean,pixel>none:clean"
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    names = [c.name for c in study_plan.conditions]
+    jitter = {("neural_model", 1): 0.004, ("neural_model", 2): -0.002, ("shuffle", 2): 0.01}
+    values = {}
+    for run in study_plan.runs:
+        numbers = _numbers(names.index(run.condition.name), run.seed)
+        numbers["linf"] += jitter.get((run.condition.name, run.seed), 0.0)
+        numbers["clean"] += 0.003 * run.seed**2 if run.condition.name == "shuffle" else 0.0
+        values[run.key] = numbers
+        _write_run(run, numbers)
+    result, _, markdown = _report(config, study_plan)
+    primary = result["primary"]
+    assert [(h["condition"], h["reference"], h["metric"]) for h in primary] == [
+        ("neural_model", "none", "linf_median"), ("neural_model", "shuffle", "linf_median"), ("shuffle", "none", "clean")]
+    p_values = []
+    for h in primary:
+        key = "linf" if h["metric"] == "linf_median" else "clean"
+        d = [values[f"{h['condition']}/seed_{s}"][key] - values[f"{h['reference']}/seed_{s}"][key] for s in (0, 1, 2)]
+        t = np.mean(d) / (np.std(d, ddof=1) / np.sqrt(3))
+        p_values.append(2 * scipy_stats.t.sf(abs(t), df=2))
+        assert h["difference"] == pytest.approx(np.mean(d)) and h["p"] == pytest.approx(p_values[-1])
+    # Holm by hand: sorted p times (m - rank), running maximum, capped at 1.
+    order = np.argsort(p_values)
+    expected, running = [0.0] * 3, 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * p_values[index]))
+        expected[index] = running
+    assert [h["p_holm"] for h in primary] == pytest.approx(expected)
+    assert "## Primary hypotheses (declared in the config before the study ran; Holm over this family)" in markdown
+    assert "(paired by seed; exploratory)" in markdown
+    assert "noise (mean over σ) averages the accuracies at σ = 0.1, 0.3." in markdown
+
+
+def test_non_finite_values_are_counted_not_dropped_silently():
+    from neuroreg_tf.study import statistics
+
+    summary = statistics.summarize([0.1, float("inf"), None, 0.3, float("nan")])
+    assert summary.n == 2 and summary.n_nonfinite == 2 and summary.mean == pytest.approx(0.2)
+    text = report._format({"mean": 0.2, "sem": 0.1, "n": 2, "n_nonfinite": 2})
+    assert "2 non-finite left out" in text
+
+
+def test_a_malformed_primary_hypothesis_is_refused_with_the_expected_form():
+    from neuroreg_tf.errors import ConfigError
+
+    config = cli.load_config("study.py", "runlocal")
+    config.primary = "neural_model:none"
+    with pytest.raises(ConfigError, match="config.primary: expected comma-separated 'condition>reference:metric'"):
+        plan_lib.check_config(config)
