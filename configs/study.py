@@ -32,6 +32,10 @@ Variants (``--config=configs/study.py:<arg>``):
              Neural (model) + noise augmentation), 5 seeds, scored with the strong attack
              ensemble (PGD, APGD-CE/DLR/T, C&W, Foolbox FMN, DDN and Brendel & Bethge) on L-inf,
              L2, L1 and L0 with the gradient-masking checks, 100 samples; hours on a CPU.
+  puzzle     why Neural (model) beats the noiseless Ground truth: None, both, and the SIMULATED
+             targets that change one step between them (per-scan structure, the model's neuron
+             weights, the predictor without them, low vs high preferred spatial frequency),
+             5 seeds, with its primary hypotheses declared.
   paper      grayscale CIFAR-10 ResNet18, 40 epochs, 5 seeds, the paper's conditions (None,
              Neural (model), Neural (data), Shuffle, VGG with --config.build.kinds.vgg.weights=...), 1000
              adversarial samples with the paper's attack grid: a GPU study.
@@ -43,7 +47,7 @@ from neuroreg_tf import cli
 from neuroreg_tf.config import check_variant, noise_section
 from neuroreg_tf.study import conditions, plan
 
-VARIANTS = ("runlocal", "alpha", "ablations", "audit", "paper")
+VARIANTS = ("runlocal", "alpha", "ablations", "audit", "puzzle", "paper")
 # Keys older versions used: a command line with one is refused naming the new key, and a study
 # workdir recorded with them is read in the new names (neuroreg_tf.study.plan.upgrade_identity).
 RENAMED = plan.RENAMED
@@ -139,6 +143,20 @@ def get_config(arg=None):
         config.evaluation.adversarial.compare_preset = "study"
         config.primary = ",".join(f"neural_model>{reference}:{metric}" for reference in ("none", "shuffle") for metric in
                                   ("noise_mean", "linf_median", "l2_median", "l1_median", "l0_median"))
+    elif arg == "puzzle":
+        # Why Neural (model) beats the noiseless ground truth (issue 21): each kind changes one
+        # step between them (neural/decomposition_kinds.py).
+        config.conditions = ",".join(["none", "neural_model", "ground_truth", "ground_truth_scans",
+                                      "ground_truth_model_weights", "neural_model_unweighted",
+                                      "ground_truth_low_sf", "ground_truth_high_sf"])
+        config.primary = ",".join(
+            f"{condition}>{reference}:{metric}"
+            for condition, reference in (("ground_truth_scans", "ground_truth"),
+                                         ("ground_truth_model_weights", "ground_truth"),
+                                         ("ground_truth_model_weights", "neural_model"),
+                                         ("neural_model_unweighted", "neural_model"),
+                                         ("ground_truth_low_sf", "ground_truth_high_sf"))
+            for metric in ("noise_mean", "linf_median"))
     elif arg == "paper":
         config.conditions = "none,neural_model,neural_data,shuffle,vgg"
         config.build = cli.load_config("build_target.py", "paper")

@@ -135,8 +135,10 @@ for _kind in (
                _shuffle, needs={PREDICTIVE_MODEL}, on_stimulus_set=ON_STIMULUS_SET),
     TargetKind("random", "Random", "random vectors with the Neural (model) similarity spread",
                _random, needs={PREDICTIVE_MODEL}, on_stimulus_set=ON_STIMULUS_SET),
-    TargetKind("ground_truth", "Ground truth",
-               "the SIMULATED population's noiseless responses: what denoising could reach",
+    TargetKind("ground_truth", "Ground truth (pooled)",
+               "the SIMULATED population's noiseless responses, all recorded neurons pooled and unweighted "
+               "(not built like Neural (model), which weights neurons and averages scans: see "
+               "neural/decomposition_kinds.py)",
                _ground_truth, needs={GROUND_TRUTH}),
     TargetKind("gabor_v1", "Gabor V1",
                "a fixed, noiseless Gabor filter bank (model V1, VOneNet-like); on SIMULATED data it shares "

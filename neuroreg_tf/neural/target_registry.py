@@ -124,6 +124,7 @@ def load_plugins() -> list[str]:
     if not _loaded:
         _loaded = True
         importlib.import_module("neuroreg_tf.neural.builtin_kinds")
+        importlib.import_module("neuroreg_tf.neural.decomposition_kinds")
     return plugins.load()
 
 
