@@ -13,7 +13,8 @@ study report beside each condition:
 * ``r_lowpass`` / ``r_highpass``: the same against the pixel similarity of the images low-pass
   filtered (Gaussian, ``LOWPASS_SIGMA`` pixels) and of what the filter removes;
 * ``low_frequency_share``: r_lowpass^2 / (r_lowpass^2 + r_highpass^2), how much of what S shares
-  with the pixels lies at low spatial frequencies (0.5: none preferred);
+  with the pixels lies at low spatial frequencies (0.5: none preferred; None where S shares almost
+  nothing with the pixels, ``MIN_PIXEL_R``);
 * ``between_kinds``: Pearson r over the pairs between every two kinds, on the stimuli they share.
 """
 
@@ -29,6 +30,7 @@ MAX_STIMULI = 1000
 MIN_STIMULI = 10
 LOWPASS_SIGMA = 2.0  # pixels
 TOP_K = (1, 5, 10)
+MIN_PIXEL_R = 0.1  # below this joint correlation with the pixels the low-frequency share is left undefined
 DEFINITIONS = {
     "participation_ratio": "(sum of the non-negative eigenvalues of S)^2 / their sum of squares: the effective "
     "number of dimensions (1: rank one; n: the identity).",
@@ -38,7 +40,8 @@ DEFINITIONS = {
     "r_lowpass": f"as r_pixel, with the images low-pass filtered (Gaussian, sigma {LOWPASS_SIGMA:g} pixels); "
     "r_highpass: with what that filter removes.",
     "low_frequency_share": "r_lowpass^2 / (r_lowpass^2 + r_highpass^2): how much of what S shares with the pixels "
-    "lies at low spatial frequencies (0.5: neither preferred).",
+    f"lies at low spatial frequencies (0.5: neither preferred; None where sqrt of the denominator is below "
+    f"{MIN_PIXEL_R:g}, e.g. Shuffle).",
     "between_kinds": "Pearson r over the pairs i < j between two kinds' targets, on the stimuli both hold.",
 }
 
@@ -89,8 +92,8 @@ def describe(matrix, images, lowpass_sigma: float = LOWPASS_SIGMA) -> dict[str, 
     off_diagonal = similarity.upper_triangle(matrix)
     r_low = _r_pixel(matrix, images, lowpass_sigma, "low")
     r_high = _r_pixel(matrix, images, lowpass_sigma, "high")
-    share = None
-    if r_low is not None and r_high is not None and r_low**2 + r_high**2 > 0:
+    share = None  # undefined where S shares (almost) nothing with the pixels at either band
+    if r_low is not None and r_high is not None and r_low**2 + r_high**2 >= MIN_PIXEL_R**2:
         share = float(r_low**2 / (r_low**2 + r_high**2))
     return {
         "n_stimuli": int(len(matrix)),

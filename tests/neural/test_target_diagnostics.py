@@ -85,3 +85,10 @@ def test_a_build_s_kinds_are_compared_on_the_stimuli_they_share(tmp_path):
     assert result["between_kinds"]["a"]["b"] == pytest.approx(expected, abs=1e-6)
     assert result["between_kinds"]["b"]["a"] == pytest.approx(expected, abs=1e-6)
     assert result["between_kinds"]["a"]["a"] == pytest.approx(1.0)
+
+
+def test_a_target_unrelated_to_the_pixels_has_no_low_frequency_share():
+    images = _images(40)
+    unrelated = _centred_cosine(np.random.default_rng(5).normal(size=(40, 30)))
+    found = target_diagnostics.describe(unrelated, images)
+    assert abs(found["r_pixel"]) < 0.1 and found["low_frequency_share"] is None
