@@ -39,7 +39,10 @@ def main(argv) -> None:
     config = ml_collections.ConfigDict(json.load(sys.stdin))
     plan = plan_lib.make_plan(config, _WORKDIR.value)
     (run,) = [r for r in plan.runs if r.condition.name == _CONDITION.value and r.seed == _SEED.value]
-    outcome = runner.execute_run(config, plan, run)
+    from neuroreg_tf.progress import print_line
+
+    # Its progress (training, each attack, each check) goes to the run's log, runs/<condition>/seed_<k>.log.
+    outcome = runner.execute_run(config, plan, run, progress=print_line)
     raise SystemExit(0 if outcome["status"] == "finished" else 1)
 
 
