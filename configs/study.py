@@ -36,6 +36,8 @@ Variants (``--config=configs/study.py:<arg>``):
              targets that change one step between them (per-scan structure, the model's neuron
              weights, the predictor without them, low vs high preferred spatial frequency),
              5 seeds, with its primary hypotheses declared.
+  epochs     None, Neural (model), Shuffle and Ground truth trained 1, 3, 6 and 12 epochs (the
+             step decay stretched with the length), 3 seeds: does the gap close as None converges?
   paper      grayscale CIFAR-10 ResNet18, 40 epochs, 5 seeds, the paper's conditions (None,
              Neural (model), Neural (data), Shuffle, VGG with --config.build.kinds.vgg.weights=...), 1000
              adversarial samples with the paper's attack grid: a GPU study.
@@ -47,7 +49,7 @@ from neuroreg_tf import cli
 from neuroreg_tf.config import check_variant, noise_section
 from neuroreg_tf.study import conditions, plan
 
-VARIANTS = ("runlocal", "alpha", "ablations", "audit", "puzzle", "paper")
+VARIANTS = ("runlocal", "alpha", "ablations", "audit", "puzzle", "epochs", "paper")
 # Keys older versions used: a command line with one is refused naming the new key, and a study
 # workdir recorded with them is read in the new names (neuroreg_tf.study.plan.upgrade_identity).
 RENAMED = plan.RENAMED
@@ -157,6 +159,13 @@ def get_config(arg=None):
                                          ("neural_model_unweighted", "neural_model"),
                                          ("ground_truth_low_sf", "ground_truth_high_sf"))
             for metric in ("noise_mean", "linf_median"))
+    elif arg == "epochs":
+        # Does the gap to None hold, grow or close as the classifier converges? (issue 21)
+        config.conditions = ",".join(conditions.epochs_sweep(("none", "neural_model", "shuffle", "ground_truth"),
+                                                             (1, 3, 6, 12)))
+        config.seeds = (0, 1, 2)
+        config.primary = ",".join(f"neural_model_epochs{k}>none_epochs{k}:{metric}" for k in (1, 3, 6, 12)
+                                  for metric in ("noise_mean", "linf_median"))
     elif arg == "paper":
         config.conditions = "none,neural_model,neural_data,shuffle,vgg"
         config.build = cli.load_config("build_target.py", "paper")

@@ -139,6 +139,8 @@ ABLATIONS = {
     "three_scans": ({"n_scans": 3}, "three scans averaged"),
 }
 _ALPHA_NAME = re.compile(r"^neural_model_alpha(?P<value>\d+(\.\d+)?)$")
+_EPOCHS_NAME = re.compile(r"^(?P<base>[a-z0-9_]+)_epochs(?P<epochs>[1-9]\d*)$")
+STUDY_EPOCHS = 3  # the studies' training length; a run of k epochs stretches its step decay by k / 3
 _ABLATION_NAME = re.compile(r"^(?P<ablation>[a-z0-9_]+)_(?P<form>model|data)$")
 
 
@@ -147,7 +149,8 @@ def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
 
     Names: the registered ones (``STANDARD_NAMES`` and any added since), every registered
     target kind, ``neural_model_alpha<value>`` (the alpha
-    sweep), ``<ablation>_model`` / ``<ablation>_data`` for an ``ABLATIONS`` key, and
+    sweep), ``<condition>_epochs<k>`` (any of these trained for k epochs, ``with_epochs``),
+    ``<ablation>_model`` / ``<ablation>_data`` for an ``ABLATIONS`` key, and
     ``path:<label>=<directory>`` for a target of your own.
 
     Raises:
@@ -165,6 +168,10 @@ def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
                 f"digits, '_', '.' or '-'. Received: {name!r}"
             )
         return Condition(label, label, "", "custom", alpha, path=directory, note=f"the target at {directory}")
+    match = _EPOCHS_NAME.match(name)
+    if match and name not in target_registry.target_kind_names():
+        base = resolve(match.group("base"), alpha=alpha, alpha_cka=alpha_cka)
+        return with_epochs(base, int(match.group("epochs")))
     match = _ALPHA_NAME.match(name)
     if match:
         value = float(match.group("value"))
@@ -181,9 +188,25 @@ def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
         )
     raise ConfigError(
         f"Unknown condition {name!r}. Accepted: {', '.join(dict.fromkeys([*_CONDITIONS, *target_registry.target_kind_names()]))}; neural_model_alpha<value> "
-        f"(e.g. neural_model_alpha5); <ablation>_model or <ablation>_data with <ablation> one of "
+        f"(e.g. neural_model_alpha5); <condition>_epochs<k> (e.g. none_epochs6); <ablation>_model or <ablation>_data with <ablation> one of "
         f"{', '.join(ABLATIONS)}; path:<label>=<target directory>."
     )
+
+
+def with_epochs(condition: Condition, epochs: int) -> Condition:
+    """``condition`` trained for ``epochs`` epochs, its learning-rate steps stretched to keep the
+    schedule's shape: a step every max(1, round(epochs / 3)) epochs, as the studies' 3-epoch runs
+    step every epoch (1 epoch therefore runs at the initial rate throughout)."""
+    step = max(1, round(epochs / STUDY_EPOCHS))
+    return dataclasses.replace(
+        condition, name=f"{condition.name}_epochs{epochs}", label=f"{condition.label}, {epochs} ep",
+        train=(*condition.train, ("epochs", epochs), ("optim.step_epochs", step)),
+        note=f"{condition.note}; trained {epochs} epochs, the learning rate stepped every {step}")
+
+
+def epochs_sweep(names, epochs) -> list[str]:
+    """The condition names of a training-length sweep: each of ``names`` at each of ``epochs``."""
+    return [f"{name}_epochs{int(k)}" for name in names for k in epochs]
 
 
 def alpha_sweep(alphas) -> list[str]:

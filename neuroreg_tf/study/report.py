@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import platform
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -769,6 +770,35 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
         axis.set_title("Layer weights gamma at the end of training (cf. Table 1)", fontsize=9)
         figure.tight_layout()
         paths.append(os.path.join(directory, "gamma.png"))
+        figure.savefig(paths[-1], dpi=120)
+        plt.close(figure)
+
+    lengths = {}
+    for c in conditions:
+        match = re.match(r"^(?P<base>.+)_epochs(?P<epochs>\d+)$", c.name)
+        if match:
+            lengths.setdefault(match.group("base"), []).append((int(match.group("epochs")), c))
+    if lengths:
+        shown = [m for m in ("clean", "noise_mean", "linf_median", "l2_median") if any(r.get(m) is not None for r in finished)]
+        figure, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.8), squeeze=False)
+        for axis, name in zip(axes[0], shown):
+            for base, entries in lengths.items():
+                entries.sort(key=lambda entry: entry[0])
+                mean = [summaries[c.name][name]["mean"] for _, c in entries]
+                sem = [summaries[c.name][name]["sem"] or 0.0 for _, c in entries]
+                label = entries[0][1].label.rsplit(", ", 1)[0]
+                axis.errorbar([e for e, _ in entries], [np.nan if m is None else m for m in mean], yerr=sem,
+                              marker="o", capsize=3, label=label)
+            axis.set_xscale("log", base=2)
+            ticks = sorted({e for entries in lengths.values() for e, _ in entries})
+            axis.set_xticks(ticks, [str(t) for t in ticks])
+            axis.set_xlabel("training epochs")
+            axis.set_ylabel(f"{_title(name)} (mean ± SEM)")
+            axis.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        figure.suptitle("Each metric against training length", fontsize=9)
+        figure.tight_layout()
+        paths.append(os.path.join(directory, "epochs.png"))
         figure.savefig(paths[-1], dpi=120)
         plt.close(figure)
 

@@ -269,3 +269,30 @@ def test_a_malformed_primary_hypothesis_is_refused_with_the_expected_form():
     config.primary = "neural_model:none"
     with pytest.raises(ConfigError, match="config.primary: expected comma-separated 'condition>reference:metric'"):
         plan_lib.check_config(config)
+
+
+def test_a_training_length_sweep_stretches_the_schedule_and_gets_its_figure(tmp_path):
+    from neuroreg_tf.errors import ConfigError
+    from neuroreg_tf.study import conditions
+
+    six = conditions.resolve("neural_model_epochs6", alpha=20.0, alpha_cka=2.0)
+    assert six.kind == "neural_model" and six.alpha == 20.0 and six.label == "Neural (model), 6 ep"
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none_epochs1,none_epochs6,noise_augmentation_epochs12"
+    config.seeds = (0, 1)
+    config.report_only = True
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    trained = {run.condition.name: study_plan.train_config(config.train, run) for run in study_plan.runs}
+    assert (trained["none_epochs1"].epochs, trained["none_epochs1"].optim.step_epochs) == (1, 1)
+    assert (trained["none_epochs6"].epochs, trained["none_epochs6"].optim.step_epochs) == (6, 2)
+    noisy = trained["noise_augmentation_epochs12"]  # the base condition's own settings stay
+    assert (noisy.epochs, noisy.optim.step_epochs, noisy.robust_training.noise_max_sigma) == (12, 4, 0.5)
+    with pytest.raises(ConfigError, match="Unknown condition 'nothing'"):
+        conditions.resolve("nothing_epochs3", alpha=20.0, alpha_cka=2.0)
+    names = [c.name for c in study_plan.conditions]
+    for run in study_plan.runs:
+        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+    _report(config, study_plan)
+    assert os.path.isfile(os.path.join(study_plan.workdir, "figures", "epochs.png"))
+    assert cli.load_config("study.py", "epochs").conditions.split(",")[:4] == [
+        "none_epochs1", "none_epochs3", "none_epochs6", "none_epochs12"]
