@@ -700,7 +700,8 @@ def _pyplot():
 
 
 def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directory: str) -> list[str]:
-    """Noise curves with SEM bands, adversarial medians with each seed, gamma, accuracy vs alpha."""
+    """Noise curves with SEM bands, adversarial medians with each seed, gamma, the attack-effort
+    curves of the gradient-masking checks, each metric against training length, accuracy vs alpha."""
     finished = [r for r in records if r["status"] == "finished"]
     if not finished:
         return []
@@ -770,6 +771,31 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
         axis.set_title("Layer weights gamma at the end of training (cf. Table 1)", fontsize=9)
         figure.tight_layout()
         paths.append(os.path.join(directory, "gamma.png"))
+        figure.savefig(paths[-1], dpi=120)
+        plt.close(figure)
+
+    diagnosed = [r for r in finished if r.get("diagnostics")]
+    effort_norms = [n for n in NORMS if any(d.get("effort_curve") for r in diagnosed
+                                             for m, d in r["diagnostics"].items() if m == n)]
+    if effort_norms:
+        figure, axes = plt.subplots(1, len(effort_norms), figsize=(5.0 * len(effort_norms), 3.8), squeeze=False)
+        for axis, norm in zip(axes[0], effort_norms):
+            for c in conditions:
+                curves = [r["diagnostics"][norm]["effort_curve"] for r in diagnosed
+                          if r["condition"] == c.name and norm in r["diagnostics"]]
+                efforts = sorted({int(e) for curve in curves for e in curve})
+                if not efforts:
+                    continue
+                means = [statistics.summarize(curve.get(str(e)) for curve in curves).mean for e in efforts]
+                axis.plot(efforts, [np.nan if m is None else m for m in means], marker="o", label=c.label)
+            axis.set_xscale("log")
+            axis.set_xlabel("APGD-CE iterations (attack effort)")
+            axis.set_ylabel(f"median minimal {NORM_TITLES[norm]} distance (mean over seeds)")
+            axis.grid(alpha=0.3)
+            axis.set_title(f"{NORM_TITLES[norm]}: the curve must level off (gradient-masking check)", fontsize=9)
+        axes[0][0].legend(fontsize=7)
+        figure.tight_layout()
+        paths.append(os.path.join(directory, "effort.png"))
         figure.savefig(paths[-1], dpi=120)
         plt.close(figure)
 

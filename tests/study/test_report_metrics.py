@@ -296,3 +296,28 @@ def test_a_training_length_sweep_stretches_the_schedule_and_gets_its_figure(tmp_
     assert os.path.isfile(os.path.join(study_plan.workdir, "figures", "epochs.png"))
     assert cli.load_config("study.py", "epochs").conditions.split(",")[:4] == [
         "none_epochs1", "none_epochs3", "none_epochs6", "none_epochs12"]
+
+
+def test_the_effort_curves_of_the_checks_are_averaged_over_seeds_in_table_and_figure(tmp_path):
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model"
+    config.seeds = (0, 1)
+    config.report_only = True
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    names = [c.name for c in study_plan.conditions]
+    curves = {}
+    for run in study_plan.runs:
+        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+        path = os.path.join(run.evaluation_directory, "robustness.json")
+        evaluated = json.load(open(path))
+        curve = [{"iterations": k, "median": 0.02 + 0.001 * run.seed - 0.0005 * i} for i, k in enumerate((10, 30, 100))]
+        curves[run.key] = curve
+        evaluated["models"][0]["adversarial"]["linf"]["diagnostics"] = {
+            "effort_curve": curve, "checks": [{"name": "effort", "status": "flag" if run.seed else "pass"}]}
+        write_json_atomic(path, evaluated)
+    _, _, markdown = _report(config, study_plan)
+    assert os.path.isfile(os.path.join(study_plan.workdir, "figures", "effort.png"))
+    mean_last = np.mean([curves[f"none/seed_{s}"][-1]["median"] for s in (0, 1)])
+    row = next(line for line in markdown.splitlines() if line.startswith("| None | linf |"))
+    assert row.split("|")[3].strip() == "1/2"  # one of two seeds flagged
+    assert row.rstrip(" |").endswith(f"{mean_last:.4g}")
