@@ -167,9 +167,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, progress: Reporte
     plan = make_plan(config, workdir)
     index, count = plan.shard
     # Each shard holds its own lock: shards of one study run at once; the same shard twice does not.
+    # Writing the report only reads finished runs, so it may run beside them (one report at a time).
     lock = workdir_files.LOCK if count == 1 else f"{workdir_files.LOCK}-shard-{index}-of-{count}"
-    with workdir_files.locked(workdir, "study" if count == 1 else f"study shard {index}/{count}",
-                              name=lock, progress=progress):
+    what = "study" if count == 1 else f"study shard {index}/{count}"
+    if config.report_only:
+        lock, what = f"{workdir_files.LOCK}-report", "study report"
+    with workdir_files.locked(workdir, what, name=lock, progress=progress):
         return _run_study(config, plan, workdir, progress)
 
 

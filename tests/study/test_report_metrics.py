@@ -321,3 +321,34 @@ def test_the_effort_curves_of_the_checks_are_averaged_over_seeds_in_table_and_fi
     row = next(line for line in markdown.splitlines() if line.startswith("| None | linf |"))
     assert row.split("|")[3].strip() == "1/2"  # one of two seeds flagged
     assert row.rstrip(" |").endswith(f"{mean_last:.4g}")
+
+
+def test_the_report_can_be_rewritten_while_the_study_runs(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from neuroreg_tf.errors import WorkdirError
+    from neuroreg_tf.study import runner
+
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model,shuffle"
+    config.seeds = (0, 1, 2)
+    config.report_only = True
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    workdir.claim(study_plan.workdir, plan_lib.study_identity(config), what="study", finished_marker="(never)",
+                  overwrite=False)
+    names = [c.name for c in study_plan.conditions]
+    for run in study_plan.runs:
+        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # another live process holds the study
+        write_json_atomic(os.path.join(study_plan.workdir, workdir.LOCK),
+                          {"pid": running.pid, "host": socket.gethostname(), "what": "study", "since": "now"})
+        result = runner.run_study(config, study_plan.workdir, progress=None)
+        assert result["counts"]["finished"] == 9
+        config.report_only = False
+        with pytest.raises(WorkdirError, match="is in use by"):
+            runner.run_study(config, study_plan.workdir, progress=None)
+    finally:
+        running.kill()
