@@ -327,7 +327,7 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
     report["primary"] = primary_family(config, plan, records)
     report["target_diagnostics"] = condition_target_diagnostics(plan)
     report["schedule_check"] = schedule_check(records, plan.conditions)
-    report["answers"] = answers(plan.conditions, records, summaries, comparisons)
+    report["answers"] = answers(plan.conditions, records, summaries, comparisons, report["primary"])
     write_json_atomic(os.path.join(plan.workdir, JSON), report)
     _write_csv(os.path.join(plan.workdir, CSV), records)
     figures = write_figures(plan, records, summaries, os.path.join(plan.workdir, FIGURES))
@@ -539,12 +539,13 @@ def _verdict(difference, p_holm) -> str:
     return "higher" if difference > 0 else "lower"
 
 
-def answers(conditions, records, summaries, comparisons) -> dict | None:
+def answers(conditions, records, summaries, comparisons, primary=()) -> dict | None:
     """The questions a robustness audit asks, answered from the numbers (None without Neural (model)).
 
     * ``advantage``: per reference (None, Shuffle) and metric, Neural (model)'s paired difference,
-      its Holm-adjusted p (the report's families) and the verdict ("higher", "lower", "no
-      significant difference" at ``SIGNIFICANCE``);
+      its Holm-adjusted p and the verdict ("higher", "lower", "no significant difference" at
+      ``SIGNIFICANCE``); ``family`` says which Holm family: "primary" where the comparison is one
+      of the declared primary hypotheses (``primary``), else "exploratory";
     * ``baselines``: per baseline condition present (``conditions.BASELINE_NAMES``) and metric, the
       baseline's mean against Neural (model)'s, with a paired test over the common seeds (Holm over
       the baselines, per metric).
@@ -561,8 +562,12 @@ def answers(conditions, records, summaries, comparisons) -> dict | None:
         for m in metrics:
             if m in family and "neural_model" in family[m]:
                 r = family[m]["neural_model"]
+                declared = next((h for h in primary if (h["condition"], h["reference"], h["metric"])
+                                 == ("neural_model", reference, m)), None)
+                p_holm = declared["p_holm"] if declared else r["p_holm"]
                 advantage[reference][m] = {"difference": r["difference"], "d_z": r["d_z"], "n": r["n"],
-                                           "p_holm": r["p_holm"], "verdict": _verdict(r["difference"], r["p_holm"])}
+                                           "p_holm": p_holm, "family": "primary" if declared else "exploratory",
+                                           "verdict": _verdict(r["difference"], p_holm)}
     baselines = {}
     present = [b for b in BASELINE_NAMES if b in names]
     for m in metrics:
@@ -583,14 +588,19 @@ def _answer_lines(report, conditions) -> list[str]:
     labels = {c.name: c.label for c in conditions}
     lines = ["", "## The audit's questions, answered from these numbers", "",
              f"Verdicts: Holm-adjusted paired p < {found['significance']:g} (higher / lower), else no significant "
-             "difference. Adversarial metrics are median minimal perturbations (higher = more robust).", ""]
+             "difference; \"primary\" marks a declared primary hypothesis (Holm over that family), the others are "
+             "exploratory. Adversarial metrics are median minimal perturbations (higher = more robust).", ""]
     for reference, by_metric in found["advantage"].items():
         if not by_metric:
             continue
-        cells = [f"{_title(m)}: {v['verdict']} ({_signed(v['difference'], metric(m).digits)}, p_holm {_p(v['p_holm'])})"
-                 for m, v in by_metric.items()]
+        if not any(v["n"] for v in by_metric.values()):
+            continue
+        cells = [f"{_title(m)}: {v['verdict']} ({_signed(v['difference'], metric(m).digits)}, p_holm {_p(v['p_holm'])}"
+                 f"{', primary' if v['family'] == 'primary' else ''})" for m, v in by_metric.items()]
         lines.append(f"- Neural (model) against {labels.get(reference, reference)}: " + "; ".join(cells) + ".")
     for baseline, by_metric in found["baselines"].items():
+        if not any(v["n"] for v in by_metric.values()):
+            continue
         cells = [f"{_title(m)} {_number_text(v['baseline'], metric(m).digits)} vs "
                  f"{_number_text(v['neural_model'], metric(m).digits)} ({v['verdict']}, p_holm {_p(v['p_holm'])})"
                  for m, v in by_metric.items()]
