@@ -48,17 +48,26 @@ def _write_run(run, numbers):
     }]})
 
 
-@pytest.fixture
-def written(tmp_path):
+def _hand_written_study(tmp_path, *, claimed=False):
+    """A report-only runlocal study of None, Neural (model) and Shuffle, 3 seeds, its runs written
+    by hand (``claimed``: its workdir claimed first, as study.py does)."""
     config = cli.load_config("study.py", "runlocal")
     config.conditions = "none,neural_model,shuffle"
     config.seeds = (0, 1, 2)
     config.report_only = True
     study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    if claimed:
+        workdir.claim(study_plan.workdir, plan_lib.study_identity(config), what="study", finished_marker="(never)",
+                      overwrite=False)
     names = [c.name for c in study_plan.conditions]
     for run in study_plan.runs:
         _write_run(run, _numbers(names.index(run.condition.name), run.seed))
     return config, study_plan, names
+
+
+@pytest.fixture
+def written(tmp_path):
+    return _hand_written_study(tmp_path)
 
 
 def _report(config, study_plan):
@@ -335,16 +344,7 @@ def test_the_report_can_be_rewritten_while_the_study_runs(tmp_path):
     from neuroreg_tf.errors import WorkdirError
     from neuroreg_tf.study import runner
 
-    config = cli.load_config("study.py", "runlocal")
-    config.conditions = "none,neural_model,shuffle"
-    config.seeds = (0, 1, 2)
-    config.report_only = True
-    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
-    workdir.claim(study_plan.workdir, plan_lib.study_identity(config), what="study", finished_marker="(never)",
-                  overwrite=False)
-    names = [c.name for c in study_plan.conditions]
-    for run in study_plan.runs:
-        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+    config, study_plan, _ = _hand_written_study(tmp_path, claimed=True)
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:  # another live process holds the study
         write_json_atomic(os.path.join(study_plan.workdir, workdir.LOCK),
