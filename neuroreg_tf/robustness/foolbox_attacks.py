@@ -24,17 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf.robustness.attacks import MinimizingAttack
-from neuroreg_tf.robustness.settings import check_norm
+from neuroreg_tf.robustness.loading import predict_labels
+from neuroreg_tf.robustness.settings import FOOLBOX_CLASSES, check_norm
 
-# Foolbox 3.3.4's L2FMNAttack returned perturbations of L2 norm about 1 on the linear test models
-# (50x their minimal distance), so FMN is used for L-inf only; DDN covers L2.
-ATTACKS = {
-    "fmn": {"linf": "LInfFMNAttack", "l1": "L1FMNAttack", "l0": "L0FMNAttack"},
-    "ddn": {"l2": "DDNAttack"},
-    "brendel_bethge": {"linf": "LinfinityBrendelBethgeAttack", "l2": "L2BrendelBethgeAttack",
-                       "l1": "L1BrendelBethgeAttack", "l0": "L0BrendelBethgeAttack"},
-    "hop_skip_jump": {"linf": "HopSkipJumpAttack", "l2": "HopSkipJumpAttack"},
-}
+ATTACKS = FOOLBOX_CLASSES  # name -> {norm: Foolbox class name}
 # Attacks that start from adversarials they are given: in the search, the best found before them.
 REFINING = ("brendel_bethge", "hop_skip_jump")
 MAX_OVERSHOOT = 4.0  # a candidate whose perturbation needs more is not pushed further
@@ -92,23 +85,17 @@ def past_the_boundary(logits_fn, x, candidates, y, margin: float) -> np.ndarray:
     return np.where(ok[:, None, None, None], scaled(np.where(ok, upper, 1.0)), candidates)
 
 
-def _adversarial(logits_fn, images, labels) -> np.ndarray:
-    """Whether the model's label of each image differs from ``labels`` (Foolbox's criterion)."""
-    return np.asarray(logits_fn(tf.constant(images))).argmax(axis=1) != np.asarray(labels)
-
-
-def _initial_search(model, logits_fn, x, labels, y) -> np.ndarray:
-    """Foolbox's default start of the refining attacks (blended uniform noise, a line search); the
-    clean image where it finds no adversarial."""
+def _initial_search(model, x, labels) -> np.ndarray:
+    """Foolbox's default start of the refining attacks (blended uniform noise, a line search); where
+    it finds no adversarial its output is not one, which the caller's check leaves out."""
     import warnings
 
     import foolbox
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "failed to draw sufficient random inputs": handled below
-        starts = foolbox.attacks.LinearSearchBlendedUniformNoiseAttack().run(model, tf.constant(x), labels)
-    starts = np.asarray(starts, np.float32)
-    return np.where(_adversarial(logits_fn, starts, y)[:, None, None, None], starts, x)
+        warnings.simplefilter("ignore")  # "failed to draw sufficient random inputs": handled by the caller
+        return np.asarray(foolbox.attacks.LinearSearchBlendedUniformNoiseAttack().run(model, tf.constant(x), labels),
+                          np.float32)
 
 
 def foolbox_attack(name: str, norm: str, *, steps: int = 100, decision_margin: float = 1e-3,
@@ -153,14 +140,14 @@ def foolbox_attack(name: str, norm: str, *, steps: int = 100, decision_margin: f
                 if starting_points is not None:
                     starts = np.asarray(starting_points, np.float32)[start:start + batch_size]
                 elif name in REFINING:
-                    starts = _initial_search(model, logits_fn, xb, labels, yb)
+                    starts = _initial_search(model, xb, labels)
                 else:
                     starts = None
                 if starts is None:
                     _, clipped, _ = attack(model, tf.constant(xb), labels, epsilons=None)
                     outputs.append(past_the_boundary(logits_fn, xb, clipped.numpy(), yb, decision_margin))
                     continue
-                found = np.flatnonzero(_adversarial(logits_fn, starts, yb))
+                found = np.flatnonzero(predict_labels(logits_fn, starts, batch_size) != yb)  # Foolbox's criterion
                 candidates = xb.copy()
                 if found.size:
                     _, clipped, _ = attack(model, tf.constant(xb[found]), tf.gather(labels, found), epsilons=None,

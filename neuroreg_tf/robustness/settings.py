@@ -14,15 +14,23 @@ from neuroreg_tf.errors import ConfigError
 
 PGD_LOSSES = ("margin", "ce")
 APGD_LOSSES = ("ce", "dlr")
-FOOLBOX_ATTACKS = ("fmn", "ddn", "brendel_bethge", "hop_skip_jump")  # robustness.foolbox_attacks.ATTACKS
 NORMS = ("linf", "l2", "l1", "l0")
 NORM_TITLES = {"linf": "L-inf", "l2": "L2", "l1": "L1", "l0": "L0"}
 # The norms of the fixed-budget attacks (PGD, APGD, SPSA) and of the gradient-masking checks; L1
 # and L0 are scored by minimum-norm attacks alone (Foolbox's FMN and Brendel & Bethge).
 EPSILON_NORMS = ("linf", "l2")
-# The Foolbox attacks that exist per norm (mirrors ``foolbox_attacks.ATTACKS``, without importing it).
-FOOLBOX_NORMS = {"fmn": ("linf", "l1", "l0"), "ddn": ("l2",), "brendel_bethge": NORMS,
-                 "hop_skip_jump": ("linf", "l2")}
+# The Foolbox attacks (``AttackSettings.foolbox``): per name, the Foolbox class of each norm it has
+# (``robustness.foolbox_attacks`` builds them; kept here, as names, so that settings need no Foolbox).
+# Foolbox 3.3.4's L2FMNAttack returned perturbations of L2 norm about 1 on the linear test models
+# (50x their minimal distance), so FMN has no L2 entry; DDN covers L2.
+FOOLBOX_CLASSES = {
+    "fmn": {"linf": "LInfFMNAttack", "l1": "L1FMNAttack", "l0": "L0FMNAttack"},
+    "ddn": {"l2": "DDNAttack"},
+    "brendel_bethge": {"linf": "LinfinityBrendelBethgeAttack", "l2": "L2BrendelBethgeAttack",
+                       "l1": "L1BrendelBethgeAttack", "l0": "L0BrendelBethgeAttack"},
+    "hop_skip_jump": {"linf": "HopSkipJumpAttack", "l2": "HopSkipJumpAttack"},
+}
+FOOLBOX_ATTACKS = tuple(FOOLBOX_CLASSES)
 DEFAULT_INITIAL_EPSILON = {"linf": 0.01, "l2": 0.25}
 
 
@@ -73,7 +81,7 @@ class AttackSettings:
         apgd_iterations: APGD steps per restart (the paper: 100).
         apgd_restarts: APGD random starts per budget.
         foolbox: Foolbox 3 minimising attacks to add, each for the norms it has
-            (``foolbox_attacks.ATTACKS``: "fmn" L-inf/L1/L0, "ddn" L2, "brendel_bethge" all four,
+            (``FOOLBOX_CLASSES``: "fmn" L-inf/L1/L0, "ddn" L2, "brendel_bethge" all four,
             "hop_skip_jump" L-inf/L2). Brendel & Bethge and HopSkipJump refine the best
             adversarial found before them, so they come after the others.
         foolbox_steps: their steps.
@@ -191,7 +199,7 @@ class AttackSettings:
             check_norm(norm)
             if norm in EPSILON_NORMS:
                 continue
-            if not any(norm in FOOLBOX_NORMS[name] for name in self.foolbox):
+            if not any(norm in FOOLBOX_CLASSES[name] for name in self.foolbox):
                 return (f"norm {norm!r} has no attack: L1 and L0 are scored by Foolbox's minimum-norm "
                         f"attacks; add 'fmn' and/or 'brendel_bethge' to foolbox (the 'strong' and "
                         f"'paper' presets have them). Received: foolbox={self.foolbox}")

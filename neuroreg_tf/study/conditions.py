@@ -168,10 +168,9 @@ def resolve(name: str, *, alpha: float, alpha_cka: float) -> Condition:
                 f"digits, '_', '.' or '-'. Received: {name!r}"
             )
         return Condition(label, label, "", "custom", alpha, path=directory, note=f"the target at {directory}")
-    match = _EPOCHS_NAME.match(name)
-    if match and name not in target_registry.target_kind_names():
-        base = resolve(match.group("base"), alpha=alpha, alpha_cka=alpha_cka)
-        return with_epochs(base, int(match.group("epochs")))
+    length = training_length(name)
+    if length and name not in target_registry.target_kind_names():
+        return with_epochs(resolve(length[0], alpha=alpha, alpha_cka=alpha_cka), length[1])
     match = _ALPHA_NAME.match(name)
     if match:
         value = float(match.group("value"))
@@ -202,6 +201,12 @@ def with_epochs(condition: Condition, epochs: int) -> Condition:
         condition, name=f"{condition.name}_epochs{epochs}", label=f"{condition.label}, {epochs} ep",
         train=(*condition.train, ("epochs", epochs), ("optim.step_epochs", step)),
         note=f"{condition.note}; trained {epochs} epochs, the learning rate stepped every {step}")
+
+
+def training_length(name: str) -> tuple[str, int] | None:
+    """(base condition name, epochs) of a ``<condition>_epochs<k>`` name; None for other names."""
+    match = _EPOCHS_NAME.match(name)
+    return (match.group("base"), int(match.group("epochs"))) if match else None
 
 
 def epochs_sweep(names, epochs) -> list[str]:

@@ -27,7 +27,7 @@ from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study.conditions import MAIN_BUILD, Condition
 from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.robustness.adversarial import arguments_from_config
-from neuroreg_tf.robustness.settings import EPSILON_NORMS, NORMS, PRESETS, preset
+from neuroreg_tf.robustness.settings import EPSILON_NORMS, NORMS, PRESETS, AttackSettings, preset
 from neuroreg_tf.training import trainer
 
 BUILDS_DIR = "targets"  # <study>/targets/<build>/: one target build per name (not workdir.TARGETS)
@@ -203,9 +203,7 @@ def check_config(config) -> None:
         check.choice("evaluation.adversarial.compare_preset", ("", *PRESETS))
         if not any(n in EPSILON_NORMS for n in config.evaluation.adversarial.norms):
             check.fail("evaluation.adversarial.compare_preset", f"only with one of the norms {EPSILON_NORMS}")
-    attack_preset = config.evaluation.adversarial.preset
-    problem = preset(None if attack_preset in ("", "default") else attack_preset).attacks_missing(
-        config.evaluation.adversarial.norms)
+    problem = study_attack_settings(config).attacks_missing(config.evaluation.adversarial.norms)
     if problem:
         raise ConfigError(f"config.evaluation.adversarial.norms: {problem} (set evaluation.adversarial.preset)")
     if not isinstance(config.evaluation.adversarial.get("diagnostics", False), bool):
@@ -220,14 +218,21 @@ def _probe_train_config(config) -> ml_collections.ConfigDict:
     return probe
 
 
+def study_attack_settings(config) -> AttackSettings:
+    """The attack settings of the study's ``evaluation.adversarial.preset`` ("" or "default": the
+    CPU default)."""
+    name = config.evaluation.adversarial.preset
+    return preset(None if name in ("", "default") else name)
+
+
 def evaluation_arguments(config) -> dict | None:
     """``evaluate_models``'s adversarial arguments for the study's ``evaluation`` section."""
     section = config.evaluation.adversarial
     if not section.num_examples:
         return None
-    settings = preset(None if section.preset in ("", "default") else section.preset).as_dict()
     return arguments_from_config({"norms": tuple(section.norms), "num_examples": int(section.num_examples),
-                                  "diagnostics": bool(section.get("diagnostics", False)), **settings})
+                                  "diagnostics": bool(section.get("diagnostics", False)),
+                                  **study_attack_settings(config).as_dict()})
 
 
 def primary_hypotheses(config) -> list[tuple[str, str, str]]:

@@ -14,7 +14,6 @@ import dataclasses
 import math
 import os
 import platform
-import re
 from typing import Any, Callable
 
 import numpy as np
@@ -23,6 +22,7 @@ from neuroreg_tf import __version__, workdir as workdir_files
 from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness.settings import NORM_TITLES, NORMS
+from neuroreg_tf.study import conditions as conditions_lib
 from neuroreg_tf.study import statistics, transfer
 from neuroreg_tf.study.plan import Run, StudyPlan
 
@@ -228,12 +228,17 @@ def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
             record["diagnostics"][norm]["checks"]["transfer"] = check["status"]
 
 
+def noise_sigmas(records) -> list[float]:
+    """The noise levels the finished runs were scored at (σ > 0), sorted."""
+    return sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
+
+
 def report_metrics(records) -> list[Metric]:
     """The metrics the report summarises, in table order: the first declared, one per noise
     level of the finished runs, then the other declared ones that some finished run has (a
     study scoring L-inf and L2 has no L1 or L0 column)."""
     finished = [r for r in records if r["status"] == "finished"]
-    sigmas = sorted({s for r in finished for s in r["noise"]})
+    sigmas = noise_sigmas(records)
     noise = [noise_metric(s, noisiest=s == sigmas[-1]) for s in sigmas]
     declared = [m for m in METRICS[1:] if not finished or any(r.get(m.name) is not None for r in finished)]
     return [METRICS[0], *noise, *declared]
@@ -344,7 +349,7 @@ def format_counts(counts: dict) -> str:
 
 
 def _write_csv(path: str, records: list[dict]) -> None:
-    sigmas = sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
+    sigmas = noise_sigmas(records)
     layers = sorted({layer for r in records if r["status"] == "finished" for layer in r["gamma"]})
     columns = [declared.name for declared in report_metrics(records) if declared.in_csv]
     header = ["condition", "seed", "status", *columns] + [f"gamma_{layer}" for layer in layers] + ["error"]
@@ -402,7 +407,7 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     for name, reason in report["skipped"].items():
         lines.append(f"| {name} | - | - | skipped | {reason} |")
     lines += _target_lines(report.get("target_diagnostics"), conditions)
-    sigmas = sorted({s for r in report["runs"] if r["status"] == "finished" for s in r["noise"]})
+    sigmas = noise_sigmas(report["runs"])
     lines += ["", "## Results (mean ± SEM)", ""]
     if sigmas:
         lines += [f"noise (mean over σ) averages the accuracies at σ = {', '.join(f'{x:g}' for x in sigmas)}.", ""]
@@ -491,14 +496,15 @@ def condition_target_diagnostics(plan: StudyPlan) -> dict:
     ``target_report.json``, with its correlation to the Neural (model) target of the same build;
     conditions without a build target (None, a target given by path) or without diagnostics
     (a build not made yet) are left out."""
-    found = {}
+    found, by_build = {}, {}
     for c in plan.conditions:
         if c.path or not c.build or c.alpha == 0:
             continue
-        path = os.path.join(plan.build_directory(c.build), workdir_files.TARGET_REPORT)
-        if not os.path.isfile(path):
-            continue
-        diagnostics = read_json(path, "a target build's report").get("target_diagnostics") or {}
+        if c.build not in by_build:  # one read per build, however many conditions draw from it
+            path = os.path.join(plan.build_directory(c.build), workdir_files.TARGET_REPORT)
+            by_build[c.build] = (read_json(path, "a target build's report").get("target_diagnostics") or {}
+                                 if os.path.isfile(path) else {})
+        diagnostics = by_build[c.build]
         entry = (diagnostics.get("kinds") or {}).get(c.kind)
         if entry:
             found[c.name] = {**entry, "r_neural_model": (diagnostics.get("between_kinds") or {}).get(c.kind, {})
@@ -550,8 +556,6 @@ def answers(conditions, records, summaries, comparisons, primary=()) -> dict | N
       baseline's mean against Neural (model)'s, with a paired test over the common seeds (Holm over
       the baselines, per metric).
     """
-    from neuroreg_tf.study.conditions import BASELINE_NAMES
-
     names = {c.name for c in conditions}
     if "neural_model" not in names:
         return None
@@ -569,7 +573,7 @@ def answers(conditions, records, summaries, comparisons, primary=()) -> dict | N
                                            "p_holm": p_holm, "family": "primary" if declared else "exploratory",
                                            "verdict": _verdict(r["difference"], p_holm)}
     baselines = {}
-    present = [b for b in BASELINE_NAMES if b in names]
+    present = [b for b in conditions_lib.BASELINE_NAMES if b in names]
     for m in metrics:
         results = [statistics.compare_paired(_by_seed(records, b, m), _by_seed(records, "neural_model", m))
                    for b in present]
@@ -591,8 +595,6 @@ def _answer_lines(report, conditions) -> list[str]:
              "difference; \"primary\" marks a declared primary hypothesis (Holm over that family), the others are "
              "exploratory. Adversarial metrics are median minimal perturbations (higher = more robust).", ""]
     for reference, by_metric in found["advantage"].items():
-        if not by_metric:
-            continue
         if not any(v["n"] for v in by_metric.values()):
             continue
         cells = [f"{_title(m)}: {v['verdict']} ({_signed(v['difference'], metric(m).digits)}, p_holm {_p(v['p_holm'])}"
@@ -672,6 +674,11 @@ def _schedule_lines(check, conditions) -> list[str]:
     return lines
 
 
+def _mean_effort_curve(diagnostics, efforts) -> list[float | None]:
+    """The mean over runs (their ``diagnostics[norm]`` entries) of the median distance at each effort."""
+    return [statistics.summarize(d["effort_curve"].get(str(e)) for d in diagnostics).mean for e in efforts]
+
+
 def _diagnostics_lines(runs, conditions) -> list[str]:
     """The gradient-masking checks (``robustness.diagnostics``): per condition and norm, how many
     seeds flag each check, and the mean effort curve (median distance against APGD iterations)."""
@@ -694,7 +701,7 @@ def _diagnostics_lines(runs, conditions) -> list[str]:
             for check in checks:
                 statuses = [d["checks"][check] for d in rows if check in d["checks"]]
                 cells.append(f"{statuses.count('flag')}/{len(statuses)}" if statuses else "-")
-            curve = [statistics.summarize(d["effort_curve"].get(str(e)) for d in rows).mean for e in efforts]
+            curve = _mean_effort_curve(rows, efforts)
             cells.append(" / ".join("-" if v is None else f"{v:.4g}" for v in curve))
             lines.append(f"| {c.label} | {norm} | " + " | ".join(cells) + " |")
     return lines
@@ -721,7 +728,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
     paths = []
 
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
-    sigmas = sorted({s for r in finished for s in r["noise"]})
+    sigmas = noise_sigmas(records)
     for c in conditions:
         xs = [0.0] + sigmas
         mean = [summaries[c.name]["clean"]["mean"]] + [summaries[c.name][f"noise_{s:g}"]["mean"] for s in sigmas]
@@ -785,18 +792,16 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
         plt.close(figure)
 
     diagnosed = [r for r in finished if r.get("diagnostics")]
-    effort_norms = [n for n in NORMS if any(d.get("effort_curve") for r in diagnosed
-                                             for m, d in r["diagnostics"].items() if m == n)]
+    effort_norms = [n for n in NORMS if any(r["diagnostics"].get(n, {}).get("effort_curve") for r in diagnosed)]
     if effort_norms:
         figure, axes = plt.subplots(1, len(effort_norms), figsize=(5.0 * len(effort_norms), 3.8), squeeze=False)
         for axis, norm in zip(axes[0], effort_norms):
             for c in conditions:
-                curves = [r["diagnostics"][norm]["effort_curve"] for r in diagnosed
-                          if r["condition"] == c.name and norm in r["diagnostics"]]
-                efforts = sorted({int(e) for curve in curves for e in curve})
+                rows = [r["diagnostics"][norm] for r in diagnosed if r["condition"] == c.name and norm in r["diagnostics"]]
+                efforts = sorted({int(e) for d in rows for e in d["effort_curve"]})
                 if not efforts:
                     continue
-                means = [statistics.summarize(curve.get(str(e)) for curve in curves).mean for e in efforts]
+                means = _mean_effort_curve(rows, efforts)
                 axis.plot(efforts, [np.nan if m is None else m for m in means], marker="o", label=c.label)
             axis.set_xscale("log")
             axis.set_xlabel("APGD-CE iterations (attack effort)")
@@ -811,9 +816,9 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
 
     lengths = {}
     for c in conditions:
-        match = re.match(r"^(?P<base>.+)_epochs(?P<epochs>\d+)$", c.name)
-        if match:
-            lengths.setdefault(match.group("base"), []).append((int(match.group("epochs")), c))
+        parsed = conditions_lib.training_length(c.name)
+        if parsed:
+            lengths.setdefault(parsed[0], []).append((parsed[1], c))
     if lengths:
         shown = [m for m in ("clean", "noise_mean", "linf_median", "l2_median") if any(r.get(m) is not None for r in finished)]
         figure, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.8), squeeze=False)

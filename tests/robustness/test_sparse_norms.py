@@ -153,21 +153,27 @@ def test_l1_and_l0_lists_hold_only_the_foolbox_attacks_with_the_refining_one_las
     assert [a.norm for a in attacks.default_attacks("l0", preset("strong"))] == ["l0", "l0"]
 
 
+def recording_refiner(norm, seen):
+    """A refining attack that records what the search gives it into ``seen`` ("count" and "starts"
+    for the samples given a start, "own_search" for the others) and finds nothing better."""
+
+    def build(logits_fn):
+        def run(images, labels, starting_points=None):
+            if starting_points is None:  # the samples without a start: the attack's own search
+                seen["own_search"] = len(images)
+                return images
+            seen["count"], seen["starts"] = len(images), starting_points.copy()
+            return starting_points  # no better: the search keeps what it had
+        return run
+
+    return attacks.MinimizingAttack("refiner", norm, build, refines=True)
+
+
 def test_a_refining_attack_runs_from_the_best_adversarial_so_far_on_broken_samples_only():
     model, kernel, bias, x = sparse_model()
     y = np.asarray(model(x)).argmax(axis=1)
     seen = {}
-
-    def build(logits_fn):
-        def run(images, labels, starting_points=None):
-            if starting_points is not None:
-                seen["count"], seen["starts"] = len(images), starting_points.copy()
-                return starting_points  # no better: the search keeps what it had
-            seen["own_search"] = len(images)
-            return images
-        return run
-
-    refiner = attacks.MinimizingAttack("refiner", "l1", build, refines=True)
+    refiner = recording_refiner("l1", seen)
     first = foolbox_attacks.foolbox_attack("fmn", "l1", steps=30, decision_margin=MARGIN)
     result = search.minimal_perturbation(model, x, y, "l1", attacks=[first, refiner], progress=None)
     broken = np.isfinite(result.per_attack[first.name])
@@ -180,18 +186,8 @@ def test_where_no_attack_of_the_norm_broke_a_sample_a_refining_attack_starts_fro
     model, kernel, bias, x = sparse_model()
     y = np.asarray(model(x)).argmax(axis=1)
     seen = {}
-
-    def build(logits_fn):
-        def run(images, labels, starting_points=None):
-            if starting_points is None:  # the samples without a start: the attack's own search
-                seen["own_search"] = len(images)
-                return images
-            seen["starts"] = starting_points.copy()
-            return starting_points
-        return run
-
     finds_nothing = attacks.MinimizingAttack("nothing", "l0", lambda logits_fn: lambda images, labels: images)
-    refiner = attacks.MinimizingAttack("refiner", "l0", build, refines=True)
+    refiner = recording_refiner("l0", seen)
     # Adversarials of another norm: L1 ones for the first six samples, the clean image (not an
     # adversarial, so not a start) for the others.
     l1 = search.minimal_perturbation(model, x, y, "l1", progress=None,
