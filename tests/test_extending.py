@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, SUBPROCESS_TIMEOUT_S
 
 from neuroreg_tf import cli, fileio, plugins, targets, workdir
 from neuroreg_tf.errors import ConfigError
-from neuroreg_tf.neural import build_targets, target_registry
+from neuroreg_tf.neural import build_config, build_targets, target_registry
 from neuroreg_tf.study import conditions, plan
 
 PLUGIN = "inverted_pixel_kind"
@@ -141,6 +141,7 @@ def test_a_build_recorded_with_the_old_key_names_is_the_same_build(tmp_path):
     # instead of "kinds", and the extra kinds in the identity.
     old_config = {k: v for k, v in config.to_dict().items() if k not in ("kinds", "overwrite")}
     old_config["vgg"] = {"weights": ""}
+    old_config["simulation"] = {k: v for k, v in old_config["simulation"].items() if k != "latent_strength"}
     old = {"kind": "target build", "config": old_config, "recordings": []}
     fileio.write_json_atomic(os.path.join(out, workdir.IDENTITY), {**old, "fingerprint": workdir.fingerprint_of(old)})
     messages = []
@@ -170,3 +171,30 @@ def test_a_study_recorded_with_the_old_key_names_is_the_same_study():
     assert workdir.fingerprint_of(plan.upgrade_identity(recorded)) == workdir.fingerprint_of(plan.study_identity(config))
     recorded["config"]["alpha"] = 2.0  # another study is still another study
     assert workdir.fingerprint_of(plan.upgrade_identity(recorded)) != workdir.fingerprint_of(plan.study_identity(config))
+
+
+def test_a_build_recorded_before_latent_strength_existed_is_the_same_build(tmp_path):
+    out = str(tmp_path / "build")
+    config = cli.load_config("build_target.py", "runlocal")
+    build_targets.ensure_built(config, out, progress=None)
+    recorded = json.load(open(os.path.join(out, workdir.IDENTITY)))
+    del recorded["config"]["simulation"]["latent_strength"]  # what builds before the key recorded
+    del recorded["fingerprint"]
+    fileio.write_json_atomic(os.path.join(out, workdir.IDENTITY), {**recorded, "fingerprint": workdir.fingerprint_of(recorded)})
+    messages = []
+    build_targets.ensure_built(config, out, progress=messages.append)
+    assert any("reusing it" in m for m in messages), messages
+    # train.py's target id for builds of the versions before the kind registry holds no such key.
+    assert "latent_strength" not in build_targets.legacy_build_identity(config)["config"]["simulation"]
+    study = cli.load_config("study.py")
+    recorded_study = plan.study_identity(study)
+    del recorded_study["config"]["build"]["simulation"]["latent_strength"]
+    assert workdir.fingerprint_of(plan.upgrade_identity(recorded_study)) == workdir.fingerprint_of(plan.study_identity(study))
+    # Another noise level is another build, named in the refusal.
+    config.simulation.latent_strength = 0.8
+    assert "latent_strength" in build_targets.legacy_build_identity(config)["config"]["simulation"]
+    with pytest.raises(workdir.WorkdirError, match="simulation.latent_strength"):
+        build_targets.ensure_built(config, out, progress=None)
+    config.simulation.latent_strength = -1.0
+    with pytest.raises(ConfigError, match="config.simulation.latent_strength: must be >= 0"):
+        build_config.check_simulation(config)

@@ -30,6 +30,18 @@ SECTIONS = (
 # Keys older versions used, and their names now (command lines are refused with the new name;
 # workdirs made with the old names keep working, ``legacy_config``).
 RENAMED = {"vgg.weights": "kinds.vgg.weights"}
+# The shared-noise strength every build used before ``simulation.latent_strength`` existed.
+DEFAULT_LATENT_STRENGTH = 0.5
+# Keys added to the ``simulation`` section after builds were recorded without them: a recorded
+# build lacking one is the same build with this value.
+ADDED_SIMULATION_KEYS = {"latent_strength": DEFAULT_LATENT_STRENGTH}
+
+
+def with_added_simulation_keys(config: dict) -> dict:
+    """A recorded build config dict with the ``simulation`` keys added since (their old values)."""
+    if not isinstance(config.get("simulation"), dict):
+        return config
+    return {**config, "simulation": {**ADDED_SIMULATION_KEYS, **config["simulation"]}}
 
 
 def _error(key: str, message: str, value) -> ConfigError:
@@ -117,6 +129,8 @@ def check_simulation(config) -> None:
                      section.wavelength_range)
     if not float(section.rate_scale) > 0:
         raise _error("simulation.rate_scale", "must be > 0.", section.rate_scale)
+    if not float(section.latent_strength) >= 0:
+        raise _error("simulation.latent_strength", "must be >= 0 (0: no shared noise).", section.latent_strength)
     for name, minimum in (("neurons_per_scan", 2), ("n_scans", 1)):
         if 0 < int(section[name]) < minimum or int(section[name]) < 0:
             raise _error(f"simulation.{name}", f"must be 0 (the preset's) or at least {minimum}.", section[name])
@@ -206,6 +220,7 @@ def simulation_arguments(section) -> dict[str, Any]:
         "complex_fraction": float(section.complex_fraction),
         "wavelength_range": tuple(float(v) for v in section.wavelength_range),
         "rate_scale": float(section.rate_scale),
+        "latent_strength": float(section.latent_strength),
     }
     for name in ("neurons_per_scan", "n_scans"):
         if int(section[name]) > 0:
@@ -241,6 +256,9 @@ def legacy_config(config: dict) -> dict:
     the config ``legacy_config`` turns back (``workdir.claim``'s ``legacy``).
     """
     config = {key: value for key, value in config.items()}
+    if isinstance(config.get("simulation"), dict):  # keys added since, at the values those versions used
+        config["simulation"] = {key: value for key, value in config["simulation"].items()
+                                if ADDED_SIMULATION_KEYS.get(key, not value) != value}
     kinds = dict(config.pop("kinds", {}) or {})
     config["vgg"] = {"weights": (kinds.get("vgg") or {}).get("weights", "")}
     return config

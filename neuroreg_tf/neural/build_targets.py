@@ -383,7 +383,8 @@ _NOT_IN_IDENTITY_TARGET = ("extra_kinds",)
 
 
 def _identity_config(config: dict) -> dict:
-    relevant = {key: value for key, value in config.items() if key not in _NOT_IN_IDENTITY}
+    relevant = build_config.with_added_simulation_keys(
+        {key: value for key, value in config.items() if key not in _NOT_IN_IDENTITY})
     relevant["target"] = {k: v for k, v in relevant.get("target", {}).items() if k not in _NOT_IN_IDENTITY_TARGET}
     return relevant
 

@@ -170,12 +170,7 @@ def make_v1_population(
         n_neurons: population size.
         image_shape: (height, width) of the stimuli.
         complex_fraction: fraction of complex cells.
-        wavelength_range: preferred wavelengths in pixels (low spatial frequency: long).
-        rate_scale: multiplies every neuron's visual gain and baseline: higher rates give a
-            higher signal-to-noise ratio under the (overdispersed) Poisson noise.
-        design_overrides: ``n_single`` ... ``population_size`` applied after ``preset`` (e.g.
-            ``preset="default", neurons_per_scan=30``); the population grows to hold them.
-        wavelength_range: preferred wavelengths in pixels (log-uniform).
+        wavelength_range: preferred wavelengths in pixels (log-uniform; low spatial frequency: long).
         weak_fraction: fraction of weakly driven, unreliable neurons (gain / 5).
         n_latent: number of shared noise factors.
         latent_strength: std of the per-neuron loadings on each factor.
@@ -343,6 +338,7 @@ def simulate_experiment(
     complex_fraction: float = 0.5,
     wavelength_range: tuple[float, float] = (6.0, 32.0),
     rate_scale: float = 1.0,
+    latent_strength: float = 0.5,
     animal_id: int = 1,
     seed: int = 0,
     **design_overrides,
@@ -369,6 +365,10 @@ def simulate_experiment(
         wavelength_range: preferred wavelengths in pixels (low spatial frequency: long).
         rate_scale: multiplies every neuron's visual gain and baseline: higher rates give a
             higher signal-to-noise ratio under the (overdispersed) Poisson noise.
+        latent_strength: std of each neuron's loadings on the shared gain fluctuations that no
+            recorded variable explains (``make_v1_population``): higher is noisier, and the noise
+            is shared, so it blurs single-trial similarities the most (``configs/build_target.py``'s
+            ``paper_noise`` variant raises it to the paper's r(S_data, S_oracle)).
         design_overrides: ``n_single`` ... ``population_size`` applied after ``preset`` (e.g.
             ``preset="default", neurons_per_scan=30``); the population grows to hold them.
         animal_id: the (SIMULATED) animal id written to ``meta/neurons/animal_ids``.
@@ -393,6 +393,8 @@ def simulate_experiment(
         design["population_size"] = max(design["population_size"], 2 * design["neurons_per_scan"])
     if not rate_scale > 0:
         raise ValueError(f"`rate_scale` must be positive. Received: rate_scale={rate_scale}")
+    if not latent_strength >= 0:
+        raise ValueError(f"`latent_strength` must be >= 0. Received: latent_strength={latent_strength}")
     if design["n_oracle"] < 2 or design["n_repeats"] < 2:
         raise ValueError(
             "Need at least 2 oracle images and 2 repeats to estimate SNR. Received: "
@@ -424,7 +426,7 @@ def simulate_experiment(
         )
     population = make_v1_population(
         design["population_size"], stimuli.shape[1:3], complex_fraction=complex_fraction,
-        wavelength_range=tuple(wavelength_range), seed=seed,
+        wavelength_range=tuple(wavelength_range), latent_strength=latent_strength, seed=seed,
     )
     if rate_scale != 1.0:
         population = dataclasses.replace(
@@ -492,6 +494,7 @@ def simulate_experiment(
             "complex_fraction": complex_fraction,
             "wavelength_range": list(wavelength_range),
             "rate_scale": rate_scale,
+            "latent_strength": latent_strength,
             "seed": seed,
             "preset": preset,
         },

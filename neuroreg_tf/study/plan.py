@@ -320,7 +320,8 @@ ADDED_ADVERSARIAL_KEYS = {"diagnostics": False, "compare_preset": ""}
 def _identity_config(config: dict) -> dict:
     relevant = {k: v for k, v in config.items() if k not in IDENTITY_EXCLUDED}
     if isinstance(relevant.get("build"), dict):  # the build's kinds grow with the conditions
-        build = {k: v for k, v in relevant["build"].items() if k not in ("kinds", "vgg")}
+        build = build_config.with_added_simulation_keys(
+            {k: v for k, v in relevant["build"].items() if k not in ("kinds", "vgg")})
         build["target"] = {k: v for k, v in build.get("target", {}).items() if k != "extra_kinds"}
         relevant["build"] = build
     return relevant

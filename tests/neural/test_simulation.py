@@ -131,3 +131,40 @@ def test_behaviour_modulates_responses(experiment):
 def test_bad_designs_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         simulation.simulate_experiment(**kwargs)
+
+
+def _split_half_reliability(recording) -> float:
+    """Mean over neurons of r(mean of even repeats, mean of odd repeats) on the oracle images."""
+    repeated = recording.repeated_responses()  # (images, repeats, neurons)
+    even, odd = repeated[:, 0::2].mean(axis=1), repeated[:, 1::2].mean(axis=1)
+    values = []
+    for neuron in range(repeated.shape[2]):
+        if even[:, neuron].std() > 0 and odd[:, neuron].std() > 0:
+            values.append(np.corrcoef(even[:, neuron], odd[:, neuron])[0, 1])
+    return float(np.mean(values))
+
+
+def test_latent_strength_sets_the_shared_noise_loadings_and_zero_removes_them():
+    quiet = simulation.simulate_experiment(preset="tiny", seed=2, latent_strength=0.0)
+    assert not quiet.population.latent_loadings.any()
+    gain = quiet.population.latent_gain(np.random.default_rng(0), 50, np.arange(10))
+    np.testing.assert_array_equal(gain, 1.0)  # no shared fluctuation at all
+    loud = simulation.simulate_experiment(preset="tiny", seed=2, latent_strength=1.0)
+    assert abs(loud.population.latent_loadings.std() - 1.0) < 0.1
+    assert loud.parameters["latent_strength"] == 1.0
+    # Same seed, same population otherwise: only the noise changed.
+    np.testing.assert_array_equal(quiet.population.gain, loud.population.gain)
+    np.testing.assert_array_equal(quiet.trial_rates[0], loud.trial_rates[0])
+    with pytest.raises(ValueError, match="latent_strength"):
+        simulation.simulate_experiment(preset="tiny", latent_strength=-0.1)
+
+
+def test_the_paper_noise_settings_make_repeats_less_reliable():
+    from neuroreg_tf import cli
+
+    settings = cli.load_config("build_target.py", "paper_noise").simulation
+    default = simulation.simulate_experiment(preset="small", seed=1)
+    noisy = simulation.simulate_experiment(preset="small", seed=1, rate_scale=settings.rate_scale,
+                                           latent_strength=settings.latent_strength)
+    for calm, loud in zip(default.recordings, noisy.recordings):
+        assert _split_half_reliability(loud) < 0.6 * _split_half_reliability(calm)
