@@ -323,16 +323,74 @@ class SimulatedExperiment:
         return self.population.visual_drive(self.stimuli[stimulus_ids], neurons)
 
 
+# The design without a preset (``simulate_experiment``).
+DEFAULT_DESIGN = dict(n_single=1200, n_oracle=40, n_repeats=6, n_scans=2, neurons_per_scan=150, population_size=300)
+
+
+def resolve_design(preset: str | None, **given) -> dict:
+    """The trial design: ``DEFAULT_DESIGN``, then ``PRESETS[preset]``, then the arguments given.
+
+    ``given``: ``DEFAULT_DESIGN``'s keys, None meaning "not given". A given ``neurons_per_scan``
+    without a given ``population_size`` grows the population to at least twice it.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"`preset` must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
+    unknown = sorted(set(given) - set(DEFAULT_DESIGN))
+    if unknown:
+        raise ValueError(f"Unknown design arguments {unknown}; known: {sorted(DEFAULT_DESIGN)}.")
+    given = {key: int(value) for key, value in given.items() if value is not None}
+    design = {**DEFAULT_DESIGN, **(PRESETS[preset] if preset is not None else {}), **given}
+    if "neurons_per_scan" in given and "population_size" not in given:
+        design["population_size"] = max(design["population_size"], 2 * design["neurons_per_scan"])
+    return design
+
+
+def _scaled_population(population_size, image_shape, *, complex_fraction, wavelength_range, rate_scale,
+                       latent_strength, seed) -> V1Population:
+    """``make_v1_population`` with every gain and baseline times ``rate_scale``."""
+    population = make_v1_population(
+        population_size, image_shape, complex_fraction=complex_fraction,
+        wavelength_range=tuple(wavelength_range), latent_strength=latent_strength, seed=seed,
+    )
+    if rate_scale == 1.0:
+        return population
+    return dataclasses.replace(population, gain=population.gain * rate_scale, baseline=population.baseline * rate_scale)
+
+
+def experiment_population(
+    *,
+    preset: str | None = None,
+    image_shape: tuple[int, int] = (36, 64),
+    complex_fraction: float = 0.5,
+    wavelength_range: tuple[float, float] = (6.0, 32.0),
+    rate_scale: float = 1.0,
+    latent_strength: float = 0.5,
+    seed: int = 0,
+    **design,
+) -> V1Population:
+    """The population ``simulate_experiment`` with these arguments records from, without the scans.
+
+    It is the same population (same neurons, gains and noise) for the same arguments, so new
+    stimuli can be shown to the SIMULATED animal of a build (e.g. ``neural.alignment``).
+    ``design``: ``simulate_experiment``'s design arguments (``n_single`` ... ``population_size``).
+    """
+    design = resolve_design(preset, **design)
+    return _scaled_population(
+        design["population_size"], image_shape, complex_fraction=complex_fraction, wavelength_range=wavelength_range,
+        rate_scale=rate_scale, latent_strength=latent_strength, seed=seed,
+    )
+
+
 def simulate_experiment(
     stimuli: np.ndarray | None = None,
     *,
     preset: str | None = None,
-    n_single: int = 1200,
-    n_oracle: int = 40,
-    n_repeats: int = 6,
-    n_scans: int = 2,
-    neurons_per_scan: int = 150,
-    population_size: int = 300,
+    n_single: int | None = None,
+    n_oracle: int | None = None,
+    n_repeats: int | None = None,
+    n_scans: int | None = None,
+    neurons_per_scan: int | None = None,
+    population_size: int | None = None,
     validation_fraction: float = 0.1,
     shift_per_pupil_unit: float = 0.3,
     complex_fraction: float = 0.5,
@@ -341,7 +399,6 @@ def simulate_experiment(
     latent_strength: float = 0.5,
     animal_id: int = 1,
     seed: int = 0,
-    **design_overrides,
 ) -> SimulatedExperiment:
     """Simulates several scans of one SIMULATED V1 population.
 
@@ -349,8 +406,10 @@ def simulate_experiment(
         stimuli: (n_single + n_oracle, height, width[, 1]) images in [0, 1];
             default: natural-image crops from ``neuroreg_tf.data.natural_stimuli``
             (36 x 64). The first ``n_oracle`` are the repeated images.
-        preset: 'paper', 'default' or 'small'; overrides the design arguments
-            (``n_single`` ... ``population_size``).
+        preset: one of ``PRESETS``: the design (``n_single`` ... ``population_size``) where
+            those arguments are not given; without a preset, ``DEFAULT_DESIGN``. A given
+            ``neurons_per_scan`` grows the population to at least twice it unless
+            ``population_size`` is given too (``resolve_design``).
         n_single: images shown once per scan.
         n_oracle: images shown ``n_repeats`` times per scan.
         n_repeats: repeats of each oracle image.
@@ -369,28 +428,16 @@ def simulate_experiment(
             recorded variable explains (``make_v1_population``): higher is noisier, and the noise
             is shared, so it blurs single-trial similarities the most (``configs/build_target.py``'s
             ``paper_noise`` variant raises it to the paper's r(S_data, S_oracle)).
-        design_overrides: ``n_single`` ... ``population_size`` applied after ``preset`` (e.g.
-            ``preset="default", neurons_per_scan=30``); the population grows to hold them.
         animal_id: the (SIMULATED) animal id written to ``meta/neurons/animal_ids``.
         seed: random seed; the same seed gives the same experiment.
 
     Returns:
         A ``SimulatedExperiment``.
     """
-    design = dict(
-        n_single=n_single, n_oracle=n_oracle, n_repeats=n_repeats, n_scans=n_scans,
+    design = resolve_design(
+        preset, n_single=n_single, n_oracle=n_oracle, n_repeats=n_repeats, n_scans=n_scans,
         neurons_per_scan=neurons_per_scan, population_size=population_size,
     )
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"`preset` must be one of {sorted(PRESETS)}. Received: preset={preset!r}")
-        design.update(PRESETS[preset])
-    unknown = sorted(set(design_overrides) - set(design))
-    if unknown:
-        raise ValueError(f"Unknown design overrides {unknown}; known: {sorted(design)}. Received: {design_overrides}")
-    design.update(design_overrides)
-    if "neurons_per_scan" in design_overrides and "population_size" not in design_overrides:
-        design["population_size"] = max(design["population_size"], 2 * design["neurons_per_scan"])
     if not rate_scale > 0:
         raise ValueError(f"`rate_scale` must be positive. Received: rate_scale={rate_scale}")
     if not latent_strength >= 0:
@@ -424,14 +471,10 @@ def simulate_experiment(
             f"`stimuli` must hold n_single + n_oracle = {n_stimuli} images shaped "
             f"(n, height, width[, 1]). Received: stimuli.shape={stimuli.shape}"
         )
-    population = make_v1_population(
+    population = _scaled_population(
         design["population_size"], stimuli.shape[1:3], complex_fraction=complex_fraction,
-        wavelength_range=tuple(wavelength_range), latent_strength=latent_strength, seed=seed,
+        wavelength_range=wavelength_range, rate_scale=rate_scale, latent_strength=latent_strength, seed=seed,
     )
-    if rate_scale != 1.0:
-        population = dataclasses.replace(
-            population, gain=population.gain * rate_scale, baseline=population.baseline * rate_scale
-        )
     rng = np.random.default_rng([seed, 1])
     oracle_ids = np.arange(design["n_oracle"])
     single_ids = np.arange(design["n_oracle"], n_stimuli)

@@ -168,3 +168,30 @@ def test_the_paper_noise_settings_make_repeats_less_reliable():
                                            latent_strength=settings.latent_strength)
     for calm, loud in zip(default.recordings, noisy.recordings):
         assert _split_half_reliability(loud) < 0.6 * _split_half_reliability(calm)
+
+
+def test_design_arguments_given_with_a_preset_override_it():
+    """The ablations' neurons_per_scan / n_scans must change the build they name (they once did not)."""
+    from neuroreg_tf import cli
+    from neuroreg_tf.neural import build_config
+
+    section = cli.load_config("build_target.py", "runlocal").simulation
+    section.neurons_per_scan, section.n_scans = 30, 1
+    experiment = simulation.simulate_experiment(**build_config.simulation_arguments(section))
+    assert len(experiment.recordings) == 1
+    assert experiment.recordings[0].n_neurons == 30
+    grown = simulation.simulate_experiment(preset="tiny", neurons_per_scan=300)
+    assert grown.recordings[0].n_neurons == 300 and grown.population.n_neurons == 600
+    tiny = simulation.PRESETS["tiny"]
+    plain = simulation.simulate_experiment(preset="tiny")
+    assert (len(plain.recordings), plain.recordings[0].n_neurons) == (tiny["n_scans"], tiny["neurons_per_scan"])
+
+
+def test_experiment_population_is_the_population_the_scans_record():
+    arguments = dict(preset="tiny", seed=4, rate_scale=0.5, latent_strength=0.7, complex_fraction=0.3)
+    experiment = simulation.simulate_experiment(**arguments)
+    population = simulation.experiment_population(**arguments)
+    for field in ("filters", "gain", "baseline", "dispersion", "latent_loadings", "is_complex"):
+        np.testing.assert_array_equal(getattr(population, field), getattr(experiment.population, field))
+    other = simulation.experiment_population(**{**arguments, "seed": 5})
+    assert not np.array_equal(other.gain, population.gain)
