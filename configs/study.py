@@ -104,6 +104,17 @@ def get_config(arg=None):
     config.evaluation.adversarial.compare_preset = ""
     config.evaluation.batch_size = 256
 
+    # Brain alignment of every finished run (neuroreg_tf.neural.alignment): a ridge readout from each
+    # tapped layer to the main build's SIMULATED neurons on new stimuli, noise-ceiling normalised;
+    # in the report beside the robustness numbers (SIMULATED studies only; about 10 s per run).
+    config.alignment = ml_collections.ConfigDict()
+    config.alignment.enabled = True
+    config.alignment.n_train = 1000  # stimuli the readout is fitted on (one trial each)
+    config.alignment.n_test = 100  # stimuli it is scored on ...
+    config.alignment.n_repeats = 10  # ... each shown this many times
+    config.alignment.n_neurons = 200
+    config.alignment.seed = 0
+
     config.shard = "1/1"  # K/N: this invocation runs every N-th run, from the K-th
     # Runs at once, each in its own process with cpu_count / workers TensorFlow threads (two
     # one-thread runs use 2 cores better than one two-thread run); 0: one after another here.
@@ -133,6 +144,7 @@ def get_config(arg=None):
         config.evaluation.adversarial.num_examples = 6
         config.evaluation.adversarial.norms = ("linf",)
         config.evaluation.adversarial.preset = "runlocal"
+        config.alignment.n_train, config.alignment.n_test, config.alignment.n_neurons = 200, 20, 20
     elif arg == "alpha":
         config.conditions = ",".join(conditions.alpha_sweep((0, 2, 5, 10, 20, 40)))
     elif arg == "ablations":

@@ -37,7 +37,8 @@ EVALUATION_DIR = "evaluation"
 FAILED_SUFFIX = ".failed.json"  # runs/<condition>/seed_<k>.failed.json: why the run failed
 LOG_SUFFIX = ".log"  # runs/<condition>/seed_<k>.log: a worker process's output
 # Keys that may change between invocations of one study without changing what its runs compute.
-IDENTITY_EXCLUDED = ("conditions", "seeds", "shard", "workers", "overwrite", "report_only", "primary")
+# (``alignment`` measures finished runs without changing them; its results record their own settings.)
+IDENTITY_EXCLUDED = ("conditions", "seeds", "shard", "workers", "overwrite", "report_only", "primary", "alignment")
 # Keys older versions used, and their names now (configs/study.py refuses the old names on the
 # command line; ``upgrade_identity`` reads a workdir recorded with them).
 RENAMED = {

@@ -23,6 +23,7 @@ from neuroreg_tf.fileio import read_json, write_json_atomic
 from neuroreg_tf.progress import Reporter, print_line, reporter
 from neuroreg_tf.robustness.settings import NORM_TITLES, NORMS
 from neuroreg_tf.study import conditions as conditions_lib
+from neuroreg_tf.study import alignment as study_alignment
 from neuroreg_tf.study import statistics, transfer
 from neuroreg_tf.study.plan import Run, StudyPlan
 
@@ -89,6 +90,9 @@ METRICS = (
     Metric("l0_median", "L0 median", 1, True, True, True, _adversarial_median("l0")),
     Metric("similarity_r", "held-out r", 3, True, False, True,
            lambda summary, model: summary["final"].get("val_similarity_r")),
+    # The best layer's noise-ceiling normalised V1 predictivity (``study.alignment``), attached
+    # to the records after they are read (``attach_alignment``).
+    Metric("alignment", "V1 alignment", 3, True, True, True, lambda summary, model: None),
 )
 _BY_NAME = {metric.name: metric for metric in METRICS}
 
@@ -228,6 +232,95 @@ def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
             record["diagnostics"][norm]["checks"]["transfer"] = check["status"]
 
 
+def attach_alignment(plan: StudyPlan, records: list[dict]) -> None:
+    """Adds each finished run's brain alignment (``study.alignment``), where measured, to its record."""
+    runs = {run.key: run for run in plan.runs}
+    for record in records:
+        if record["status"] != "finished":
+            continue
+        result = study_alignment.read_alignment(plan, runs[f"{record['condition']}/seed_{record['seed']}"])
+        if result is None:
+            continue
+        record["alignment"] = result["alignment"]
+        record["alignment_best_layer"] = result["best_layer"]
+        record["alignment_layers"] = {layer: values["median_normalised"] for layer, values in result["layers"].items()}
+
+
+# The robustness numbers alignment is set against (Spearman over runs), where the study has them.
+ALIGNMENT_AGAINST = ("clean", "noise_mean", "linf_median", "l2_median", "l1_median", "l0_median")
+
+
+def _spearman(pairs) -> tuple[float, float | None] | None:
+    """Spearman (rho, p) of (x, y) pairs; None with fewer than 3 or where x or y is constant; p
+    None below 5 pairs (scipy's t approximation means nothing there: rho = 1 of 3 gives p = 0)."""
+    from scipy import stats as scipy_stats
+
+    if len(pairs) < 3 or any(np.ptp(values) == 0 for values in zip(*pairs)):
+        return None
+    rho = scipy_stats.spearmanr(*zip(*pairs))
+    return float(rho.statistic), (float(rho.pvalue) if len(pairs) >= 5 else None)
+
+
+def alignment_vs_robustness(records, conditions) -> dict | None:
+    """Spearman rho (and p) between alignment and each robustness number, over the finished runs
+    and over the condition means: are the more V1-like networks the more robust ones? (exploratory)"""
+    aligned = [r for r in records if r["status"] == "finished" and r.get("alignment") is not None]
+    if len(aligned) < 3:
+        return None
+    result = {}
+    for name in ALIGNMENT_AGAINST:
+        pairs = [(r["alignment"], r[name]) for r in aligned if r.get(name) is not None and math.isfinite(r[name])]
+        means = []
+        for c in conditions:
+            rows = [(r["alignment"], r[name]) for r in aligned if r["condition"] == c.name
+                    and r.get(name) is not None and math.isfinite(r[name])]
+            if rows:
+                means.append((float(np.mean([a for a, _ in rows])), float(np.mean([v for _, v in rows]))))
+        runs_rho = _spearman(pairs)
+        if runs_rho is None:
+            continue
+        entry = {"runs": len(pairs), "rho_runs": runs_rho[0], "p_runs": runs_rho[1]}
+        means_rho = _spearman(means)
+        if means_rho is not None:
+            entry.update(conditions=len(means), rho_conditions=means_rho[0], p_conditions=means_rho[1])
+        result[name] = entry
+    return result or None
+
+
+def _alignment_lines(report, conditions) -> list[str]:
+    aligned = [r for r in report["runs"] if r["status"] == "finished" and r.get("alignment_layers")]
+    if not aligned:
+        return []
+    layers = list(dict.fromkeys(layer for r in aligned for layer in r["alignment_layers"]))
+    lines = ["", "## Brain alignment: held-out V1 predictivity of each layer (SIMULATED neurons)", "",
+             "Median over neurons of r(readout prediction, mean of repeats) / noise ceiling, on new stimuli "
+             "shown to the main build's SIMULATED population (neuroreg_tf.neural.alignment); mean over seeds. "
+             "A run's alignment is its best layer's.", "",
+             "| condition | " + " | ".join(layers) + " | best layer (runs) |", "|---|" + "---|" * (len(layers) + 1)]
+    for c in conditions:
+        rows = [r for r in aligned if r["condition"] == c.name]
+        if not rows:
+            continue
+        cells = []
+        for layer in layers:
+            values = [r["alignment_layers"].get(layer) for r in rows if r["alignment_layers"].get(layer) is not None]
+            cells.append(f"{np.mean(values):.3f}" if values else "-")
+        best = [r["alignment_best_layer"] for r in rows]
+        counted = ", ".join(f"{layer} ({best.count(layer)})" for layer in dict.fromkeys(best))
+        lines.append(f"| {c.label} | " + " | ".join(cells) + f" | {counted} |")
+    against = report.get("alignment_vs_robustness")
+    if against:
+        lines += ["", "Are the more V1-like networks the more robust ones? Spearman rho between alignment and each "
+                  "number, over runs and over condition means (exploratory):", "",
+                  "| number | rho over runs (n, p) | rho over conditions (n, p) |", "|---|---|---|"]
+        for name, entry in against.items():
+            over_conditions = (f"{entry['rho_conditions']:+.2f} ({entry['conditions']}, {_p(entry['p_conditions'])})"
+                               if "rho_conditions" in entry else "-")
+            lines.append(f"| {_title(name)} | {entry['rho_runs']:+.2f} ({entry['runs']}, {_p(entry['p_runs'])}) | "
+                         f"{over_conditions} |")
+    return lines
+
+
 def noise_sigmas(records) -> list[float]:
     """The noise levels the finished runs were scored at (σ > 0), sorted."""
     return sorted({s for r in records if r["status"] == "finished" for s in r["noise"]})
@@ -312,6 +405,7 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
     log = reporter(progress)
     records = collect(plan) if records is None else records
     attach_transfer(plan, records)
+    attach_alignment(plan, records)
     summaries, comparisons = summarize(plan, records)
     report = {
         "label": data_label(plan, config),
@@ -333,6 +427,7 @@ def write_report(config, plan: StudyPlan, *, seconds: float, progress: Reporter 
     report["target_diagnostics"] = condition_target_diagnostics(plan)
     report["schedule_check"] = schedule_check(records, plan.conditions)
     report["answers"] = answers(plan.conditions, records, summaries, comparisons, report["primary"])
+    report["alignment_vs_robustness"] = alignment_vs_robustness(records, plan.conditions)
     write_json_atomic(os.path.join(plan.workdir, JSON), report)
     _write_csv(os.path.join(plan.workdir, CSV), records)
     figures = write_figures(plan, records, summaries, os.path.join(plan.workdir, FIGURES))
@@ -451,6 +546,7 @@ def markdown(report: dict, plan: StudyPlan, figures: list[str]) -> str:
     lines += _answer_lines(report, conditions)
     lines += _schedule_lines(report.get("schedule_check"), conditions)
     lines += _diagnostics_lines(report["runs"], conditions)
+    lines += _alignment_lines(report, conditions)
     problems = [r for r in report["runs"] if r["status"] != "finished"]
     if problems:
         lines += ["", "## Runs not in the numbers", ""]
@@ -840,6 +936,25 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
         figure.suptitle("Each metric against training length", fontsize=9)
         figure.tight_layout()
         paths.append(os.path.join(directory, "epochs.png"))
+        figure.savefig(paths[-1], dpi=120)
+        plt.close(figure)
+
+    aligned = [r for r in finished if r.get("alignment") is not None]
+    shown = [m for m in ("noise_mean", "linf_median", "l2_median") if any(r.get(m) is not None for r in aligned)]
+    if aligned and shown:
+        figure, axes = plt.subplots(1, len(shown), figsize=(4.4 * len(shown), 3.8), squeeze=False)
+        for axis, name in zip(axes[0], shown):
+            for index, c in enumerate(conditions):
+                rows = [r for r in aligned if r["condition"] == c.name and r.get(name) is not None]
+                axis.scatter([r["alignment"] for r in rows], [r[name] for r in rows], s=16, color=f"C{index % 10}",
+                             label=c.label)
+            axis.set_xlabel("V1 alignment (best layer, normalised)")
+            axis.set_ylabel(_title(name))
+            axis.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=6)
+        figure.suptitle("Brain alignment against robustness, one dot per run (SIMULATED V1)", fontsize=9)
+        figure.tight_layout()
+        paths.append(os.path.join(directory, "alignment.png"))
         figure.savefig(paths[-1], dpi=120)
         plt.close(figure)
 

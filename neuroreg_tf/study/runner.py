@@ -32,6 +32,7 @@ from neuroreg_tf.progress import Counter, Reporter, print_line, reporter
 from neuroreg_tf.robustness import evaluation
 from neuroreg_tf.robustness.settings import EPSILON_NORMS, NORMS
 from neuroreg_tf.study import report as report_lib
+from neuroreg_tf.study import alignment as study_alignment
 from neuroreg_tf.study import transfer
 from neuroreg_tf.study import plan as plan_lib
 from neuroreg_tf.study.plan import Run, StudyPlan, make_plan, study_identity, upgrade_identity
@@ -209,9 +210,11 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
                 for future in as_completed(futures):
                     counter.advance(_describe(futures[future], future.result()))
     records = report_lib.collect(plan)
+    finished = {f"{r['condition']}/seed_{r['seed']}" for r in records if r["status"] == "finished"}
+    if study_alignment.applies(config) and finished:
+        study_alignment.run_alignments(config, plan, finished, progress)
     adversarial = config.evaluation.adversarial
     if adversarial.get("diagnostics", False) and adversarial.num_examples and not config.report_only:
-        finished = {f"{r['condition']}/seed_{r['seed']}" for r in records if r["status"] == "finished"}
         if finished:
             x, y = load_examples(config)
             # Transfer compares budget attacks: L-inf and L2 only.

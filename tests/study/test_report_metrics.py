@@ -13,6 +13,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from neuroreg_tf import cli, workdir
+from neuroreg_tf.models import resnet
 from neuroreg_tf.fileio import sha256_tree, write_json_atomic
 from neuroreg_tf.study import plan as plan_lib
 from neuroreg_tf.study import report
@@ -26,15 +27,20 @@ def _numbers(condition_index, seed):
             "l2": 0.1 * (1 + seed), "r": 0.05 * (condition_index + seed)}
 
 
-def _write_run(run, numbers):
+def _write_run(run, numbers, classifier=None):
+    """``classifier``: a Keras model saved as the run's classifier (default: a placeholder file)."""
     identity = {"kind": "training run", "config": {"seed": run.seed, "condition": run.condition.name}}
     workdir.claim(run.directory, identity, what="training run", finished_marker="summary.json", overwrite=False)
     model_file = os.path.join(run.directory, "classifier.keras")
-    with open(model_file, "w") as f:
-        f.write(f"model {run.key}")
+    if classifier is None:
+        with open(model_file, "w") as f:
+            f.write(f"model {run.key}")
+    else:
+        classifier.save(model_file)
+    gamma = {"stage4": 1.0} if classifier is None else {name: 0.2 for name in resnet.paper_tap_layers(classifier)}
     write_json_atomic(os.path.join(run.directory, "summary.json"), {
         "identity": workdir.read_identity(run.directory)["fingerprint"],
-        "final": {"val_similarity_r": numbers["r"]}, "gamma": {"stage4": 1.0},
+        "final": {"val_similarity_r": numbers["r"]}, "gamma": gamma,
     })
     evaluation = {"kind": "evaluation", "models": [{"label": run.condition.label, "artifact": sha256_tree(model_file)}],
                   **run.evaluation_settings}
@@ -48,9 +54,10 @@ def _write_run(run, numbers):
     }]})
 
 
-def _hand_written_study(tmp_path, *, claimed=False):
+def _hand_written_study(tmp_path, *, claimed=False, classifiers=None):
     """A report-only runlocal study of None, Neural (model) and Shuffle, 3 seeds, its runs written
-    by hand (``claimed``: its workdir claimed first, as study.py does)."""
+    by hand (``claimed``: its workdir claimed first, as study.py does; ``classifiers``: a function
+    of the run giving the Keras model saved as its classifier)."""
     config = cli.load_config("study.py", "runlocal")
     config.conditions = "none,neural_model,shuffle"
     config.seeds = (0, 1, 2)
@@ -61,7 +68,7 @@ def _hand_written_study(tmp_path, *, claimed=False):
                       overwrite=False)
     names = [c.name for c in study_plan.conditions]
     for run in study_plan.runs:
-        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+        _write_run(run, _numbers(names.index(run.condition.name), run.seed), classifiers and classifiers(run))
     return config, study_plan, names
 
 
@@ -215,6 +222,7 @@ def test_transfer_checks_get_the_budget_norms_only(tmp_path, monkeypatch):
     config.evaluation.adversarial.preset = "strong"
     config.evaluation.adversarial.norms = ("linf", "l1", "l0")
     config.evaluation.adversarial.diagnostics = True
+    config.alignment.enabled = False  # the hand-written runs hold no real classifier
     study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
     workdir.claim(study_plan.workdir, plan_lib.study_identity(config), what="study", finished_marker="(never)",
                   overwrite=False)
