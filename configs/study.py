@@ -138,6 +138,7 @@ def get_config(arg=None):
         del config.train["evaluation"]
         config.train.data.train_limit = 128
         config.train.data.eval_limit = 64
+        config.train.data.validation_size = 64
         config.train.batch_size = 16
         config.evaluation.num_examples = 64
         config.evaluation.noise = noise_section(sigmas=(0.0, 0.2), seeds=(0, 1))

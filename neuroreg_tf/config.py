@@ -43,6 +43,9 @@ def base_train_config() -> ml_collections.ConfigDict:
     config.data.augment = True
     config.data.train_limit = config_dict.placeholder(int)  # Use the first N training images.
     config.data.eval_limit = config_dict.placeholder(int)  # Use the first N test images.
+    # Each epoch is monitored (val_* in the history) on the last N training images, which training
+    # never reads (trainer.training_images); 0: on the test images, as runs before it did.
+    config.data.validation_size = 2000
 
     config.target = ml_collections.ConfigDict()
     # A target directory from build_target.py / neuroreg_tf.targets.save_target.
@@ -107,6 +110,18 @@ def with_added_train_sections(train: dict) -> dict:
     return {**{name: section().to_dict() for name, section in ADDED_TRAIN_SECTIONS.items()}, **train}
 
 
+def train_identity_view(train: dict) -> dict:
+    """A training config dict as identities compare it: ``data.validation_size`` left out when
+    ``data.train_limit`` is set (the training images are then the same with any validation split,
+    and nothing is selected on the monitoring), else present, 0 where recorded before it existed."""
+    data = dict(train.get("data", {}))
+    if data.get("train_limit") is not None:
+        data.pop("validation_size", None)
+    else:
+        data.setdefault("validation_size", 0)
+    return {**train, "data": data}
+
+
 def paper_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Distribution settings of the paper configs: every visible GPU, exact global batch."""
     # All visible GPUs (one replica each; a CPU-only machine uses its CPU).
@@ -124,6 +139,7 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.batch_size = 32
     config.data.train_limit = 512
     config.data.eval_limit = 256
+    config.data.validation_size = 256
     config.model.width = 0.125
     config.target.build = "runlocal"
     return config

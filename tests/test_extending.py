@@ -198,3 +198,18 @@ def test_a_build_recorded_before_latent_strength_existed_is_the_same_build(tmp_p
     config.simulation.latent_strength = -1.0
     with pytest.raises(ConfigError, match="config.simulation.latent_strength: must be >= 0"):
         build_config.check_simulation(config)
+
+
+def test_studies_recorded_before_the_validation_split_are_the_same_studies():
+    for variant in (None, "audit", "runlocal"):
+        study = cli.load_config("study.py", variant)
+        recorded = plan.study_identity(study)
+        recorded["config"]["train"]["data"].pop("validation_size", None)
+        assert workdir.fingerprint_of(plan.upgrade_identity(recorded)) == workdir.fingerprint_of(plan.study_identity(study))
+        study.train.data.train_limit = None  # all training images: the split takes some from training
+        recorded = plan.study_identity(study)
+        recorded["config"]["train"]["data"].pop("validation_size", None)
+        study.train.data.validation_size = 0
+        assert workdir.fingerprint_of(plan.upgrade_identity(recorded)) == workdir.fingerprint_of(plan.study_identity(study))
+        study.train.data.validation_size = 2000
+        assert workdir.fingerprint_of(plan.upgrade_identity(recorded)) != workdir.fingerprint_of(plan.study_identity(study))

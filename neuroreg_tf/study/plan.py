@@ -20,7 +20,7 @@ import os
 import ml_collections
 
 from neuroreg_tf import workdir as workdir_files
-from neuroreg_tf.config import ConfigChecker, comma_list, rename_keys, with_added_train_sections
+from neuroreg_tf.config import ConfigChecker, comma_list, rename_keys, train_identity_view, with_added_train_sections
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.neural import build_config, target_registry
 from neuroreg_tf.study import conditions as conditions_lib
@@ -320,6 +320,8 @@ ADDED_ADVERSARIAL_KEYS = {"diagnostics": False, "compare_preset": ""}
 
 def _identity_config(config: dict) -> dict:
     relevant = {k: v for k, v in config.items() if k not in IDENTITY_EXCLUDED}
+    if isinstance(relevant.get("train"), dict):
+        relevant["train"] = train_identity_view(relevant["train"])
     if isinstance(relevant.get("build"), dict):  # the build's kinds grow with the conditions
         build = build_config.with_added_simulation_keys(
             {k: v for k, v in relevant["build"].items() if k not in ("kinds", "vgg")})

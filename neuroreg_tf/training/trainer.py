@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroreg_tf import data, determinism, similarity, targets, workdir as workdir_files
-from neuroreg_tf.config import ConfigChecker, comma_list, with_added_train_sections
+from neuroreg_tf.config import ConfigChecker, comma_list, train_identity_view, with_added_train_sections
 from neuroreg_tf.errors import ConfigError
 from neuroreg_tf.fileio import read_json, sha256_tree, write_json_atomic
 from neuroreg_tf.models import NeuralRegularizedModel, ResNet
@@ -102,6 +102,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check.choice("data.dataset", data.known_datasets())
     check.integer("data.train_limit", minimum=1, allow_none=True)
     check.integer("data.eval_limit", minimum=1, allow_none=True)
+    check.integer("data.validation_size", minimum=0)
     check.integer("target.batch_size", minimum=0)
     if config.target.batch_size == 1:
         check.fail("target.batch_size", "0 (the classification batch size) or at least 2 (a pair)")
@@ -149,9 +150,41 @@ def target_identity(target: targets.SimilarityTarget, path: str) -> dict:
     return {"fingerprint": target.fingerprint or sha256_tree(path), "kind": target.kind}
 
 
+def training_images(config: ml_collections.ConfigDict, split_size: int) -> tuple[int, str | None]:
+    """(how many of the training split's first images train, the tfds split monitored or None).
+
+    The validation images are the last ``data.validation_size`` of the training split; training
+    reads only images before them (at most ``data.train_limit``), so the two never overlap.
+
+    Raises:
+        ConfigError: the validation images would leave no training image, or would overlap the
+            ``data.train_limit`` first ones.
+    """
+    validation = int(config.data.get("validation_size", 0) or 0)
+    limit = config.data.train_limit
+    if validation >= split_size:
+        raise ConfigError(
+            f"config.data.validation_size={validation} leaves none of the {split_size} training images to "
+            "train on; lower it (0: monitor on the test images)."
+        )
+    if limit is not None and limit + validation > split_size:
+        raise ConfigError(
+            f"config.data.train_limit={limit} and config.data.validation_size={validation} overlap: the "
+            f"training split has {split_size} images and the validation ones are its last {validation}. Set "
+            f"train_limit <= {split_size - validation} or lower validation_size."
+        )
+    n_train = min(split_size - validation, limit or split_size)
+    return n_train, (f"train[-{validation}:]" if validation else None)
+
+
 def run_identity(config: ml_collections.ConfigDict, target: dict) -> dict:
-    """A training run's identity: its config (without ``IDENTITY_EXCLUDED``) and its target's."""
-    relevant = config.to_dict()
+    """A training run's identity: its config (without ``IDENTITY_EXCLUDED``) and its target's.
+
+    ``data.validation_size`` is left out when ``data.train_limit`` is set (``train_identity_view``):
+    the training images are then the same with any validation split (``training_images`` refuses
+    an overlap), and nothing is selected on what an epoch is monitored on: the same weights.
+    """
+    relevant = train_identity_view(config.to_dict())
     for key in IDENTITY_EXCLUDED:
         *parents, leaf = key.split(".")
         section = relevant
@@ -169,7 +202,8 @@ def claim(config: ml_collections.ConfigDict, workdir: str, target: dict, *, lega
     """
 
     def upgrade(recorded: dict) -> dict:
-        config_ = with_added_train_sections({k: v for k, v in recorded.get("config", {}).items() if k != "evaluation"})
+        config_ = train_identity_view(
+            with_added_train_sections({k: v for k, v in recorded.get("config", {}).items() if k != "evaluation"}))
         target_ = target if recorded.get("target") in list(legacy_targets) else recorded.get("target")
         return {**recorded, "config": config_, "target": target_}
 
@@ -354,7 +388,8 @@ class PreparedRun:
     fingerprint: str  # the run's identity fingerprint, recorded in checkpoints and the summary
     make_epoch: Callable[[int], tf.data.Dataset]
     steps_per_epoch: int
-    test_images: tf.data.Dataset
+    monitor_images: tf.data.Dataset  # what each epoch is monitored on (``monitored_on``)
+    monitored_on: str
     holdout_indices: np.ndarray
     model: NeuralRegularizedModel
     history_csv: str
@@ -392,14 +427,16 @@ def prepare_run(config, workdir, strategy, chief, target_id, progress):
         determinism.enable()
 
     info = data.dataset_info(config.data.dataset)
-    test_images = data.load_classification(
-        config.data.dataset,
-        "test",
-        batch_size=config.batch_size,
-        data_dir=config.data.data_dir,
-        limit=config.data.eval_limit,
-    )
-    n_train = min(info.splits["train"], config.data.train_limit or info.splits["train"])
+    n_train, validation_split = training_images(config, info.splits["train"])
+    if validation_split:
+        monitor_images = data.load_classification(
+            config.data.dataset, validation_split, batch_size=config.batch_size, data_dir=config.data.data_dir)
+        monitored_on = f"validation: the last {config.data.validation_size} training images ({validation_split})"
+    else:  # data.validation_size = 0: the test images, as runs did before the validation split
+        monitor_images = data.load_classification(
+            config.data.dataset, "test", batch_size=config.batch_size, data_dir=config.data.data_dir,
+            limit=config.data.eval_limit)
+        monitored_on = "test" + (f"[:{config.data.eval_limit}]" if config.data.eval_limit else "")
     steps_per_epoch = n_train // config.batch_size
     if steps_per_epoch < 1:
         raise ConfigError(
@@ -423,7 +460,7 @@ def prepare_run(config, workdir, strategy, chief, target_id, progress):
             augment=config.data.augment,
             shuffle=True,
             seed=seed,
-            limit=config.data.train_limit,
+            limit=n_train,
             drop_remainder=True,
             noise_sigma=float(config.robust_training.noise_sigma),
             noise_max_sigma=float(config.robust_training.noise_max_sigma),
@@ -438,7 +475,7 @@ def prepare_run(config, workdir, strategy, chief, target_id, progress):
 
     return PreparedRun(
         config=config, workdir=workdir, target=target, fingerprint=workdir_files.fingerprint_of(identity),
-        make_epoch=make_epoch, steps_per_epoch=steps_per_epoch, test_images=test_images,
+        make_epoch=make_epoch, steps_per_epoch=steps_per_epoch, monitor_images=monitor_images, monitored_on=monitored_on,
         holdout_indices=holdout_indices, model=model,
         history_csv=workdir_files.path(workdir, workdir_files.HISTORY_CSV),
         backup_dir=workdir_files.path(workdir, workdir_files.BACKUP),
@@ -467,7 +504,7 @@ def fit_run(run: PreparedRun, strategy, chief, callbacks, progress) -> keras.cal
         backup_dir=run.backup_dir,
         callbacks=all_callbacks,
         recorders=recorders,
-        validation_data=run.test_images,
+        validation_data=run.monitor_images,
         save_every_steps=config.checkpoint_every_steps,
         verbose=config.verbose,
         identity=run.fingerprint,
@@ -509,6 +546,7 @@ def finalise_run(run: PreparedRun, fit_history: keras.callbacks.History, chief: 
         "target": {"path": config.target.path, "kind": run.target.kind, "simulated": run.target.simulated},
         "identity": run.fingerprint,
         "epochs": len(history),
+        "monitored_on": run.monitored_on,  # the images of the val_* metrics in the history
         "train_seconds_this_process": round(seconds, 1),
         "final": final,
         "gamma": dict(zip(model.tap_layers, np.asarray(model.gamma()).tolist())),

@@ -15,7 +15,8 @@ from conftest import REPO_ROOT as REPO
 from conftest import SUBPROCESS_TIMEOUT_S, needs_fashion_mnist
 from neuroreg_tf import data
 from neuroreg_tf.config import base_train_config, runlocal
-from neuroreg_tf.errors import WorkdirError
+from neuroreg_tf import workdir as workdir_lib
+from neuroreg_tf.errors import ConfigError, WorkdirError
 from neuroreg_tf.training import trainer
 
 TINY = {
@@ -69,6 +70,63 @@ def test_train_script_writes_the_whole_workdir(finished_run):
     assert summary["epochs"] == 1 and sum(summary["gamma"].values()) == pytest.approx(1.0)
     assert {"val_accuracy", "val_similarity_r", "similarity_loss"} <= set(summary["final"])
     assert "Finished 1 epoch(s)" in stdout
+
+
+@needs_fashion_mnist
+def test_each_epoch_is_monitored_on_the_last_training_images_not_the_test_images(finished_run):
+    import tensorflow_datasets as tfds
+
+    workdir, _ = finished_run
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["monitored_on"] == "validation: the last 256 training images (train[-256:])"
+    # val_accuracy is the classifier's accuracy on exactly those images, read here by tfds itself.
+    images, labels = tfds.as_numpy(tfds.load("fashion_mnist", split="train", batch_size=-1, as_supervised=True,
+                                             data_dir=data.default_data_dir()))
+    logits = keras.saving.load_model(os.path.join(workdir, "classifier.keras")).predict(
+        images[-256:].astype(np.float32) / 255.0, verbose=0)
+    assert summary["final"]["val_accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == labels[-256:]), abs=1e-6)
+
+
+def test_validation_images_never_overlap_the_training_images():
+    config = base_train_config()
+    config.data.train_limit, config.data.validation_size = 12000, 2000
+    assert trainer.training_images(config, 60000) == (12000, "train[-2000:]")
+    config.data.train_limit = None
+    assert trainer.training_images(config, 60000) == (58000, "train[-2000:]")
+    config.data.validation_size = 0
+    assert trainer.training_images(config, 60000) == (60000, None)
+    config.data.train_limit, config.data.validation_size = 59000, 2000
+    with pytest.raises(ConfigError, match="train_limit <= 58000"):
+        trainer.training_images(config, 60000)
+    config.data.train_limit, config.data.validation_size = None, 60000
+    with pytest.raises(ConfigError, match="leaves none of the 60000"):
+        trainer.training_images(config, 60000)
+
+
+def test_the_validation_split_changes_a_runs_identity_only_where_it_changes_its_training_images(tmp_path):
+    config = base_train_config()
+    target = {"fingerprint": "x", "kind": "neural_data"}
+    def recorded_before_the_split(config):
+        identity = trainer.run_identity(config, target)
+        identity["config"]["data"].pop("validation_size", None)  # the key did not exist then
+        return identity
+
+    config.data.train_limit = 12000
+    recorded = recorded_before_the_split(config)
+    run = str(tmp_path / "limited")
+    workdir_lib.claim(run, recorded, what="training run", finished_marker="summary.json", overwrite=False)
+    for size in (0, 2000, 5000):  # the same 12,000 training images: the same run
+        config.data.validation_size = size
+        assert trainer.claim(config, run, target) == workdir_lib.RESUME
+    config.data.train_limit = None  # all training images: the split takes images from training
+    recorded = recorded_before_the_split(config)
+    run = str(tmp_path / "all")
+    workdir_lib.claim(run, recorded, what="training run", finished_marker="summary.json", overwrite=False)
+    config.data.validation_size = 0  # what such a run did
+    assert trainer.claim(config, run, target) == workdir_lib.RESUME
+    config.data.validation_size = 2000
+    with pytest.raises(WorkdirError, match="data.validation_size"):
+        trainer.claim(config, run, target)
 
 
 @needs_fashion_mnist
