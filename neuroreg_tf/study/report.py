@@ -962,19 +962,23 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
     if len(sweep) >= 2 and any(c.name != "none" for c in sweep):
         sweep.sort(key=lambda c: c.alpha)
         alphas = [c.alpha for c in sweep]
-        figure, axis = plt.subplots(figsize=(5.5, 4.0))
-        for metric, label in (("clean", "clean"), (f"noise_{max(sigmas):g}" if sigmas else None, f"σ = {max(sigmas):g}" if sigmas else None)):
-            if metric is None:
-                continue
-            mean = [summaries[c.name][metric]["mean"] for c in sweep]
-            sem = [summaries[c.name][metric]["sem"] or 0.0 for c in sweep]
-            axis.errorbar(alphas, mean, yerr=sem, marker="o", capsize=3, label=label)
-        axis.set_xscale("symlog", linthresh=1.0)
-        axis.set_xlabel("alpha (0 = None)")
-        axis.set_ylabel("accuracy (mean ± SEM)")
-        axis.grid(alpha=0.3)
-        axis.legend()
-        axis.set_title("Accuracy against alpha (Neural (model) target)", fontsize=9)
+        medians = [n for n in NORMS if summaries[sweep[0].name].get(f"{n}_median", {}).get("n")]
+        panels = [("accuracy", [("clean", "clean"), *((("noise_mean", "noise (mean over σ)"),
+                                                       (f"noise_{max(sigmas):g}", f"σ = {max(sigmas):g}")) if sigmas else ())])]
+        panels += [(f"median minimal {NORM_TITLES[n]} perturbation", [(f"{n}_median", NORM_TITLES[n])]) for n in medians]
+        figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.0), squeeze=False)
+        for axis, (ylabel, lines_) in zip(axes[0], panels):
+            for metric_name, label in lines_:
+                mean = [summaries[c.name][metric_name]["mean"] for c in sweep]
+                sem = [summaries[c.name][metric_name]["sem"] or 0.0 for c in sweep]
+                axis.errorbar(alphas, [np.nan if m is None else m for m in mean], yerr=sem, marker="o", capsize=3,
+                              label=label)
+            axis.set_xscale("symlog", linthresh=1.0)
+            axis.set_xlabel("alpha (0 = None)")
+            axis.set_ylabel(f"{ylabel} (mean ± SEM)")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7)
+        figure.suptitle("Against alpha (Neural (model) target)", fontsize=9)
         figure.tight_layout()
         paths.append(os.path.join(directory, "alpha.png"))
         figure.savefig(paths[-1], dpi=120)

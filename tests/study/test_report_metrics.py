@@ -319,6 +319,25 @@ def test_a_training_length_sweep_stretches_the_schedule_and_gets_its_figure(tmp_
         "none_epochs1", "none_epochs3", "none_epochs6", "none_epochs12"]
 
 
+def test_the_alpha_sweep_figure_shows_accuracy_and_each_adversarial_median_against_alpha(tmp_path, saved_figures):
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model_alpha2,neural_model_alpha20"
+    config.seeds = (0, 1)
+    config.report_only = True
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    names = [c.name for c in study_plan.conditions]
+    for run in study_plan.runs:
+        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+    _report(config, study_plan)
+    accuracy, linf, l2 = saved_figures["alpha.png"].axes
+    by_alpha = {0.0: "none", 2.0: "neural_model_alpha2", 20.0: "neural_model_alpha20"}
+    for axis, key, label in ((accuracy, "clean", "clean"), (linf, "linf", "L-inf"), (l2, "l2", "L2")):
+        line = next(c for c in axis.containers if c.get_label() == label).lines[0]  # the errorbar's data line
+        expected = [np.mean([_numbers(names.index(by_alpha[a]), seed)[key] for seed in (0, 1)]) for a in (0.0, 2.0, 20.0)]
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [0.0, 2.0, 20.0])
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float), expected)
+
+
 def test_the_effort_curves_of_the_checks_are_averaged_over_seeds_in_table_and_figure(tmp_path):
     config = cli.load_config("study.py", "runlocal")
     config.conditions = "none,neural_model"
