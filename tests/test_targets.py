@@ -274,3 +274,22 @@ def test_saving_again_replaces_the_other_form(tmp_path, rng, stimuli):
     targets.save_target(str(tmp_path), stimuli, similarity=matrix, simulated=True)
     assert sorted(os.listdir(tmp_path)) == ["metadata.json", "similarity.npy", "stimuli.npy"]
     np.testing.assert_allclose(targets.load_target(str(tmp_path)).full_matrix(), matrix, atol=1e-6)
+
+
+def test_the_target_fingerprint_changes_with_every_input_it_covers(tmp_path, rng, stimuli):
+    matrix = similarity.similarity_matrix(rng.normal(size=(stimuli.shape[0], 12)))
+
+    def fingerprint_of(name, stimuli=stimuli, matrix=matrix, kind="neural_model", simulated=True, metadata=None):
+        path = targets.save_target(str(tmp_path / name), stimuli, similarity=matrix, kind=kind, simulated=simulated,
+                                   metadata=metadata)
+        return targets.load_target(path).fingerprint
+
+    original = fingerprint_of("original")
+    assert fingerprint_of("again") == original  # the same content, written again
+    one_pixel = stimuli.copy()
+    one_pixel[3, 2, 1, 0] = np.nextafter(one_pixel[3, 2, 1, 0], 2.0, dtype=np.float32)
+    one_pair = matrix.copy()
+    one_pair[0, 1] = one_pair[1, 0] = np.float32(one_pair[0, 1]) * np.float32(0.5)
+    for name, changes in {"pixel": {"stimuli": one_pixel}, "pair": {"matrix": one_pair}, "kind": {"kind": "shuffle"},
+                          "label": {"simulated": False}, "provenance": {"metadata": {"seed": 1}}}.items():
+        assert fingerprint_of(name, **changes) != original, name

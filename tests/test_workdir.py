@@ -231,3 +231,69 @@ def test_the_advice_for_a_lock_of_another_host_works_when_followed(tmp_path):
     os.remove(lock)  # the advice, followed (that process has ended)
     with workdir.locked(str(path), "training run"):
         assert json.loads((path / workdir.LOCK).read_text())["pid"] == os.getpid()
+
+
+def _leaves(payload, path=()):
+    """Every (path, value) leaf of a nested dict / list payload."""
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(payload, list) and payload:
+        for index, value in enumerate(payload):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path, payload
+
+
+def _changed(payload, path, value):
+    copy = json.loads(json.dumps(payload))
+    section = copy
+    for key in path[:-1]:
+        section = section[key]
+    section[path[-1]] = value
+    return copy
+
+
+def test_a_runs_fingerprint_changes_when_any_setting_it_covers_changes():
+    from neuroreg_tf import cli
+    from neuroreg_tf.study import plan
+    from neuroreg_tf.training import trainer
+
+    identities = [trainer.run_identity(cli.load_config("demo.py"), {"fingerprint": "f" * 64, "kind": "neural_model"}),
+                  plan.study_identity(cli.load_config("study.py", "audit"))]
+    for identity in identities:
+        identity = json.loads(json.dumps(identity))
+        original = workdir.fingerprint_of(identity)
+        leaves = list(_leaves(identity))
+        assert len(leaves) > 40
+        for path, value in leaves:
+            other = "another" if isinstance(value, str) else (not value if isinstance(value, bool) else
+                                                               (1 if value is None else value + 1 if isinstance(value, (int, float)) else None))
+            assert workdir.fingerprint_of(_changed(identity, path, other)) != original, path
+        # Key order is not content; the recorded fingerprint itself is left out.
+        assert workdir.fingerprint_of(dict(reversed(list(identity.items())))) == original
+        assert workdir.fingerprint_of({**identity, "fingerprint": "x"}) == original
+
+
+def test_a_tree_checksum_changes_with_any_file_name_content_or_place(tmp_path):
+    from neuroreg_tf.fileio import sha256_tree
+
+    def tree(root, files):
+        for name, content in files.items():
+            os.makedirs(os.path.dirname(os.path.join(root, name)) or root, exist_ok=True)
+            with open(os.path.join(root, name), "wb") as handle:
+                handle.write(content)
+        return sha256_tree(str(root))
+
+    base = {"a.npy": b"\x00\x01", "sub/b.json": b"{}"}
+    original = tree(tmp_path / "base", base)
+    assert tree(tmp_path / "copy", dict(reversed(list(base.items())))) == original  # same content elsewhere
+    variants = {
+        "content": {**base, "a.npy": b"\x00\x02"},
+        "name": {"c.npy": base["a.npy"], "sub/b.json": base["sub/b.json"]},
+        "place": {"sub/a.npy": base["a.npy"], "sub/b.json": base["sub/b.json"]},
+        "added empty file": {**base, "sub/empty": b""},
+        "swapped contents": {"a.npy": base["sub/b.json"], "sub/b.json": base["a.npy"]},
+    }
+    for what, files in variants.items():
+        assert tree(tmp_path / what.replace(" ", "_"), files) != original, what

@@ -612,3 +612,34 @@ def test_a_registered_format_is_read_written_and_accepted_by_the_build_config(tm
     with pytest.raises(RecordingError, match=r"A recording must be a StaticImageSet file \(\.h5/\.hdf5\) or a FileTree"):
         recordings.read_recording(str(odd))
     assert formats.find_format(scan).name == "filetree"  # unregistered: a folder, which the FileTree claims
+
+
+@pytest.mark.parametrize("name", ["scan", "scan.h5"])
+def test_several_image_id_arrays_must_group_the_trials_alike(tmp_path, name):
+    """A release may carry more than one id array; the one read must not change which trials repeat."""
+    recording = make_recording()  # frame_image_id, read last in SENSORIUM's order
+    path = recordings.write_recording(str(tmp_path / name), recording)
+
+    def add_id_array(values):
+        if name.endswith(".h5"):
+            import h5py
+
+            with h5py.File(path, "a") as f:
+                if "item_info/colorframeprojector_image_id" in f:
+                    del f["item_info/colorframeprojector_image_id"]
+                f["item_info/colorframeprojector_image_id"] = values
+        else:
+            np.save(os.path.join(path, "meta", "trials", "colorframeprojector_image_id.npy"), values)
+
+    # The same images under other numbers: read (the first name in order), the same repeats.
+    add_id_array(recording.image_ids * 7 + 1000)
+    loaded = recordings.read_recording(path, KEEP_SIZE)
+    assert loaded.image_id_name == "colorframeprojector_image_id"
+    np.testing.assert_array_equal(loaded.image_ids, recording.image_ids * 7 + 1000)
+    np.testing.assert_array_equal(loaded.repeated_responses(), recording.repeated_responses())
+    # A grouping that differs (two repeated images merged into one id): refused, naming both arrays.
+    merged = np.where(recording.image_ids == 1, 0, recording.image_ids)
+    add_id_array(merged)
+    with pytest.raises(RecordingError, match="colorframeprojector_image_id .* and frame_image_id .* group the trials"
+                       "|two image ids that group the trials differently: colorframeprojector_image_id"):
+        recordings.read_recording(path, KEEP_SIZE)

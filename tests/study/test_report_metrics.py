@@ -113,6 +113,43 @@ def test_every_declared_metric_is_summarised_from_the_runs_numbers(written):
     assert "| condition | clean ↑: Δ, d_z, p (p_holm) | σ = 0.3 ↑: Δ, d_z, p (p_holm) | noise (mean over σ) ↑: Δ, d_z" in markdown
 
 
+def test_conditions_are_paired_by_seed_whatever_order_the_runs_come_in(tmp_path):
+    config = cli.load_config("study.py", "runlocal")
+    config.conditions = "none,neural_model"
+    config.seeds = (3, 1, 4, 0)  # not in order either
+    config.report_only = True
+    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
+    rng = np.random.default_rng(7)
+    clean = {(run.condition.name, run.seed): float(rng.uniform(0.6, 0.9)) for run in study_plan.runs}
+    for run in study_plan.runs:
+        _write_run(run, {**_numbers(0, run.seed), "clean": clean[(run.condition.name, run.seed)]})
+    seeds = (0, 1, 3, 4)
+    condition = [clean[("neural_model", s)] for s in seeds]
+    reference = [clean[("none", s)] for s in seeds]
+    expected = scipy_stats.ttest_rel(condition, reference)
+    misaligned = scipy_stats.ttest_rel(condition, reference[1:] + reference[:1])
+    assert not np.isclose(expected.pvalue, misaligned.pvalue)  # the test can tell a wrong pairing
+    records = report.collect(study_plan)
+    for order in (list(range(len(records))), list(reversed(range(len(records)))), list(rng.permutation(len(records)))):
+        _, comparisons = report.summarize(study_plan, [dict(records[i]) for i in order])
+        entry = comparisons["none"]["clean"]["neural_model"]
+        assert entry["n"] == 4
+        assert entry["p"] == pytest.approx(expected.pvalue, rel=1e-12)
+        assert entry["t"] == pytest.approx(expected.statistic, rel=1e-12)
+    # A seed one condition lacks is left out of the pairs, not matched with another seed.
+    kept = [r for r in records if not (r["condition"] == "none" and r["seed"] == 4)]
+    _, comparisons = report.summarize(study_plan, kept)
+    assert comparisons["none"]["clean"]["neural_model"]["p"] == pytest.approx(
+        scipy_stats.ttest_rel(condition[:3], reference[:3]).pvalue, rel=1e-12)
+
+
+def test_the_report_names_the_noise_levels_its_mean_averages(written):
+    config, study_plan, _ = written
+    result, _, markdown = _report(config, study_plan)
+    assert report.noise_sigmas(result["runs"]) == [0.1, 0.3]  # sigma 0 is the clean accuracy, not noise
+    assert "noise (mean over σ) averages the accuracies at σ = 0.1, 0.3." in markdown
+
+
 def test_a_new_metric_is_one_entry(written, monkeypatch):
     config, study_plan, names = written
     error = report.Metric("clean_error", "clean error", 3, False, True, True,

@@ -37,6 +37,7 @@ from neuroreg_tf.neural.recordings.recording import (
     IMAGE_ID_NAMES,
     Recording,
     RecordingError,
+    check_image_id_arrays,
 )
 from neuroreg_tf.neural.recordings.sources import REQUIRED, Source, open_source
 from neuroreg_tf.neural.recordings.treatments import ReadOptions, finish
@@ -315,6 +316,7 @@ def _read(source: Source, options: ReadOptions) -> Recording:
             f"{sorted(trial_meta)}"
         )
     image_ids = trial_meta.pop(id_name)
+    check_image_id_arrays(id_name, image_ids, trial_meta, source.where("meta/trials"))
     if not np.issubdtype(image_ids.dtype, np.integer):
         if np.issubdtype(image_ids.dtype, np.floating) and np.all(np.isfinite(image_ids)) and np.all(image_ids == np.round(image_ids)):
             image_ids = image_ids.astype(np.int64)

@@ -29,7 +29,9 @@ import numpy as np
 from neuroreg_tf.fileio import json_default
 from neuroreg_tf.neural.recordings import images as image_ops
 from neuroreg_tf.neural.recordings import layout
-from neuroreg_tf.neural.recordings.recording import DEFAULT_BEHAVIOR_NAMES, IMAGE_ID_NAMES, Recording, RecordingError
+from neuroreg_tf.neural.recordings.recording import (
+    DEFAULT_BEHAVIOR_NAMES, IMAGE_ID_NAMES, Recording, RecordingError, check_image_id_arrays,
+)
 from neuroreg_tf.neural.recordings.treatments import ReadOptions, finish
 
 _CHUNK = 512
@@ -192,6 +194,7 @@ def read_hdf5(path: str, options: ReadOptions | None = None) -> Recording:
                 f"{path}:/item_info/{id_name} has {image_ids.shape[0]} entries for {n_trials} trials. "
                 f"Received: {id_name}.shape={image_ids.shape}"
             )
+        check_image_id_arrays(id_name, image_ids, trial_meta, f"{path}:/item_info")
         neuron_meta = group("neurons", responses.shape[1])
         neuron_ids = neuron_meta.pop("unit_ids", np.arange(responses.shape[1]))
         tiers = _decoded(f["tiers"][()])

@@ -27,6 +27,37 @@ IMAGE_ID_NAMES = ("image_id", "colorframeprojector_image_id", "frame_image_id")
 SAME_IMAGE_TOLERANCE = 1.5 / 255.0
 
 
+def check_image_id_arrays(chosen: str, image_ids, trial_meta: dict, where: str) -> None:
+    """Refuses a recording whose other image-id arrays (``IMAGE_ID_NAMES`` in ``trial_meta``) group
+    its trials differently from ``chosen``: which trials repeat an image would then depend on which
+    array a reader prefers. Arrays that only name the same images otherwise are accepted.
+
+    Args:
+        chosen: the name of the array read as the image id.
+        image_ids: its values, one per trial.
+        trial_meta: the recording's other per-trial arrays, by name.
+        where: the place the arrays live, for the message (e.g. ``<path>/meta/trials``).
+    """
+    _, chosen_codes = np.unique(np.asarray(image_ids), return_inverse=True)
+    for name in IMAGE_ID_NAMES:
+        if name == chosen or name not in trial_meta:
+            continue
+        values = np.asarray(trial_meta[name]).reshape(-1)
+        if values.shape[0] != chosen_codes.shape[0]:
+            continue  # not one per trial: not an image id of these trials
+        _, other_codes = np.unique(values, return_inverse=True)
+        pairs = np.unique(chosen_codes.astype(np.int64) * (int(other_codes.max()) + 1) + other_codes).size
+        n_chosen, n_other = int(chosen_codes.max()) + 1, int(other_codes.max()) + 1
+        if pairs != n_chosen or pairs != n_other:
+            raise RecordingError(
+                f"{where} holds two image ids that group the trials differently: {chosen} ({n_chosen} images) "
+                f"and {name} ({n_other} images), {pairs} distinct pairs of the two. Which trials repeat an image "
+                f"would depend on which one a reader takes ({chosen}, by SENSORIUM's order {list(IMAGE_ID_NAMES)}). "
+                f"Keep the one that names the images shown and rename or remove the other, then read again. "
+                f"Received: {chosen} and {name}"
+            )
+
+
 def image_class_name(image_id_name: str) -> str:
     """``frame_image_id`` -> ``frame_image_class`` (the class array SENSORIUM reads beside it)."""
     return image_id_name[: -len("id")] + "class"
