@@ -27,7 +27,7 @@ class Summary:
     mean: float | None
     sem: float | None
     n: int
-    n_nonfinite: int = 0
+    n_nonfinite: int
 
 
 def summarize(values) -> Summary:

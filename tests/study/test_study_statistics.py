@@ -52,3 +52,30 @@ def test_holm_adjustment_by_hand():
     # sorted: 0.01 (x3), 0.03 (x2), 0.04 (x1); running maximum; capped at 1
     assert statistics.holm(p) == [pytest.approx(0.03), None, pytest.approx(0.06), pytest.approx(0.06)]
     assert statistics.holm([0.6, 0.5]) == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
+def test_the_boundaries_of_summary_and_paired_comparison_by_hand():
+    # Two values are enough for an SEM; no finite value gives n 0 and counts the others.
+    two = statistics.summarize([0.5, 0.7])
+    assert (two.n, two.n_nonfinite) == (2, 0)
+    assert two.sem == pytest.approx(math.sqrt(((0.1**2) * 2) / 1) / math.sqrt(2))
+    nothing = statistics.summarize([None, float("nan"), float("inf")])
+    assert (nothing.mean, nothing.sem, nothing.n, nothing.n_nonfinite) == (None, None, 0, 2)
+    # Two seeds with spread are enough for a paired test (scipy's, by hand below).
+    pair = statistics.compare_paired({0: 0.6, 1: 0.75}, {0: 0.5, 1: 0.6})
+    differences = np.array([0.1, 0.15])
+    assert pair.n == 2
+    assert pair.t == pytest.approx(differences.mean() / (differences.std(ddof=1) / math.sqrt(2)))
+    assert pair.p == pytest.approx(stats.ttest_rel([0.6, 0.75], [0.5, 0.6]).pvalue)
+
+
+def test_holm_never_exceeds_one_and_results_cannot_be_altered():
+    # 2 x 0.7 = 1.4 and 1 x 0.8: both capped at 1.
+    assert statistics.holm([0.7, 0.8]) == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert statistics.holm([0.3, 0.9]) == [pytest.approx(0.6), pytest.approx(0.9)]
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        statistics.summarize([0.5, 0.6]).mean = 0.9  # a reported number cannot be changed afterwards
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        statistics.compare_paired({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.65}).p = 0.01
