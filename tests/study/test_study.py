@@ -196,6 +196,34 @@ def test_condition_names_cover_sweeps_and_ablations():
     assert [r.index % 3 for r in sharded.shard_runs()] == [1] * len(sharded.shard_runs())
 
 
+def test_shards_together_run_every_run_exactly_once():
+    everything = [r.key for r in plan.make_plan(_config(), "/tmp/x").runs]
+    for count in (1, 2, 3, 5):
+        shards = [[r.key for r in plan.make_plan(_config(shard=f"{k}/{count}"), "/tmp/x").shard_runs()]
+                  for k in range(1, count + 1)]
+        assert sorted(key for shard in shards for key in shard) == sorted(everything), count
+        assert max(len(shard) for shard in shards) - min(len(shard) for shard in shards) <= 1  # balanced
+
+
+def test_each_run_trains_with_its_conditions_settings_and_its_own_seed():
+    config = _config(conditions="none,neural_model,neural_model_cka,neural_model_alpha5,noise_augmentation,"
+                                "low_snr_model")
+    study_plan = plan.make_plan(config, "/tmp/x")
+    expected_alpha = {"none": 0.0, "neural_model": config.alpha, "neural_model_cka": config.alpha_cka,
+                      "neural_model_alpha5": 5.0, "noise_augmentation": 0.0, "low_snr_model": config.alpha}
+    for run in study_plan.runs:
+        trained = study_plan.train_config(config.train, run)
+        name = run.condition.name
+        assert (trained.seed, trained.alpha) == (run.seed, expected_alpha[name]), run.key
+        assert trained.similarity.loss == ("cka" if name == "neural_model_cka" else "arctanh")
+        assert trained.robust_training.noise_max_sigma == (0.5 if name == "noise_augmentation" else 0.0)
+        build = "low_snr" if name == "low_snr_model" else "main"
+        if name != "none":
+            assert trained.target.path.startswith(os.path.join("/tmp/x", "targets", build)), (run.key, trained.target.path)
+        assert trained.epochs == config.train.epochs and trained.data.train_limit == config.train.data.train_limit
+    assert config.train.seed == cli.load_config("study.py", "runlocal").train.seed  # the template is not changed
+
+
 def test_the_advice_for_a_changed_study_config_works_when_followed(tmp_path):
     import shutil
 
