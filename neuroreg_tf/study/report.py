@@ -220,13 +220,18 @@ def collect(plan: StudyPlan) -> list[dict]:
     return records
 
 
-def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
-    """Adds each finished run's transfer checks (``study.transfer``) to its record's diagnostics."""
+def _finished(plan: StudyPlan, records: list[dict]):
+    """(record, run) of each finished record."""
     runs = {run.key: run for run in plan.runs}
     for record in records:
-        if record["status"] != "finished":
-            continue
-        transferred = transfer.read_transfer(plan, runs[f"{record['condition']}/seed_{record['seed']}"])
+        if record["status"] == "finished":
+            yield record, runs[f"{record['condition']}/seed_{record['seed']}"]
+
+
+def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
+    """Adds each finished run's transfer checks (``study.transfer``) to its record's diagnostics."""
+    for record, run in _finished(plan, records):
+        transferred = transfer.read_transfer(plan, run)
         for norm, check in (transferred or {}).items():
             record.setdefault("diagnostics", {}).setdefault(norm, {"checks": {}, "effort_curve": {}})
             record["diagnostics"][norm]["checks"]["transfer"] = check["status"]
@@ -234,11 +239,8 @@ def attach_transfer(plan: StudyPlan, records: list[dict]) -> None:
 
 def attach_alignment(plan: StudyPlan, records: list[dict]) -> None:
     """Adds each finished run's brain alignment (``study.alignment``), where measured, to its record."""
-    runs = {run.key: run for run in plan.runs}
-    for record in records:
-        if record["status"] != "finished":
-            continue
-        result = study_alignment.read_alignment(plan, runs[f"{record['condition']}/seed_{record['seed']}"])
+    for record, run in _finished(plan, records):
+        result = study_alignment.read_alignment(plan, run)
         if result is None:
             continue
         record["alignment"] = result["alignment"]
@@ -812,6 +814,15 @@ def _pyplot():
     return plt
 
 
+def _save(figure, directory: str, name: str) -> str:
+    """Lays out, writes and closes ``figure`` as ``directory/name``; returns the path."""
+    path = os.path.join(directory, name)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    _pyplot().close(figure)
+    return path
+
+
 def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directory: str) -> list[str]:
     """Noise curves with SEM bands, adversarial medians with each seed, gamma, the attack-effort
     curves of the gradient-masking checks, each metric against training length, accuracy vs alpha."""
@@ -838,10 +849,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     axis.set_title("Accuracy under Gaussian noise (cf. the paper's Fig. 4)", fontsize=9)
-    figure.tight_layout()
-    paths.append(os.path.join(directory, "noise_curves.png"))
-    figure.savefig(paths[-1], dpi=120)
-    plt.close(figure)
+    paths.append(_save(figure, directory, "noise_curves.png"))
 
     norms = [n for n in NORMS if any(r.get(f"{n}_median") is not None for r in finished)]
     if norms:
@@ -861,10 +869,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
             axis.grid(alpha=0.3, axis="y")
             axis.set_title(f"{NORM_TITLES[norm]}: each seed (dots), mean ± SEM (cf. Fig. 5{' and 7' if norm in ('l1', 'l0') else ''})",
                            fontsize=9)
-        figure.tight_layout()
-        paths.append(os.path.join(directory, "adversarial.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+        paths.append(_save(figure, directory, "adversarial.png"))
 
     layers = sorted({layer for r in finished for layer in r["gamma"]})
     regularized = [c for c in conditions if c.alpha > 0]
@@ -882,10 +887,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
         axis.set_yticklabels([c.label for c in regularized], fontsize=7)
         figure.colorbar(image, ax=axis, label="gamma (mean over seeds)")
         axis.set_title("Layer weights gamma at the end of training (cf. Table 1)", fontsize=9)
-        figure.tight_layout()
-        paths.append(os.path.join(directory, "gamma.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+        paths.append(_save(figure, directory, "gamma.png"))
 
     diagnosed = [r for r in finished if r.get("diagnostics")]
     effort_norms = [n for n in NORMS if any(r["diagnostics"].get(n, {}).get("effort_curve") for r in diagnosed)]
@@ -905,10 +907,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
             axis.grid(alpha=0.3)
             axis.set_title(f"{NORM_TITLES[norm]}: the curve must level off (gradient-masking check)", fontsize=9)
         axes[0][0].legend(fontsize=7)
-        figure.tight_layout()
-        paths.append(os.path.join(directory, "effort.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+        paths.append(_save(figure, directory, "effort.png"))
 
     lengths = {}
     for c in conditions:
@@ -934,10 +933,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
             axis.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         figure.suptitle("Each metric against training length", fontsize=9)
-        figure.tight_layout()
-        paths.append(os.path.join(directory, "epochs.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+        paths.append(_save(figure, directory, "epochs.png"))
 
     aligned = [r for r in finished if r.get("alignment") is not None]
     shown = [m for m in ("noise_mean", "linf_median", "l2_median") if any(r.get(m) is not None for r in aligned)]
@@ -953,10 +949,7 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
             axis.grid(alpha=0.3)
         axes[0][0].legend(fontsize=6)
         figure.suptitle("Brain alignment against robustness, one dot per run (SIMULATED V1)", fontsize=9)
-        figure.tight_layout()
-        paths.append(os.path.join(directory, "alignment.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+        paths.append(_save(figure, directory, "alignment.png"))
 
     sweep = [c for c in conditions if c.name == "none" or c.name.startswith("neural_model_alpha")]
     if len(sweep) >= 2 and any(c.name != "none" for c in sweep):
@@ -979,8 +972,5 @@ def write_figures(plan: StudyPlan, records: list[dict], summaries: dict, directo
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
         figure.suptitle("Against alpha (Neural (model) target)", fontsize=9)
-        figure.tight_layout()
-        paths.append(os.path.join(directory, "alpha.png"))
-        figure.savefig(paths[-1], dpi=120)
-        plt.close(figure)
+        paths.append(_save(figure, directory, "alpha.png"))
     return paths

@@ -54,13 +54,14 @@ def _write_run(run, numbers, classifier=None):
     }]})
 
 
-def _hand_written_study(tmp_path, *, claimed=False, classifiers=None):
-    """A report-only runlocal study of None, Neural (model) and Shuffle, 3 seeds, its runs written
-    by hand (``claimed``: its workdir claimed first, as study.py does; ``classifiers``: a function
-    of the run giving the Keras model saved as its classifier)."""
+def _hand_written_study(tmp_path, *, claimed=False, classifiers=None, conditions="none,neural_model,shuffle",
+                        seeds=(0, 1, 2)):
+    """A report-only runlocal study of ``conditions`` (default None, Neural (model) and Shuffle) and
+    ``seeds``, its runs written by hand (``claimed``: its workdir claimed first, as study.py does;
+    ``classifiers``: a function of the run giving the Keras model saved as its classifier)."""
     config = cli.load_config("study.py", "runlocal")
-    config.conditions = "none,neural_model,shuffle"
-    config.seeds = (0, 1, 2)
+    config.conditions = conditions
+    config.seeds = seeds
     config.report_only = True
     study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
     if claimed:
@@ -357,14 +358,8 @@ def test_a_training_length_sweep_stretches_the_schedule_and_gets_its_figure(tmp_
 
 
 def test_the_alpha_sweep_figure_shows_accuracy_and_each_adversarial_median_against_alpha(tmp_path, saved_figures):
-    config = cli.load_config("study.py", "runlocal")
-    config.conditions = "none,neural_model_alpha2,neural_model_alpha20"
-    config.seeds = (0, 1)
-    config.report_only = True
-    study_plan = plan_lib.make_plan(config, str(tmp_path / "study"))
-    names = [c.name for c in study_plan.conditions]
-    for run in study_plan.runs:
-        _write_run(run, _numbers(names.index(run.condition.name), run.seed))
+    config, study_plan, names = _hand_written_study(
+        tmp_path, conditions="none,neural_model_alpha2,neural_model_alpha20", seeds=(0, 1))
     _report(config, study_plan)
     accuracy, linf, l2 = saved_figures["alpha.png"].axes
     by_alpha = {0.0: "none", 2.0: "neural_model_alpha2", 20.0: "neural_model_alpha20"}
