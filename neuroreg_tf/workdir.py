@@ -99,7 +99,7 @@ def check_path(workdir: str) -> None:
 
 LOCK = ".lock"  # {"pid", "host", "what", "since"} of the process working in the workdir
 
-_held: dict[str, int] = {}  # lock files this process holds -> nesting depth
+_held: set[str] = set()  # lock files this process holds (a nested ``locked`` of one only yields)
 
 
 def _process_runs(pid: int) -> bool:
@@ -147,9 +147,9 @@ def _acquire(workdir: str, lock: str, what: str, report) -> None:
                 if age < 5:  # being written by a process that has just taken it
                     raise WorkdirError(f"{workdir} is being taken by another process; wait for it, or choose another --workdir.")
                 report(f"{workdir}: its lock {lock} is unreadable and {age:.0f} s old; taking it over.")
-            elif holder.get("host") != record["host"] or (
-                holder.get("pid") != record["pid"] and _process_runs(int(holder.get("pid", -1)))
-            ):
+            elif holder.get("host") != record["host"] or not isinstance(holder.get("pid"), int) or (
+                holder["pid"] != record["pid"] and _process_runs(holder["pid"])
+            ):  # another host's, one without a usable pid (unknowable), or a live process's
                 raise WorkdirError(
                     f"{workdir} is in use by {_describe_holder(holder)}: wait for it to finish or stop "
                     f"it, or choose another --workdir (if that process no longer runs, delete {lock})."
@@ -184,19 +184,15 @@ def locked(workdir: str, what: str, *, name: str = LOCK, progress: Reporter = pr
     check_path(workdir)
     lock = os.path.join(os.path.realpath(workdir), name)
     if lock in _held:
-        _held[lock] += 1
-        try:
-            yield
-        finally:
-            _held[lock] -= 1
+        yield
         return
     os.makedirs(workdir, exist_ok=True)
     _acquire(workdir, lock, what, reporter(progress))
-    _held[lock] = 1
+    _held.add(lock)
     try:
         yield
     finally:
-        del _held[lock]
+        _held.discard(lock)
         with contextlib.suppress(FileNotFoundError):
             os.remove(lock)
 

@@ -172,6 +172,7 @@ def test_claim_ignores_the_lock_and_overwrite_keeps_it(tmp_path):
 
 @pytest.mark.parametrize("make, fragment", [
     (lambda tmp: "", "--workdir is empty"),
+    (lambda tmp: "   ", "--workdir is empty"),
     (lambda tmp: (tmp / "file").write_text("x") and str(tmp / "file"), "is a file, not a directory"),
     (lambda tmp: (tmp / "file").write_text("x") and str(tmp / "file" / "run"), "which is a file"),
 ])
@@ -297,3 +298,112 @@ def test_a_tree_checksum_changes_with_any_file_name_content_or_place(tmp_path):
     }
     for what, files in variants.items():
         assert tree(tmp_path / what.replace(" ", "_"), files) != original, what
+
+
+def test_an_unreadable_lock_is_waited_for_while_fresh_and_taken_over_when_old(tmp_path):
+    import time
+
+    path = tmp_path / "run"
+    path.mkdir()
+    lock = path / workdir.LOCK
+    for age, taken in ((4.3, False), (5.7, True), (60.0, True)):  # the boundary is 5 s
+        lock.write_text("")  # a lock whose holder has not written its record (yet, or ever)
+        os.utime(lock, (time.time() - age, time.time() - age))
+        messages = []
+        if taken:
+            with workdir.locked(str(path), "training run", progress=messages.append):
+                assert json.loads(lock.read_text())["pid"] == os.getpid()
+            assert len(messages) == 1 and "unreadable and" in messages[0]
+            assert abs(float(messages[0].split("unreadable and ")[1].split(" s old")[0]) - age) <= 2
+        else:
+            with pytest.raises(WorkdirError, match="is being taken by another process"):
+                with workdir.locked(str(path), "training run"):
+                    pass
+
+
+def test_a_lock_without_a_usable_pid_is_never_taken_over(tmp_path):
+    import socket
+
+    for pid in (None, "123", -1, 0):
+        path = tmp_path / f"run-{pid}"
+        path.mkdir()
+        record = {"host": socket.gethostname(), "what": "training run", "since": "then"}
+        if pid is not None:
+            record["pid"] = pid
+        (path / workdir.LOCK).write_text(json.dumps(record))
+        with pytest.raises(WorkdirError, match="in use by training run"):
+            with workdir.locked(str(path), "evaluation"):
+                pass
+
+
+def test_the_lock_file_is_readable_by_all_and_writable_by_its_owner(tmp_path):
+    path = tmp_path / "run"
+    umask = os.umask(0)
+    os.umask(umask)
+    with workdir.locked(str(path), "training run"):
+        assert os.stat(path / workdir.LOCK).st_mode & 0o777 == 0o644 & ~umask
+
+
+def test_whether_a_process_runs_reads_its_state_and_assumes_yes_when_it_cannot(monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def fake_stat(text):
+        def opener(file, *args, **kwargs):
+            if str(file).startswith("/proc/4242/"):
+                if text is None:
+                    raise OSError("no /proc here")
+                import io
+                return io.StringIO(text)
+            return real_open(file, *args, **kwargs)
+        return opener
+
+    monkeypatch.setattr(os, "kill", lambda pid, signal: None)
+    # A command name holding ")" must not shift the fields: the state is after the last ")".
+    monkeypatch.setattr(builtins, "open", fake_stat("4242 (we) ird) Z 1 4242 4242"))
+    assert workdir._process_runs(4242) is False
+    monkeypatch.setattr(builtins, "open", fake_stat("4242 (we) ird) S 1 4242 4242"))
+    assert workdir._process_runs(4242) is True
+    monkeypatch.setattr(builtins, "open", fake_stat(None))  # no /proc: it answered the signal
+    assert workdir._process_runs(4242) is True
+
+    def not_permitted(pid, signal):
+        raise PermissionError("another user's process")
+
+    monkeypatch.setattr(os, "kill", not_permitted)
+    assert workdir._process_runs(4242) is True
+
+
+def test_differences_are_listed_up_to_the_limit_then_counted():
+    recorded = {f"k{i}": i for i in range(9)}
+    nine = workdir.identity_differences(recorded, {key: -1 for key in recorded})
+    assert nine[:8] == [f"k{i}: {i} there, -1 here" for i in range(8)] and nine[8:] == ["... and 1 more"]
+    eight = workdir.identity_differences(recorded, {**{f"k{i}": -1 for i in range(8)}, "k8": 8})
+    assert eight == [f"k{i}: {i} there, -1 here" for i in range(8)]  # exactly the limit: no count line
+    assert workdir.identity_differences({"a": {"b": 1}}, {"a": {"c": 1}}) == [
+        "a.b: 1 there, absent here", "a.c: absent there, 1 here"]
+
+
+def test_an_identity_an_older_version_recorded_is_upgraded_or_refused(tmp_path):
+    path = tmp_path / "run"
+    old = {"config": {"old_name": 20.0, "epochs": 2}, "target": {"fingerprint": "abc"}}
+    claim(path, old)
+
+    def rename(recorded):
+        config = dict(recorded["config"])
+        config["alpha"] = config.pop("old_name")
+        return {**recorded, "config": config}
+
+    def call(identity, upgrade):
+        return workdir.claim(str(path), identity, what="training run", finished_marker="summary.json",
+                             overwrite=False, upgrade=upgrade)
+
+    with pytest.raises(WorkdirError, match="config.alpha"):
+        call(RUN, None)  # without the upgrade: another config
+    with pytest.raises(WorkdirError, match="config.epochs"):
+        call({**RUN, "config": {"alpha": 20.0, "epochs": 3}}, rename)  # upgraded, still another config
+    assert json.loads((path / "identity.json").read_text())["config"] == old["config"], "a refusal changes nothing"
+    assert call(RUN, rename) == workdir.RESUME
+    assert json.loads((path / "identity.json").read_text())["config"] == RUN["config"], "rewritten in today's form"
+    assert call(RUN, lambda recorded: pytest.fail("the same identity needs no upgrade")) == workdir.RESUME
