@@ -14,6 +14,10 @@ targets), a ResNet18 (width 1/8) trained on 12,000 Fashion-MNIST images for 3 ep
 noise (3 noise seeds) and on the same 200 for the median minimal L-inf / L2 perturbation. The
 README states its measured wall time on 2 CPU cores.
 
+Every study on a SIMULATED build also reads out each finished run against the SIMULATED neurons
+(config.alignment: held-out V1 predictivity per tapped layer, noise-ceiling normalised) and reports
+it beside the robustness numbers.
+
 Run it on several machines with a shared filesystem (e.g. a Slurm array of N tasks):
     python study.py --workdir=/shared/study --config.shard=$((SLURM_ARRAY_TASK_ID+1))/N
 each task runs every N-th run; each ends by writing the report over whatever has finished,
