@@ -407,3 +407,16 @@ def test_an_identity_an_older_version_recorded_is_upgraded_or_refused(tmp_path):
     assert call(RUN, rename) == workdir.RESUME
     assert json.loads((path / "identity.json").read_text())["config"] == RUN["config"], "rewritten in today's form"
     assert call(RUN, lambda recorded: pytest.fail("the same identity needs no upgrade")) == workdir.RESUME
+
+
+def test_asking_whether_a_process_runs_sends_it_no_signal():
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert workdir._process_runs(sleeper.pid) is True
+        assert sleeper.poll() is None, "the probe must be signal 0, which delivers nothing"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
