@@ -22,6 +22,14 @@ from neuroreg_tf import targets
 ChunkFn = Callable[[int, int], np.ndarray]
 
 
+def _clear_target(path: str) -> None:
+    """Makes ``path`` and removes the target files an earlier write left there (a new one replaces it)."""
+    os.makedirs(path, exist_ok=True)
+    for name in ("metadata.json", "similarity.npy", "embedding.npy"):
+        if os.path.exists(os.path.join(path, name)):
+            os.remove(os.path.join(path, name))
+
+
 def _write_npy_chunks(path: str, shape: tuple[int, ...], chunk_fn: ChunkFn, chunk: int) -> None:
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": shape}
     with open(path, "wb") as f:
@@ -123,10 +131,7 @@ def stream_averaged_embedding_target(
     log = log or (lambda message: None)
     if not scans:
         raise ValueError("Need at least one scan. Received: scans=[]")
-    os.makedirs(path, exist_ok=True)
-    for name in ("metadata.json", "similarity.npy", "embedding.npy"):
-        if os.path.exists(os.path.join(path, name)):
-            os.remove(os.path.join(path, name))
+    _clear_target(path)
     prepared = []
     for h, (responses_fn, n_neurons, weights) in enumerate(scans):
         weights = np.ones(n_neurons) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -208,10 +213,7 @@ def stream_rows_target(
     Returns:
         ``path``.
     """
-    os.makedirs(path, exist_ok=True)
-    for name in ("metadata.json", "similarity.npy", "embedding.npy"):
-        if os.path.exists(os.path.join(path, name)):
-            os.remove(os.path.join(path, name))
+    _clear_target(path)
     _write_npy_chunks(os.path.join(path, "stimuli.npy"), (n_stimuli, *stimulus_shape, 1), stimuli_fn, chunk)
     _write_npy_chunks(os.path.join(path, "embedding.npy"), (n_stimuli, dims), rows_fn, chunk)
     return targets.finish_target(path, kind=kind, simulated=simulated, metadata=dict(metadata or {}))

@@ -1,5 +1,6 @@
 """Every target kind: definitions against independent formulas, files, ground-truth recovery."""
 
+import os
 
 import numpy as np
 import pytest
@@ -93,6 +94,47 @@ def test_streamed_embedding_equals_in_memory(tmp_path):
             str(tmp_path / "bad"), n_stimuli=50, n_neurons=7, stimulus_shape=(4, 5),
             stimuli_fn=lambda a, b: images[a:b, :3], responses_fn=lambda a, b: responses[a:b], simulated=True,
         )
+
+
+def test_streamed_rows_replace_an_older_target_and_keep_stimuli_and_provenance(tmp_path):
+    rng = np.random.default_rng(4)
+    images = rng.uniform(size=(30, 4, 5, 1)).astype(np.float32)
+    rows = similarity.stimulus_embedding(rng.normal(size=(30, 6)))
+    path = str(tmp_path / "t")
+    # An older target of matrix form in the same directory: the streamed one replaces it whole.
+    targets.save_target(path, images[:, :, :, 0], similarity=np.eye(30), kind="pixel", simulated=False)
+    streaming.stream_rows_target(path, n_stimuli=30, stimulus_shape=(4, 5), stimuli_fn=lambda a, b: images[a:b],
+                                 rows_fn=lambda a, b: rows[a:b], dims=6, kind="shuffle", simulated=True,
+                                 metadata={"permutation_seed": 7}, chunk=8)
+    assert not os.path.exists(os.path.join(path, "similarity.npy"))
+    target = targets.load_target(path)
+    assert (target.kind, target.simulated, target.form) == ("shuffle", True, "embedding")
+    assert target.stimuli.shape == (30, 4, 5, 1)
+    np.testing.assert_array_equal(target.stimuli, images)
+    np.testing.assert_allclose(target.similarity(np.arange(30)), rows @ rows.T, atol=1e-6)
+    assert target.metadata["permutation_seed"] == 7
+
+
+def test_streamed_average_names_a_wrong_chunk_and_a_zero_norm_row(tmp_path):
+    rng = np.random.default_rng(5)
+    images = rng.uniform(size=(20, 4, 5, 1)).astype(np.float32)
+    responses = rng.gamma(2.0, 1.0, size=(20, 6))
+
+    def stream(path, stimuli_fn=lambda a, b: images[a:b], responses_fn=lambda a, b: responses[a:b], **kwargs):
+        return streaming.stream_averaged_embedding_target(
+            str(tmp_path / path), n_stimuli=20, stimulus_shape=(4, 5), stimuli_fn=stimuli_fn,
+            scans=[(responses_fn, 6, None)], simulated=True, chunk=8, **kwargs)
+
+    with pytest.raises(ValueError, match=r"must return shape \(8, 4, 5, 1\) for rows \[0, 8\)\. Received: shape=\(8, 4, 4, 1\)"):
+        stream("short", stimuli_fn=lambda a, b: images[a:b, :, :4])
+    flat = responses.copy()
+    flat[13] = np.delete(flat, 13, axis=0).mean(axis=0)  # the mean of all 20 then: zero norm once centred
+    with pytest.raises(ValueError, match=r"zero norm after centring\) in rows \[8, 16\)"):
+        stream("flat", responses_fn=lambda a, b: flat[a:b])
+    with pytest.raises(ValueError, match="projection_dims` must be positive"):
+        stream("none", projection_dims=0)
+    one = targets.load_target(stream("one", projection_dims=1))  # one dimension is allowed: S is +-1
+    np.testing.assert_allclose(np.abs(one.similarity(np.arange(20))), 1.0, atol=1e-6)
 
 
 def test_finish_target_rejects_incomplete_directories(tmp_path):
