@@ -133,6 +133,13 @@ def test_streamed_average_names_a_wrong_chunk_and_a_zero_norm_row(tmp_path):
         stream("flat", responses_fn=lambda a, b: flat[a:b])
     with pytest.raises(ValueError, match="projection_dims` must be positive"):
         stream("none", projection_dims=0)
+    lines = []
+    streaming.stream_averaged_embedding_target(
+        str(tmp_path / "two"), n_stimuli=20, stimulus_shape=(4, 5), stimuli_fn=lambda a, b: images[a:b],
+        scans=[(lambda a, b: responses[a:b], 6, None), (lambda a, b: responses[a:b, ::-1], 6, None)],
+        simulated=True, chunk=8, log=lines.append)
+    assert [line for line in lines if line.startswith("pass 1/2")] == [
+        "pass 1/2, scan 1/2: mean response over stimuli", "pass 1/2, scan 2/2: mean response over stimuli"]
     one = targets.load_target(stream("one", projection_dims=1))  # one dimension is allowed: S is +-1
     np.testing.assert_allclose(np.abs(one.similarity(np.arange(20))), 1.0, atol=1e-6)
 
