@@ -416,7 +416,16 @@ def test_asking_whether_a_process_runs_sends_it_no_signal():
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         assert workdir._process_runs(sleeper.pid) is True
-        assert sleeper.poll() is None, "the probe must be signal 0, which delivers nothing"
+        with pytest.raises(subprocess.TimeoutExpired):  # signal 0 delivers nothing: it keeps running
+            sleeper.wait(timeout=2)
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_a_claim(tmp_path):
+    path = tmp_path / "run"
+    leftover = tmp_path / f"run{workdir.RETIRED_SUFFIX}20260101-000000-1"
+    leftover.write_text("a file where a moved-aside workdir would be: rmtree cannot remove it")
+    assert claim(path) == workdir.NEW
+    assert leftover.exists()
