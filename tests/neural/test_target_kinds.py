@@ -125,8 +125,8 @@ def test_streamed_average_names_a_wrong_chunk_and_a_zero_norm_row(tmp_path):
             str(tmp_path / path), n_stimuli=20, stimulus_shape=(4, 5), stimuli_fn=stimuli_fn,
             scans=[(responses_fn, 6, None)], simulated=True, chunk=8, **kwargs)
 
-    with pytest.raises(ValueError, match=r"must return shape \(8, 4, 5, 1\) for rows \[0, 8\)\. Received: shape=\(8, 4, 4, 1\)"):
-        stream("short", stimuli_fn=lambda a, b: images[a:b, :, :4])
+    with pytest.raises(ValueError, match=r"must return shape \(8, 4, 5, 1\) for rows \[8, 16\)\. Received: shape=\(8, 4, 4, 1\)"):
+        stream("short", stimuli_fn=lambda a, b: images[a:b] if a == 0 else images[a:b, :, :4])
     flat = responses.copy()
     flat[13] = np.delete(flat, 13, axis=0).mean(axis=0)  # the mean of all 20 then: zero norm once centred
     with pytest.raises(ValueError, match=r"zero norm after centring\) in rows \[8, 16\)"):
