@@ -18,7 +18,7 @@ if ! git diff --quiet -- neuroreg_tf; then
   exit 2
 fi
 modules=("$@")
-[ ${#modules[@]} -gt 0 ] || modules=(similarity statistics targets noise scoring search regularized)
+[ ${#modules[@]} -gt 0 ] || modules=(similarity statistics targets noise scoring search regularized study_statistics workdir streaming)
 mkdir -p .mutation
 for module in "${modules[@]}"; do
   config="tests/mutation/$module.toml"
