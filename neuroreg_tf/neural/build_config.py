@@ -258,7 +258,7 @@ def legacy_config(config: dict) -> dict:
     config = {key: value for key, value in config.items()}
     if isinstance(config.get("simulation"), dict):  # keys added since, at the values those versions used
         config["simulation"] = {key: value for key, value in config["simulation"].items()
-                                if ADDED_SIMULATION_KEYS.get(key, not value) != value}
+                                if not (key in ADDED_SIMULATION_KEYS and value == ADDED_SIMULATION_KEYS[key])}
     kinds = dict(config.pop("kinds", {}) or {})
     config["vgg"] = {"weights": (kinds.get("vgg") or {}).get("weights", "")}
     return config

@@ -214,12 +214,11 @@ def _run_study(config, plan, workdir: str, progress: Reporter) -> dict:
     if study_alignment.applies(config) and finished:
         study_alignment.run_alignments(config, plan, finished, progress)
     adversarial = config.evaluation.adversarial
-    if adversarial.get("diagnostics", False) and adversarial.num_examples and not config.report_only:
-        if finished:
-            x, y = load_examples(config)
-            # Transfer compares budget attacks: L-inf and L2 only.
-            norms = tuple(n for n in adversarial.norms if n in EPSILON_NORMS)
-            transfer.run_transfer_checks(plan, finished, x, y, norms, progress)
+    if adversarial.get("diagnostics", False) and adversarial.num_examples and not config.report_only and finished:
+        x, y = load_examples(config)
+        # Transfer compares budget attacks: L-inf and L2 only.
+        norms = tuple(n for n in adversarial.norms if n in EPSILON_NORMS)
+        transfer.run_transfer_checks(plan, finished, x, y, norms, progress)
     report = report_lib.write_report(config, plan, seconds=time.time() - started, progress=progress,
                                      records=records)
     mine = {run.directory for run in plan.shard_runs()}
